@@ -1,0 +1,324 @@
+"""The model image: one versioned, hashed file that carries an integer network to the hardware.
+
+Layout (all integers little-endian)::
+
+    offset 0   8 bytes   magic b"PACTIMG\\0"
+    offset 8   u32       format version (FORMAT_VERSION)
+    offset 12  u32       header length H
+    offset 16  H bytes   header, UTF-8 JSON (layers, shapes, bit-widths, alpha, array table)
+    ...        P bytes   payload: the arrays named in the header, back to back
+    end - 32   32 bytes  SHA-256 of everything before it (the content hash)
+
+Encodings in the payload:
+
+- ``weights``: DoReFa weight codes ``q``, unsigned, one per element, ``uint8`` when
+  ``wbits <= 8`` else ``uint16``; the value multiplied is ``2*q - (2**wbits - 1)``
+  (``golden.integer.dorefa_odd_values``). Conv weights are ``[Cout, Cin, K, K]``, fully
+  connected ``[out, in]``; a fully connected layer after a conv reads the conv output flattened
+  in ``C, H, W`` order.
+- ``mult`` (int16), ``offset`` (int64, < 2**47 in magnitude), ``shift`` (uint8, 1..47): the
+  per-output-channel requantization constants of ``golden.integer.requantize``.
+
+Loading checks the magic, version, lengths, hash, shapes, code ranges and constant ranges, and
+raises ``ImageError`` with a one-line message naming the problem.
+"""
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pact.errors import UserError
+
+from .integer import (
+    LOGIT_BITS,
+    REQUANT_MAX_SHIFT,
+    REQUANT_MULT_BITS,
+    REQUANT_OFFSET_BITS,
+)
+
+__all__ = ["MAGIC", "FORMAT_VERSION", "ImageError", "Layer", "ModelImage", "save", "load"]
+
+MAGIC = b"PACTIMG\0"
+FORMAT_VERSION = 1
+_HASH_BYTES = 32
+_PREFIX = struct.Struct("<8sII")
+
+OPS = ("conv", "fc")
+OUT_KINDS = ("pact", "logits")
+
+
+class ImageError(UserError, ValueError):
+    """A model image that cannot be used: truncated, corrupted or inconsistent."""
+
+
+@dataclass
+class Layer:
+    """One integer layer.
+
+    ``in_shape``/``out_shape`` are ``(C, H, W)`` for conv and ``(N,)`` for fc. ``alpha`` is the
+    PACT clip of this layer's output (``None`` for logits); ``in_bits`` is the width of the input
+    codes and ``out_bits`` the width of the output codes (``LOGIT_BITS`` for logits).
+    """
+
+    name: str
+    op: str
+    in_shape: tuple
+    out_shape: tuple
+    wbits: int
+    in_bits: int
+    out_bits: int
+    out_kind: str
+    weights: np.ndarray
+    mult: np.ndarray
+    offset: np.ndarray
+    shift: np.ndarray
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    alpha: float | None = None
+
+    @property
+    def out_channels(self):
+        return self.out_shape[0]
+
+    @property
+    def reduction(self):
+        """Products summed into one accumulator."""
+        return int(np.prod(self.weights.shape[1:]))
+
+    @property
+    def macs(self):
+        """Multiply-accumulates of one inference of this layer."""
+        return int(np.prod(self.out_shape)) * self.reduction
+
+
+@dataclass
+class ModelImage:
+    """An integer network: input quantization, layers, and free-form metadata.
+
+    The input is an image with values in ``[0, 1]``, quantized to ``input_bits`` unsigned codes
+    by ``round_half_up(x * (2**input_bits - 1))``.
+    """
+
+    input_shape: tuple
+    input_bits: int
+    layers: list
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def logit_scale(self):
+        """Real logit per integer logit code (for reporting; argmax does not need it)."""
+        return self.meta.get("logit_scale")
+
+
+def _fail(msg):
+    raise ImageError(msg)
+
+
+def _code_dtype(bits):
+    return np.uint8 if bits <= 8 else np.uint16
+
+
+def _check_bits(where, name, bits, lo=2, hi=16):
+    if not isinstance(bits, int) or not lo <= bits <= hi:
+        _fail(f"{where}: {name} must be an integer in {lo}..{hi}, not {bits!r}")
+
+
+def validate(image):
+    """Check that an image is internally consistent; raise ``ImageError`` if not."""
+    _check_bits("input", "input_bits", image.input_bits)
+    if not image.layers:
+        _fail("the image has no layers")
+    prev_shape, prev_bits = tuple(image.input_shape), image.input_bits
+    for i, layer in enumerate(image.layers):
+        where = f"layer {i} ({layer.name})"
+        if layer.op not in OPS:
+            _fail(f"{where}: unknown op {layer.op!r} (expected one of {', '.join(OPS)})")
+        if layer.out_kind not in OUT_KINDS:
+            _fail(f"{where}: unknown out_kind {layer.out_kind!r}")
+        _check_bits(where, "wbits", layer.wbits)
+        _check_bits(where, "in_bits", layer.in_bits)
+        if layer.out_kind == "logits":
+            if layer.out_bits != LOGIT_BITS:
+                _fail(f"{where}: logits must be {LOGIT_BITS} bits, not {layer.out_bits}")
+            if i != len(image.layers) - 1:
+                _fail(f"{where}: only the last layer may produce logits")
+        else:
+            _check_bits(where, "out_bits", layer.out_bits)
+        if layer.in_bits != prev_bits:
+            _fail(f"{where}: in_bits {layer.in_bits} but the previous output is {prev_bits}-bit")
+        in_shape = tuple(layer.in_shape)
+        if layer.op == "fc":
+            if int(np.prod(prev_shape)) != int(np.prod(in_shape)) or len(in_shape) != 1:
+                _fail(f"{where}: input shape {in_shape} does not match previous {prev_shape}")
+            if layer.weights.shape != (layer.out_shape[0], in_shape[0]) or len(layer.out_shape) != 1:
+                _fail(f"{where}: weights {layer.weights.shape} do not fit {in_shape}->{layer.out_shape}")
+        else:
+            if in_shape != prev_shape or len(in_shape) != 3:
+                _fail(f"{where}: input shape {in_shape} does not match previous {prev_shape}")
+            k, s, p = layer.kernel, layer.stride, layer.padding
+            if k < 1 or s < 1 or p < 0:
+                _fail(f"{where}: bad kernel/stride/padding {k}/{s}/{p}")
+            cout = layer.out_shape[0]
+            ho = (in_shape[1] + 2 * p - k) // s + 1
+            wo = (in_shape[2] + 2 * p - k) // s + 1
+            if tuple(layer.out_shape) != (cout, ho, wo):
+                _fail(f"{where}: output shape {tuple(layer.out_shape)} should be {(cout, ho, wo)}")
+            if layer.weights.shape != (cout, in_shape[0], k, k):
+                _fail(f"{where}: weights {layer.weights.shape} should be {(cout, in_shape[0], k, k)}")
+        w = np.asarray(layer.weights)
+        if w.size and (w.min() < 0 or w.max() > (1 << layer.wbits) - 1):
+            _fail(f"{where}: weight codes outside 0..{(1 << layer.wbits) - 1}")
+        cout = layer.out_shape[0]
+        for name in ("mult", "offset", "shift"):
+            if np.asarray(getattr(layer, name)).shape != (cout,):
+                _fail(f"{where}: {name} must have one entry per output channel ({cout})")
+        lim_m = 1 << (REQUANT_MULT_BITS - 1)
+        lim_b = 1 << (REQUANT_OFFSET_BITS - 1)
+        if np.any(np.abs(layer.mult.astype(np.int64)) >= lim_m):
+            _fail(f"{where}: mult outside the signed {REQUANT_MULT_BITS}-bit range")
+        if np.any(np.abs(layer.offset.astype(np.int64)) >= lim_b):
+            _fail(f"{where}: offset outside the signed {REQUANT_OFFSET_BITS}-bit range")
+        sh = layer.shift.astype(np.int64)
+        if np.any(sh < 1) or np.any(sh > REQUANT_MAX_SHIFT):
+            _fail(f"{where}: shift outside 1..{REQUANT_MAX_SHIFT}")
+        prev_shape, prev_bits = tuple(layer.out_shape), layer.out_bits
+
+
+def _layer_arrays(layer):
+    return {
+        "weights": np.ascontiguousarray(layer.weights, dtype=_code_dtype(layer.wbits)),
+        "mult": np.ascontiguousarray(layer.mult, dtype=np.int16),
+        "offset": np.ascontiguousarray(layer.offset, dtype=np.int64),
+        "shift": np.ascontiguousarray(layer.shift, dtype=np.uint8),
+    }
+
+
+def to_bytes(image):
+    """Serialize a validated image (see the module docstring for the layout)."""
+    validate(image)
+    table, chunks, offset = [], [], 0
+    layers_json = []
+    for layer in image.layers:
+        arrays = {}
+        for name, arr in _layer_arrays(layer).items():
+            data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+            arrays[name] = {
+                "dtype": arr.dtype.str.replace(">", "<").replace("|", "<"),
+                "shape": list(arr.shape),
+                "offset": offset,
+                "nbytes": len(data),
+            }
+            chunks.append(data)
+            offset += len(data)
+        table.append(arrays)
+        layers_json.append({
+            "name": layer.name, "op": layer.op,
+            "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
+            "kernel": layer.kernel, "stride": layer.stride, "padding": layer.padding,
+            "wbits": layer.wbits, "in_bits": layer.in_bits, "out_bits": layer.out_bits,
+            "out_kind": layer.out_kind, "alpha": layer.alpha, "arrays": arrays,
+        })
+    header = {
+        "input_shape": list(image.input_shape),
+        "input_bits": image.input_bits,
+        "layers": layers_json,
+        "payload_bytes": offset,
+        "meta": {k: v for k, v in image.meta.items() if k != "content_hash"},
+    }
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + b"".join(chunks)
+    return body + hashlib.sha256(body).digest()
+
+
+def content_hash(data):
+    """The hex SHA-256 stored at the end of a serialized image."""
+    return data[-_HASH_BYTES:].hex()
+
+
+def from_bytes(data):
+    """Parse and validate a serialized image; raise ``ImageError`` on any problem."""
+    if len(data) < _PREFIX.size + _HASH_BYTES:
+        _fail(f"model image is truncated ({len(data)} bytes)")
+    magic, version, head_len = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        _fail("not a PACT model image (bad magic); create one with 'pact export'")
+    if version != FORMAT_VERSION:
+        _fail(f"model image format version {version} is not supported (this tool reads "
+              f"{FORMAT_VERSION}); re-export it with 'pact export'")
+    body, digest = data[:-_HASH_BYTES], data[-_HASH_BYTES:]
+    start = _PREFIX.size + head_len
+    if start > len(body):
+        _fail("model image is truncated (header runs past the end)")
+    try:
+        header = json.loads(body[_PREFIX.size:start])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        if hashlib.sha256(body).digest() != digest:
+            _fail("model image is corrupted (content hash mismatch)")
+        _fail("model image header is not valid JSON")
+    try:
+        payload_bytes = int(header["payload_bytes"])
+    except (KeyError, TypeError, ValueError):
+        _fail("model image header lacks payload_bytes")
+    if len(body) - start != payload_bytes:
+        _fail(f"model image is truncated or padded: payload is {len(body) - start} bytes, "
+              f"header says {payload_bytes}")
+    if hashlib.sha256(body).digest() != digest:
+        _fail("model image is corrupted (content hash mismatch)")
+    payload = memoryview(body)[start:]
+    try:
+        layers = []
+        for lj in header["layers"]:
+            arrays = {}
+            for name, spec in lj["arrays"].items():
+                end = spec["offset"] + spec["nbytes"]
+                if spec["offset"] < 0 or end > payload_bytes:
+                    _fail(f"layer {lj['name']}: array {name} runs past the payload")
+                arr = np.frombuffer(payload[spec["offset"]:end], dtype=np.dtype(spec["dtype"]))
+                arrays[name] = arr.reshape(spec["shape"]).copy()
+            layers.append(Layer(
+                name=lj["name"], op=lj["op"],
+                in_shape=tuple(lj["in_shape"]), out_shape=tuple(lj["out_shape"]),
+                kernel=lj["kernel"], stride=lj["stride"], padding=lj["padding"],
+                wbits=lj["wbits"], in_bits=lj["in_bits"], out_bits=lj["out_bits"],
+                out_kind=lj["out_kind"], alpha=lj["alpha"],
+                weights=arrays["weights"], mult=arrays["mult"],
+                offset=arrays["offset"], shift=arrays["shift"],
+            ))
+        image = ModelImage(
+            input_shape=tuple(header["input_shape"]), input_bits=header["input_bits"],
+            layers=layers, meta=header.get("meta", {}),
+        )
+    except ImageError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail(f"model image header is inconsistent ({type(exc).__name__}: {exc})")
+    image.meta = dict(image.meta, content_hash=content_hash(data))
+    validate(image)
+    return image
+
+
+def save(image, path):
+    """Write an image atomically (a partial file never appears under ``path``)."""
+    path = Path(path)
+    data = to_bytes(image)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return content_hash(data)
+
+
+def load(path):
+    """Read and validate an image file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        _fail(f"model image {path} does not exist; create it with 'pact export'")
+    except IsADirectoryError:
+        _fail(f"{path} is a directory, not a model image")
+    return from_bytes(data)

@@ -1,0 +1,1 @@
+"""pact: PACT-quantized networks to bit-exact, simulated Verilog."""
