@@ -17,7 +17,7 @@ def _install(session):
 
 @nox.session(python=PYTHON)
 def tests(session):
-    """The whole test suite: golden model, RTL in Amaranth's simulator, cocotb on both simulators."""
+    """The whole test suite: golden model, RTL in Amaranth's simulator, cocotb on both sims."""
     _install(session)
     workers = os.environ.get("PYTEST_WORKERS", "auto")
     session.run("pytest", "-n", workers, "--durations=15", *session.posargs)

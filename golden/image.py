@@ -155,8 +155,9 @@ def validate(image):
         if layer.op == "fc":
             if int(np.prod(prev_shape)) != int(np.prod(in_shape)) or len(in_shape) != 1:
                 _fail(f"{where}: input shape {in_shape} does not match previous {prev_shape}")
-            if layer.weights.shape != (layer.out_shape[0], in_shape[0]) or len(layer.out_shape) != 1:
-                _fail(f"{where}: weights {layer.weights.shape} do not fit {in_shape}->{layer.out_shape}")
+            expected = (layer.out_shape[0], in_shape[0])
+            if layer.weights.shape != expected or len(layer.out_shape) != 1:
+                _fail(f"{where}: weights {layer.weights.shape} should be {expected}")
         else:
             if in_shape != prev_shape or len(in_shape) != 3:
                 _fail(f"{where}: input shape {in_shape} does not match previous {prev_shape}")
@@ -168,8 +169,9 @@ def validate(image):
             wo = (in_shape[2] + 2 * p - k) // s + 1
             if tuple(layer.out_shape) != (cout, ho, wo):
                 _fail(f"{where}: output shape {tuple(layer.out_shape)} should be {(cout, ho, wo)}")
-            if layer.weights.shape != (cout, in_shape[0], k, k):
-                _fail(f"{where}: weights {layer.weights.shape} should be {(cout, in_shape[0], k, k)}")
+            expected = (cout, in_shape[0], k, k)
+            if layer.weights.shape != expected:
+                _fail(f"{where}: weights {layer.weights.shape} should be {expected}")
         w = np.asarray(layer.weights)
         if w.size and (w.min() < 0 or w.max() > (1 << layer.wbits) - 1):
             _fail(f"{where}: weight codes outside 0..{(1 << layer.wbits) - 1}")

@@ -151,5 +151,7 @@ def linear_acc(x, s):
     x = np.asarray(x, dtype=np.int64).reshape(-1)
     s = np.asarray(s, dtype=np.int64)
     if s.shape[1] != x.shape[0]:
-        raise ValueError(f"linear_acc: input has {x.shape[0]} features, weights expect {s.shape[1]}")
+        raise ValueError(
+            f"linear_acc: input has {x.shape[0]} features, weights expect {s.shape[1]}"
+        )
     return s @ x
