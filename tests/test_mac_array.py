@@ -1,0 +1,138 @@
+# amaranth: UnusedElaboratable=no
+"""MacArray in Amaranth's simulator: exact sums against golden.integer, bubbles, back-pressure,
+and the no-bubble throughput between reductions."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from cosim.stimulus import mac_beats, mac_expected, mac_reductions
+from golden.integer import accumulator_width
+from rtl.mac_array import MacArray, accumulator_bound
+
+
+def run_stream(dut, beats, *, n_results, bubbles=0.0, backpressure=0.0, seed=0):
+    """Drive ``beats`` into ``dut.i`` and collect ``n_results`` payloads from ``dut.o``.
+
+    Returns ``(results, accept_cycles, result_cycles)``: the cycle of each accepted input beat
+    and of each accepted output.
+    """
+    rng = random.Random(seed)
+    results, accepted, emitted = [], [], []
+    cycle = [0]
+
+    async def clock(ctx):
+        async for _ in ctx.tick():
+            cycle[0] += 1
+
+    async def producer(ctx):
+        for beat in beats:
+            while rng.random() < bubbles:
+                await ctx.tick()
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, beat)
+            await ctx.tick().until(dut.i.ready)
+            accepted.append(cycle[0] - 1)
+            ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        prng = random.Random(seed + 1)
+        while len(results) < n_results:
+            ready = prng.random() >= backpressure
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if ready and valid:
+                results.append(payload)
+                emitted.append(cycle[0] - 1)
+        ctx.set(dut.o.ready, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_process(clock)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    return results, accepted, emitted
+
+
+def as_array(payload, rows, cols):
+    return np.array([[int(payload[r][c]) for c in range(cols)] for r in range(rows)])
+
+
+def check_reductions(dut, reductions, **kw):
+    beats = [b for red in reductions for b in mac_beats(red)]
+    results, _, _ = run_stream(dut, beats, n_results=len(reductions), **kw)
+    for red, got in zip(reductions, results, strict=True):
+        want = mac_expected(red["w"], red["a"], red["shift"], dut.wbits)
+        assert as_array(got, dut.rows, dut.cols).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("wbits, abits", [(2, 2), (4, 4), (8, 8), (2, 8), (8, 2)])
+def test_random_and_corner_reductions(wbits, abits):
+    dut = MacArray(wbits=wbits, abits=abits, rows=2, cols=3, max_reduction=20)
+    reds = mac_reductions(wbits * 100 + abits, 20, wbits, abits, 2, 3, 20)
+    check_reductions(dut, reds, bubbles=0.3, backpressure=0.4, seed=wbits)
+
+
+def test_bit_sliced_shift():
+    dut = MacArray(wbits=3, abits=2, rows=3, cols=2, max_reduction=6, max_shift=5)
+    reds = mac_reductions(7, 20, 3, 2, 3, 2, 6, 5)
+    check_reductions(dut, reds, bubbles=0.2, backpressure=0.3)
+
+
+def test_accumulator_reaches_bound_both_ways():
+    dut = MacArray(wbits=4, abits=3, rows=2, cols=1, max_reduction=9)
+    bound = accumulator_bound(4, 3, 9)
+    reds = mac_reductions(0, 0, 4, 3, 2, 1, 9)[:2]
+    beats = [b for red in reds for b in mac_beats(red)]
+    results, _, _ = run_stream(dut, beats, n_results=2)
+    assert as_array(results[0], 2, 1).tolist() == [[bound], [bound]]
+    assert as_array(results[1], 2, 1).tolist() == [[-bound], [-bound]]
+
+
+def test_no_bubble_between_reductions():
+    """Back-to-back reductions with a ready sink: one beat per cycle, results every n cycles."""
+    dut = MacArray(wbits=2, abits=2, rows=2, cols=2, max_reduction=4)
+    reds = mac_reductions(3, 30, 2, 2, 2, 2, 4)[6:]  # random only (lengths 1..4)
+    beats = [b for red in reds for b in mac_beats(red)]
+    results, accepted, emitted = run_stream(dut, beats, n_results=len(reds))
+    assert accepted == list(range(accepted[0], accepted[0] + len(beats)))
+    ends = np.cumsum([len(r["shift"]) for r in reds]) - 1
+    assert emitted == [accepted[e] + 1 for e in ends]  # latency 1
+
+
+def test_backpressure_stalls_only_last_beat():
+    """With o blocked, the next reduction's beats still flow in until its own last beat."""
+    dut = MacArray(wbits=2, abits=2, rows=1, cols=1, max_reduction=4)
+    reds = mac_reductions(5, 3, 2, 2, 1, 1, 4)
+    beats = [b for red in reds for b in mac_beats(red)]
+    results, _, _ = run_stream(dut, beats, n_results=len(reds), backpressure=0.9, seed=11)
+    for red, got in zip(reds, results, strict=True):
+        assert as_array(got, 1, 1).tolist() == mac_expected(red["w"], red["a"], red["shift"],
+                                                            2).tolist()
+
+
+def test_acc_width_matches_golden():
+    for wbits, abits, n in [(2, 2, 1), (4, 4, 576), (8, 8, 4096), (16, 16, 1)]:
+        dut = MacArray(wbits=wbits, abits=abits, rows=1, cols=1, max_reduction=n)
+        assert dut.acc_width == accumulator_width(wbits, abits, n)
+    dut = MacArray(wbits=2, abits=2, rows=1, cols=1, max_reduction=3, max_shift=6)
+    assert dut.acc_width == (3 * 3 * 3 << 6).bit_length() + 1
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"wbits": 1}, "wbits"), ({"wbits": 17}, "wbits"), ({"abits": 1}, "abits"),
+    ({"abits": 17}, "abits"), ({"rows": 0}, "rows"), ({"cols": 0}, "cols"),
+    ({"max_reduction": 0}, "max_reduction"), ({"max_shift": -1}, "max_shift"),
+])
+def test_bad_parameters_name_the_value(kwargs, name):
+    params = {"wbits": 4, "abits": 4, "rows": 2, "cols": 2, "max_reduction": 8} | kwargs
+    with pytest.raises(ValueError, match=name):
+        MacArray(**params)
+
+
+def test_non_integer_parameter():
+    with pytest.raises(TypeError, match="rows"):
+        MacArray(wbits=4, abits=4, rows=2.5, cols=2, max_reduction=8)
