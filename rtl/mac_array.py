@@ -13,7 +13,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MacArray", "input_layout", "output_layout", "accumulator_width"]
+__all__ = ["MacArray", "input_layout", "output_layout", "accumulator_bound", "accumulator_width",
+           "check_parameters"]
 
 #: Range of the weight and activation code widths.
 MIN_BITS, MAX_BITS = 2, 16
@@ -66,6 +67,16 @@ def _check_int(name, value, lo, hi=None):
         raise ValueError(f"{name} must be {rng}, not {value!r}")
 
 
+def check_parameters(*, wbits, abits, rows, cols, max_reduction, max_shift=0):
+    """Raise ``ValueError`` (``TypeError`` for a non-integer) naming the first bad parameter."""
+    _check_int("wbits", wbits, MIN_BITS, MAX_BITS)
+    _check_int("abits", abits, MIN_BITS, MAX_BITS)
+    _check_int("rows", rows, 1)
+    _check_int("cols", cols, 1)
+    _check_int("max_reduction", max_reduction, 1)
+    _check_int("max_shift", max_shift, 0)
+
+
 class MacArray(wiring.Component):
     """``rows x cols`` output-stationary MAC array for DoReFa weights and unsigned activations.
 
@@ -106,12 +117,8 @@ class MacArray(wiring.Component):
 
     def __init__(self, *, wbits, abits, rows, cols, max_reduction, max_shift=0):
         try:
-            _check_int("wbits", wbits, MIN_BITS, MAX_BITS)
-            _check_int("abits", abits, MIN_BITS, MAX_BITS)
-            _check_int("rows", rows, 1)
-            _check_int("cols", cols, 1)
-            _check_int("max_reduction", max_reduction, 1)
-            _check_int("max_shift", max_shift, 0)
+            check_parameters(wbits=wbits, abits=abits, rows=rows, cols=cols,
+                             max_reduction=max_reduction, max_shift=max_shift)
         except (TypeError, ValueError):
             self._MustUse__used = True  # a rejected block is not an unused one
             raise
