@@ -1,0 +1,328 @@
+"""An instruction-level model of the chip: it runs a compiled memory image the way the RTL must.
+
+``ChipModel(hw).run(words, in_addr=..., out_base=...)`` reads the descriptors from external
+memory (``words``, a list of ``mem_width``-bit ints), and for each layer unpacks the weight beat
+stream and the constants records, reads the input tensor (from memory for ``in_from_mem``, else
+from the activation bank the previous layer wrote), computes with ``golden.integer`` and writes
+the output tensor back into ``words`` at ``out_base + o_addr``, exactly as ``rtl/chip_format.py``
+lays it out. It stops at ``OP_END`` or at an error, with the chip's error flags.
+
+It is a check of the compiler's encoding independent of the RTL: the weights are rebuilt from
+their slices as ``sum_j 2**(wbits*j) * (2 q'_j - (2**wbits - 1))`` and the inputs cut into
+``abits`` slices, one exact convolution per slice pair, shifted by ``wbits*j + abits*i`` and
+summed, so a wrong re-coding, slice order, beat order, address or record shows up as a
+difference from ``golden/reference.py``.
+
+Also here: ``read_outputs`` (every layer's output tensor of one slot, from memory words, in the
+model image's shapes) and ``random_image`` (random integer networks with codes and constants in
+range, for tests and benches that do not need a trained model).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden.image import Layer, ModelImage, validate
+from golden.integer import (
+    LOGIT_BITS,
+    REQUANT_MAX_SHIFT,
+    REQUANT_MULT_BITS,
+    conv2d_acc,
+    dorefa_odd_values,
+    requantize,
+)
+from rtl import chip_format as cf
+
+__all__ = [
+    "ERR_UNKNOWN_OP", "ERR_BUFFER", "ERR_MEMORY", "ModelError", "LayerTrace", "RunResult",
+    "ChipModel", "read_outputs", "run_program", "random_image",
+]
+
+#: Error flags, as the chip's ``error`` port (CHIP.md).
+ERR_UNKNOWN_OP = 1
+ERR_BUFFER = 2
+ERR_MEMORY = 4
+
+#: Upper bound on descriptors, so a program without OP_END cannot run forever.
+MAX_LAYERS = 256
+
+
+class ModelError(Exception):
+    """The program asks for something the chip cannot do consistently (a bug, not a flag)."""
+
+
+@dataclass
+class LayerTrace:
+    """What one descriptor did: its fields, the beats the MAC array issues, its output."""
+
+    index: int
+    desc: dict
+    mac_beats: int
+    weight_beats: int
+    output: np.ndarray
+
+
+@dataclass
+class RunResult:
+    error: int = 0
+    layers: list = field(default_factory=list)
+
+    @property
+    def mac_beats(self):
+        return sum(t.mac_beats for t in self.layers)
+
+
+class ChipModel:
+    """Runs programs on a chip with the parameters of ``hw`` (a ``gen.compiler.Hardware``)."""
+
+    def __init__(self, hw):
+        self.hw = hw
+        self.mw = hw.mem_width
+
+    # -- memory access ----------------------------------------------------------------------
+
+    def _read(self, words, addr, n):
+        if addr < 0 or addr + n > len(words):
+            raise ModelError(f"read of words {addr}..{addr + n - 1} outside memory of "
+                             f"{len(words)} words")
+        return words[addr:addr + n]
+
+    def _write(self, words, addr, values):
+        if addr < 0 or addr + len(values) > len(words):
+            raise ModelError(f"write of words {addr}..{addr + len(values) - 1} outside memory "
+                             f"of {len(words)} words")
+        words[addr:addr + len(values)] = values
+
+    def descriptor(self, words, addr):
+        dw = cf.descriptor_words(self.mw)
+        return cf.unpack_record(cf.DESCRIPTOR, cf.words_to_record(self._read(words, addr, dw),
+                                                                    self.mw))
+
+    # -- one layer ----------------------------------------------------------------------------
+
+    def _fits(self, d):
+        hw = self.hw
+        tiles = -(-d["out_c"] // hw.rows)
+        wbeats = tiles * d["in_c"] * d["kernel"] ** 2 * d["w_slices"]
+        return (max(d["in_c"], d["out_c"]) <= hw.max_channels
+                and max(d["in_h"] * d["in_w"], d["out_h"] * d["out_w"]) <= hw.max_plane
+                and wbeats <= hw.wbuf_depth
+                and 1 <= d["w_slices"] <= hw.max_w_slices
+                and 1 <= d["a_slices"] <= hw.max_a_slices
+                and d["in_bits"] <= hw.lane_bits
+                and d["kernel"] >= 1 and d["stride"] >= 1), wbeats
+
+    def weight_slices(self, words, d):
+        """Odd values of each weight slice: ``[w_slices, out_c, in_c, K, K]``."""
+        hw = self.hw
+        tiles = -(-d["out_c"] // hw.rows)
+        k, ws = d["kernel"], d["w_slices"]
+        nbeats = tiles * d["in_c"] * k * k * ws
+        ncodes = nbeats * hw.rows
+        nwords = cf.words_for_bits(ncodes * hw.wbits, self.mw)
+        stream = self._read(words, d["w_addr"], nwords)
+        codes = np.array(_unpack_chunked(stream, ncodes, hw.wbits, self.mw), dtype=np.int64)
+        # Beat order: tile, ci, ky, kx, slice j; row r within a beat.
+        codes = codes.reshape(tiles, d["in_c"], k, k, ws, hw.rows)
+        codes = codes.transpose(4, 0, 5, 1, 2, 3).reshape(ws, tiles * hw.rows, d["in_c"], k, k)
+        return dorefa_odd_values(codes[:, :d["out_c"]], hw.wbits)
+
+    def constants(self, words, d):
+        n = cf.consts_words(self.mw)
+        recs = [cf.unpack_record(cf.CONSTS, cf.words_to_record(
+            self._read(words, d["c_addr"] + c * n, n), self.mw)) for c in range(d["out_c"])]
+        return ([r["mult"] for r in recs], [r["offset"] for r in recs],
+                [r["shift"] for r in recs])
+
+    def accumulate(self, x, s_slices, d):
+        """``sum_{i,j} conv(a_i, s_j) << (wbits*j + abits*i)``: the sliced, shifted sum the MAC
+        array forms, one exact convolution per slice pair."""
+        hw = self.hw
+        amask = (1 << hw.abits) - 1
+        acc = 0
+        for i in range(d["a_slices"]):
+            a_i = (x >> (hw.abits * i)) & amask
+            for j in range(d["w_slices"]):
+                part = conv2d_acc(a_i, s_slices[j], d["stride"], d["pad"])
+                acc = acc + (part << (hw.wbits * j + hw.abits * i))
+        return acc
+
+    # -- the program --------------------------------------------------------------------------
+
+    def run(self, words, *, prog_addr=0, in_addr, out_base):
+        """Run the program at ``prog_addr``; ``words`` is updated in place with every layer's
+        output. Returns a ``RunResult`` (``error`` flags as the chip's, per-layer traces)."""
+        result = RunResult()
+        dw = cf.descriptor_words(self.mw)
+        bank, bank_bits = None, None
+        for index in range(MAX_LAYERS):
+            d = self.descriptor(words, prog_addr + index * dw)
+            if d["op"] == cf.OP_END:
+                return result
+            if d["op"] != cf.OP_CONV:
+                result.error |= ERR_UNKNOWN_OP
+                return result
+            ok, wbeats = self._fits(d)
+            if not ok:
+                result.error |= ERR_BUFFER
+                return result
+            in_shape = (d["in_c"], d["in_h"], d["in_w"])
+            if d["in_from_mem"]:
+                n = cf.tensor_words(in_shape, d["in_bits"], self.mw)
+                x = cf.unpack_tensor(self._read(words, in_addr, n), in_shape, d["in_bits"],
+                                     self.mw)
+            else:
+                if bank is None or bank.shape != in_shape or bank_bits != d["in_bits"]:
+                    have = None if bank is None else (bank.shape, bank_bits)
+                    raise ModelError(f"descriptor {index} reads a bank of {in_shape} "
+                                     f"{d['in_bits']}-bit codes, the bank holds {have}")
+                x = bank
+            acc = self.accumulate(x, self.weight_slices(words, d), d)
+            if acc.shape != (d["out_c"], d["out_h"], d["out_w"]):
+                raise ModelError(f"descriptor {index}: the convolution gives {acc.shape}, the "
+                                 f"descriptor says {(d['out_c'], d['out_h'], d['out_w'])}")
+            mult, offset, shift = self.constants(words, d)
+            if min(shift) < 1 or max(shift) > REQUANT_MAX_SHIFT:
+                raise ModelError(f"descriptor {index}: a shift is outside 1..{REQUANT_MAX_SHIFT}")
+            out = requantize(acc, mult, offset, shift, d["out_bits"],
+                             signed_out=bool(d["logits"]))
+            self._write(words, out_base + d["o_addr"], cf.pack_tensor(out, d["out_bits"],
+                                                                        self.mw))
+            tiles = -(-d["out_c"] // self.hw.rows) * -(-(d["out_h"] * d["out_w"]) // self.hw.cols)
+            beats = tiles * d["in_c"] * d["kernel"] ** 2 * d["w_slices"] * d["a_slices"]
+            result.layers.append(LayerTrace(index, d, beats, wbeats, out))
+            if not d["logits"]:
+                bank, bank_bits = out, d["out_bits"]
+        raise ModelError(f"no OP_END within {MAX_LAYERS} descriptors")
+
+
+def _unpack_chunked(words, count, bits, mem_width):
+    """``chip_format.unpack_codes`` over a long stream, a word-aligned chunk at a time."""
+    import math
+
+    chunk_words = 64 * bits // math.gcd(bits, mem_width)
+    chunk_codes = chunk_words * mem_width // bits
+    out = []
+    for i in range(0, count, chunk_codes):
+        n = min(chunk_codes, count - i)
+        w0 = i * bits // mem_width
+        out += cf.unpack_codes(words[w0:w0 + cf.words_for_bits(n * bits, mem_width)], n, bits,
+                               mem_width)
+    return out
+
+
+def read_outputs(words, layout, slot=0):
+    """Every layer's output of one slot, read from memory ``words``, in the model image's
+    shapes (``[N]`` for fully connected layers); logits signed."""
+    from gen.compiler import slot_addresses
+
+    _, out_base = slot_addresses(layout, slot)
+    mw = layout["mem_width"]
+    outs = []
+    for lay in layout["layers"]:
+        base = out_base + lay["o_addr"]
+        t = cf.unpack_tensor(words[base:base + lay["out_words"]], lay["out_shape"],
+                             lay["out_bits"], mw, signed_codes=lay["signed"])
+        outs.append(t.reshape(lay["image_out_shape"]))
+    return outs
+
+
+def run_program(program, hw, inputs):
+    """Compile-side convenience: memory words with ``inputs`` in the slots, each slot run
+    through the model; returns ``(words, [RunResult per slot])``."""
+    from gen.compiler import memory_words, slot_addresses
+
+    words = memory_words(program, inputs)
+    model = ChipModel(hw)
+    results = []
+    for slot in range(len(inputs)):
+        in_addr, out_base = slot_addresses(program.layout, slot)
+        results.append(model.run(words, prog_addr=program.layout["program_addr"],
+                                 in_addr=in_addr, out_base=out_base))
+    return words, results
+
+
+# -- random networks ----------------------------------------------------------------------------
+
+
+def _spec_cnn(input_shape, channels, classes):
+    c, h, w = input_shape
+    specs = []
+    for i, (cout, stride) in enumerate(zip(channels, (1, 2, 1, 1, 1, 1), strict=False)):
+        ho, wo = (h + 2 - 3) // stride + 1, (w + 2 - 3) // stride + 1
+        specs.append(dict(name=f"conv{i}", op="conv", in_shape=(c, h, w),
+                          out_shape=(cout, ho, wo), kernel=3, stride=stride, padding=1))
+        c, h, w = cout, ho, wo
+    specs.append(dict(name="fc", op="fc", in_shape=(c * h * w,), out_shape=(classes,)))
+    return specs
+
+
+def _spec_mlp(input_shape, hidden, classes):
+    n = int(np.prod(input_shape))
+    specs = []
+    for i, m in enumerate(list(hidden) + [classes]):
+        specs.append(dict(name=f"fc{i}", op="fc", in_shape=(n,), out_shape=(m,)))
+        n = m
+    return specs
+
+
+def _random_constants(rng, cout, reduction, wbits, in_bits, out_bits, logits):
+    """Constants that spread the outputs over the output range (some clamp at both ends)."""
+    wmax, amax = (1 << wbits) - 1, (1 << in_bits) - 1
+    acc_scale = max(1.0, np.sqrt(reduction) * wmax * amax / 4)
+    target = 2.0 ** (13 if logits else out_bits - 1)
+    shift = int(rng.integers(12, 30))
+    base = target * 2.0 ** shift / acc_scale
+    while abs(base) >= 2 ** (REQUANT_MULT_BITS - 1) and shift > 1:
+        shift -= 1
+        base /= 2
+    lim = (1 << (REQUANT_MULT_BITS - 1)) - 1
+    mult = np.clip(np.round(base * rng.uniform(0.3, 1.5, cout)
+                            * rng.choice([1, 1, 1, -1], cout)), -lim, lim).astype(np.int16)
+    center = 0 if logits else target
+    offset = np.round((center + rng.normal(0, target / 2, cout)) * 2.0 ** shift).astype(np.int64)
+    return mult, offset, np.full(cout, shift, dtype=np.uint8)
+
+
+def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape=(1, 8, 8),
+                 channels=(16, 32, 32), hidden=(64, 64), classes=10, specs=None):
+    """A random, valid ``ModelImage`` with the PACT bit-width policy: first and last layer
+    ``end_bits`` weights, ``end_bits`` input codes, hidden ``wbits`` weights, ``abits`` PACT
+    outputs, 16-bit logits. ``specs`` (layer dicts with name/op/in_shape/out_shape and conv
+    kernel/stride/padding) overrides the ``cnn``/``mlp`` shapes."""
+    rng = np.random.default_rng(seed)
+    if specs is None:
+        specs = (_spec_cnn(input_shape, channels, classes) if model == "cnn"
+                 else _spec_mlp(input_shape, hidden, classes))
+    layers, last = [], len(specs) - 1
+    for i, sp in enumerate(specs):
+        lw = end_bits if i in (0, last) else wbits
+        in_bits = end_bits if i == 0 else abits
+        logits = i == last
+        out_bits = LOGIT_BITS if logits else abits
+        cout = sp["out_shape"][0]
+        if sp["op"] == "conv":
+            k = sp.get("kernel", 3)
+            wshape = (cout, sp["in_shape"][0], k, k)
+        else:
+            wshape = (cout, int(np.prod(sp["in_shape"])))
+        weights = rng.integers(0, 1 << lw, size=wshape).astype(np.uint8 if lw <= 8
+                                                                  else np.uint16)
+        mult, offset, shift = _random_constants(rng, cout, int(np.prod(wshape[1:])), lw,
+                                                in_bits, out_bits, logits)
+        layers.append(Layer(
+            name=sp["name"], op=sp["op"], in_shape=tuple(sp["in_shape"]),
+            out_shape=tuple(sp["out_shape"]), wbits=lw, in_bits=in_bits, out_bits=out_bits,
+            out_kind="logits" if logits else "pact", weights=weights, mult=mult,
+            offset=offset, shift=shift, kernel=sp.get("kernel", 1), stride=sp.get("stride", 1),
+            padding=sp.get("padding", 0), alpha=None if logits else 1.0))
+    image = ModelImage(input_shape=tuple(input_shape), input_bits=end_bits, layers=layers,
+                       meta={"source": f"random seed {seed}"})
+    validate(image)
+    return image
+
+
+def random_inputs(seed, image, count):
+    """``count`` random input code tensors for ``image``."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 1 << image.input_bits, size=image.input_shape) for _ in range(count)]
