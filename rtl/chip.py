@@ -1,0 +1,800 @@
+"""The chip, ``pact_chip``: a whole PACT network runs on one MAC array and one PACT unit.
+
+Microarchitecture (one layer at a time, each layer one convolution descriptor):
+
+- **Sequencer** (main FSM): ``IDLE -> FETCH`` (descriptor words) ``-> DECODE`` (checks, derived
+  sizes) ``-> LOADIN`` (input tensor from memory into the current bank, only for
+  ``in_from_mem``) ``-> RUN`` (weights and constants stream in while the array computes)
+  ``-> WB`` (the output bank is written back to memory; not for logits) ``-> NEXT`` (swap banks,
+  next descriptor). ``OP_END`` or an error ends the program (``done``).
+- **DMA read side**: a command generator issues word reads in *segments* (descriptor, input
+  tensor, and per tile of ``rows`` output channels: that tile's constants, then the weight
+  words up to the end of that tile's beats). Each command pushes a tag into a FIFO; responses
+  enter a data FIFO of the same depth, so at most ``max_reads`` reads are in flight and
+  ``mem_rd_data.ready`` stays high. A response without an outstanding read sets error bit 2.
+- **Weight buffer** (``wbuf_depth`` beats of ``rows * wbits`` bits): a gearbox turns memory
+  words into beats; the array may read beat ``b`` as soon as it has been written, so the weight
+  load overlaps the compute of the first position tile (a scoreboard, not double buffering).
+  The whole layer's weights stay, so every further position tile reuses them.
+- **Activation banks**: two memories of ``max_channels`` words, one word = one channel plane of
+  ``max_plane`` lanes of ``lane_bits = max(abits, max_bits)`` bits. A layer reads one bank and
+  its PACT codes go into the other (lane write enables).
+- **Compute**: tiles of ``rows`` output channels x ``cols`` consecutive output positions
+  (row-major), channel tiles outer, position tiles inner. Per tile the reduction runs over
+  ``ci, ky, kx``, activation slice ``i``, weight slice ``j`` (one beat each, shift
+  ``wbits*j + abits*i``). A *walker* computes, one column per cycle during the previous tile,
+  each column's input origin; per beat each column picks its lane from the plane (zero outside
+  the input: padding). Two pipeline stages (addresses, then memory data + lane select) feed the
+  MacArray; one beat per cycle.
+- **Drain**: each finished ``rows x cols`` result goes one row (channel) per cycle through a
+  ``cols``-lane PactUnit (signed 16-bit saturation) with that channel's constants; PACT layers
+  clamp to ``[0, 2**out_bits - 1]`` and write the bank, logits (1x1 output) are written to
+  memory directly, one word per channel. The drain overlaps the next tile's reduction.
+- **Write-back**: after a PACT layer, each output plane is compacted to the dense tensor
+  format and written, one memory word per cycle.
+
+Exactness: the MacArray accumulators are ``acc_width`` bits for ``max_reduction =
+max_channels * 15**2 * w_slices_max * a_slices_max`` beats shifted by at most ``max_shift`` (see
+``ChipParams``), so no layer a descriptor can express without an error flag overflows.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.integer import LOGIT_BITS
+
+from . import chip_format as fmt
+from .mac_array import MacArray, accumulator_width
+from .pact_unit import PactUnit
+
+__all__ = ["ChipParams", "PactChip", "write_layout", "KERNEL_MAX",
+           "ERR_UNKNOWN_OP", "ERR_BUFFER", "ERR_MEMORY"]
+
+#: Largest kernel a descriptor can express (4-bit field).
+KERNEL_MAX = 15
+#: ``error`` bits.
+ERR_UNKNOWN_OP, ERR_BUFFER, ERR_MEMORY = 1, 2, 4
+
+_TAG_DESC, _TAG_INPUT, _TAG_CONST, _TAG_WEIGHT = range(4)
+
+
+def write_layout(mem_width):
+    """Payload of ``mem_wr``: ``addr`` in bits ``[0, 32)``, ``data`` above it."""
+    return data.StructLayout({"addr": unsigned(fmt.ADDR_BITS), "data": unsigned(mem_width)})
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class ChipParams:
+    """The chip's parameters (validated) and the sizes derived from them."""
+
+    wbits: int
+    abits: int
+    rows: int
+    cols: int
+    mem_width: int = 64
+    max_bits: int = 8
+    max_channels: int = 64
+    max_plane: int = 64
+    wbuf_depth: int = 4096
+    max_reads: int = 16
+
+    def __post_init__(self):
+        _check_int("wbits", self.wbits, 2, 16)
+        _check_int("abits", self.abits, 2, 16)
+        _check_int("rows", self.rows, 1, 64)
+        _check_int("cols", self.cols, 1, 64)
+        _check_int("mem_width", self.mem_width, 16, 1024)
+        if self.mem_width & (self.mem_width - 1):
+            raise ValueError(f"mem_width must be a power of two, not {self.mem_width}")
+        _check_int("max_bits", self.max_bits, 2, 16)
+        _check_int("max_channels", self.max_channels, 1, 4095)
+        _check_int("max_plane", self.max_plane, 1, 4096)
+        _check_int("wbuf_depth", self.wbuf_depth, 1, 1 << 20)
+        _check_int("max_reads", self.max_reads, 2, 256)
+        for name, n in (("weight", self.w_slices_max), ("activation", self.a_slices_max)):
+            if n > 7:
+                raise ValueError(f"max_bits {self.max_bits} needs {n} {name} slices on this "
+                                 "array; a descriptor holds at most 7: raise wbits/abits or "
+                                 "lower max_bits")
+        if self.acc_width > 64:
+            raise ValueError(f"the accumulators would need {self.acc_width} bits (> 64); "
+                             "lower max_channels or max_bits")
+
+    @property
+    def lane_bits(self):
+        """Bits of one activation code in the banks."""
+        return max(self.abits, self.max_bits)
+
+    @property
+    def w_slices_max(self):
+        return fmt.weight_slices(self.max_bits, self.wbits)
+
+    @property
+    def a_slices_max(self):
+        return fmt.activation_slices(self.max_bits, self.abits)
+
+    @property
+    def max_shift(self):
+        """Largest per-beat shift: top weight slice and top activation slice."""
+        return self.wbits * (self.w_slices_max - 1) + self.abits * (self.a_slices_max - 1)
+
+    @property
+    def max_reduction(self):
+        """Most beats in one reduction: channels x 15x15 kernel x slices."""
+        return self.max_channels * KERNEL_MAX ** 2 * self.w_slices_max * self.a_slices_max
+
+    @property
+    def acc_width(self):
+        return accumulator_width(self.wbits, self.abits, self.max_reduction, self.max_shift)
+
+    @property
+    def beat_bits(self):
+        return self.rows * self.wbits
+
+    @property
+    def plane_bits(self):
+        return self.max_plane * self.lane_bits
+
+    @property
+    def plane_words(self):
+        """Memory words of the densest plane (``max_plane`` codes of ``lane_bits``)."""
+        return _ceil_div(self.plane_bits, self.mem_width)
+
+    def derived(self):
+        """The derived sizes, for the manifest."""
+        return {
+            "lane_bits": self.lane_bits,
+            "w_slices_max": self.w_slices_max,
+            "a_slices_max": self.a_slices_max,
+            "max_shift": self.max_shift,
+            "max_reduction": self.max_reduction,
+            "acc_width": self.acc_width,
+            "beat_bits": self.beat_bits,
+            "plane_bits": self.plane_bits,
+            "descriptor_words": fmt.descriptor_words(self.mem_width),
+            "consts_words": fmt.consts_words(self.mem_width),
+            "max_reads_in_flight": self.max_reads,
+            "bank_bits": 2 * self.max_channels * self.plane_bits,
+            "wbuf_bits": self.wbuf_depth * self.beat_bits,
+            "macs_per_cycle": self.rows * self.cols,
+        }
+
+
+def _bits_for(n):
+    """Unsigned bits that hold ``0..n``."""
+    return max(1, int(n).bit_length())
+
+
+class PactChip(wiring.Component):
+    """The whole chip (see the module docstring). Verilog module name: ``pact_chip``.
+
+    Ports (CSRs sampled at ``start``): ``start`` (one-cycle pulse, ignored while busy),
+    ``prog_addr``, ``in_addr``, ``out_base`` (word addresses); ``busy``; ``done`` (from the end
+    of a program until the next start); ``cycles`` (since start, frozen at done); ``error``
+    (sticky: bit 0 unknown op, bit 1 a layer does not fit the buffers or the descriptor is
+    inconsistent, bit 2 a read response without a request); ``layer`` (descriptor index);
+    ``mac_beats`` (beats accepted by the MAC array since start). Memory master: ``mem_rd_cmd``
+    (word address), ``mem_rd_data`` (in request order, any latency >= 1), ``mem_wr``
+    (``write_layout``). At most ``max_reads`` reads are in flight.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, ChipParams):
+            raise TypeError(f"params must be a ChipParams, not {params!r}")
+        self._p = params
+        mw = params.mem_width
+        super().__init__({
+            "start": In(1),
+            "prog_addr": In(fmt.ADDR_BITS),
+            "in_addr": In(fmt.ADDR_BITS),
+            "out_base": In(fmt.ADDR_BITS),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+            "error": Out(4),
+            "layer": Out(8),
+            "mac_beats": Out(32),
+            "mem_rd_cmd": Out(stream.Signature(unsigned(fmt.ADDR_BITS))),
+            "mem_rd_data": In(stream.Signature(unsigned(mw))),
+            "mem_wr": Out(stream.Signature(write_layout(mw))),
+        })
+
+    params = property(lambda self: self._p, doc="The ``ChipParams``.")
+
+    def elaborate(self, platform):
+        p = self._p
+        m = Module()
+        R, C, W, A = p.rows, p.cols, p.wbits, p.abits
+        MW, LB, MP, MC = p.mem_width, p.lane_bits, p.max_plane, p.max_channels
+        RW, PW = p.beat_bits, p.plane_words
+        DW, CW = fmt.descriptor_words(MW), fmt.consts_words(MW)
+        LOG_MW = MW.bit_length() - 1
+        lane_idx = _bits_for(MP - 1)
+        ch_idx = _bits_for(MC - 1)
+
+        # ------------------------------------------------------------------ CSRs, state
+        flush = Signal()  # start accepted: clear every pipeline of a previous (aborted) run
+        busy, done = self.busy, self.done
+        error = self.error
+        pc = Signal(32)
+        in_addr = Signal(32)
+        out_base = Signal(32)
+        cur = Signal()  # bank holding the current layer's input
+        m.d.comb += flush.eq(self.start & ~busy)
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        desc_raw = Signal(DW * MW)
+        d = fmt.DESCRIPTOR(desc_raw[:fmt.DESCRIPTOR.size])
+
+        # Per-layer derived values (registered in DECODE; the descriptor itself stays put).
+        p_in = Signal(16)
+        p_out = Signal(16)
+        bpt = Signal(32)         # weight beats per channel tile: in_c * K * K * w_slices
+        tile_bits = Signal(48)   # bits of one channel tile's beats
+        nb_total = Signal(40)    # weight beats of the layer
+        cw_in = Signal(16)       # words per input channel
+        cw_out = Signal(16)      # words per output channel
+        in_words = Signal(32)
+        maxcode = Signal(16)
+        kstep = Signal(signed(16))   # lane offset step when ky advances: in_w - (K - 1)
+        s_w = Signal(16)             # stride * in_w
+        pad_w = Signal(16)           # pad * in_w
+        out_lanes = Signal(MP)       # lanes p < P_out (write-back mask)
+        obase = Signal(32)           # out_base + o_addr
+
+        # ------------------------------------------------------------------ DMA read side
+        m.submodules.tagq = tagq = ResetInserter(flush)(fifo.SyncFIFOBuffered(
+            width=2, depth=p.max_reads))
+        m.submodules.rspq = rspq = ResetInserter(flush)(fifo.SyncFIFOBuffered(
+            width=MW, depth=p.max_reads))
+        cmd_addr = Signal(32)
+        cmd_left = Signal(32)
+        cmd_tag = Signal(2)
+        cmd_fire = Signal()
+        m.d.comb += [
+            self.mem_rd_cmd.valid.eq((cmd_left != 0) & tagq.w_rdy),
+            self.mem_rd_cmd.payload.eq(cmd_addr),
+            cmd_fire.eq(self.mem_rd_cmd.valid & self.mem_rd_cmd.ready),
+            tagq.w_en.eq(cmd_fire),
+            tagq.w_data.eq(cmd_tag),
+        ]
+        with m.If(cmd_fire):
+            m.d.sync += [cmd_addr.eq(cmd_addr + 1), cmd_left.eq(cmd_left - 1)]
+
+        def load_segment(addr, count, tag):
+            # Only when cmd_left == 0, so it never collides with cmd_fire.
+            return [cmd_addr.eq(addr), cmd_left.eq(count), cmd_tag.eq(tag)]
+
+        # Responses: every read is tagged, so the data FIFO never overflows (credits).
+        inflight = Signal(range(p.max_reads + 2))
+        rsp_in = self.mem_rd_data.valid & self.mem_rd_data.ready
+        m.d.comb += [
+            self.mem_rd_data.ready.eq(1),
+            rspq.w_en.eq(rsp_in & (inflight != 0)),
+            rspq.w_data.eq(self.mem_rd_data.payload),
+        ]
+        m.d.sync += inflight.eq(inflight + cmd_fire - (rsp_in & (inflight != 0)))
+        with m.If(rsp_in & (inflight == 0) & busy):
+            m.d.sync += error.eq(error | ERR_MEMORY)
+
+        rsp_ok = rspq.r_rdy & tagq.r_rdy
+        tag, word = tagq.r_data, rspq.r_data
+        take = Signal()
+        m.d.comb += [rspq.r_en.eq(take), tagq.r_en.eq(take)]
+
+        # Descriptor words.
+        desc_k = Signal(range(DW + 1))
+        with m.If(take & (tag == _TAG_DESC)):
+            m.d.sync += [desc_raw.eq(Cat(desc_raw[MW:], word)), desc_k.eq(desc_k + 1)]
+
+        # Input tensor: one plane per channel, expanded from dense codes into lanes.
+        in_dense = Signal(PW * MW)
+        in_k = Signal(16)
+        in_ci = Signal(16)      # channels written to the bank
+        in_pend = Signal()      # in_dense holds a complete channel: write it this cycle
+        with m.If(take & (tag == _TAG_INPUT)):
+            m.d.sync += [in_dense.word_select(in_k, MW).eq(word), in_k.eq(in_k + 1)]
+            with m.If(in_k == cw_in - 1):
+                m.d.sync += [in_k.eq(0), in_pend.eq(1)]
+        with m.If(in_pend):
+            m.d.sync += in_ci.eq(in_ci + 1)
+            with m.If(~(take & (tag == _TAG_INPUT) & (in_k == cw_in - 1))):
+                m.d.sync += in_pend.eq(0)
+        in_plane = Signal(MP * LB)
+        with m.Switch(d.in_bits):
+            for b in range(1, LB + 1):
+                with m.Case(b):
+                    lanes = [Cat(in_dense[q * b:(q + 1) * b], Const(0, LB - b))
+                             for q in range(MP)]
+                    m.d.comb += in_plane.eq(Cat(*lanes))
+
+        # Constants: one record per output channel, into the constants buffer.
+        m.submodules.cbuf = cbuf = Memory(shape=unsigned(fmt.CONSTS.size), depth=MC, init=[])
+        cbuf_w = cbuf.write_port()
+        c_raw = Signal(CW * MW)
+        c_k = Signal(range(CW + 1))
+        c_loaded = Signal(16)
+        with m.If(take & (tag == _TAG_CONST)):
+            m.d.sync += [c_raw.eq(Cat(c_raw[MW:], word)), c_k.eq(c_k + 1)]
+            with m.If(c_k == CW - 1):
+                m.d.sync += [c_k.eq(0), c_loaded.eq(c_loaded + 1)]
+                m.d.comb += [
+                    cbuf_w.en.eq(1),
+                    cbuf_w.addr.eq(c_loaded),
+                    cbuf_w.data.eq(Cat(c_raw[MW:], word)),
+                ]
+
+        # Weights: gearbox from words to beats, into the weight buffer.
+        m.submodules.wbuf = wbuf = Memory(shape=unsigned(RW), depth=p.wbuf_depth, init=[])
+        wbuf_w = wbuf.write_port()
+        GB = MW + RW
+        gb_buf = Signal(GB)
+        gb_cnt = Signal(range(GB + 1))
+        w_loaded = Signal(40)
+        gb_pop = Signal()
+        gb_after = Signal(range(GB + 1))
+        gb_room = Signal()
+        m.d.comb += [
+            gb_pop.eq((gb_cnt >= RW) & (w_loaded < nb_total)),
+            gb_after.eq(gb_cnt - Mux(gb_pop, RW, 0)),
+            gb_room.eq(gb_after <= RW),
+            wbuf_w.en.eq(gb_pop),
+            wbuf_w.addr.eq(w_loaded),
+            wbuf_w.data.eq(gb_buf[:RW]),
+        ]
+        gb_push = take & (tag == _TAG_WEIGHT)
+        gb_base = Mux(gb_pop, gb_buf >> RW, gb_buf)
+        m.d.sync += [
+            gb_buf.eq(Mux(gb_push, gb_base | (word << gb_after), gb_base)),
+            gb_cnt.eq(gb_after + Mux(gb_push, MW, 0)),
+            w_loaded.eq(w_loaded + gb_pop),
+        ]
+        m.d.comb += take.eq(rsp_ok & ((tag != _TAG_WEIGHT) | gb_room))
+
+        # ------------------------------------------------------------------ banks
+        banks = []
+        for b in range(2):
+            mem = Memory(shape=unsigned(MP * LB), depth=MC, init=[])
+            m.submodules[f"bank{b}"] = mem
+            banks.append((mem.read_port(), mem.write_port(granularity=LB)))
+
+        # ------------------------------------------------------------------ compute
+        m.submodules.mac = mac = ResetInserter(flush)(MacArray(
+            wbits=W, abits=A, rows=R, cols=C, max_reduction=p.max_reduction,
+            max_shift=p.max_shift))
+        m.submodules.pact = pact = ResetInserter(flush)(PactUnit(
+            acc_width=p.acc_width, out_bits=LOGIT_BITS, lanes=C, signed_out=True))
+        wbuf_r = wbuf.read_port()
+        cbuf_r = cbuf.read_port()
+
+        running = Signal()   # tiles left to issue
+        tile_on = Signal()   # a tile's reduction is being issued
+        a_ch = Signal(16)    # first output channel of the tile being issued
+        a_p0 = Signal(16)    # first output position of the tile being issued
+        wtile = Signal(40)   # first weight beat of the tile's channel tile
+        ci = Signal(16)
+        ky = Signal(4)
+        kx = Signal(4)
+        si = Signal(3)
+        sj = Signal(3)
+        koff = Signal(signed(16))
+        wa = Signal(40)
+        ash = Signal(8)      # abits * si
+        sh = Signal(8)       # wbits * sj + abits * si
+        first = Signal()
+        adv = Signal()
+
+        # Walker: the next tile's per-column input origins.
+        LSW = 24
+        nxt_lane0 = [Signal(signed(LSW), name=f"nxt_lane0_{c}") for c in range(C)]
+        nxt_iy0 = [Signal(signed(12), name=f"nxt_iy0_{c}") for c in range(C)]
+        nxt_ix0 = [Signal(signed(12), name=f"nxt_ix0_{c}") for c in range(C)]
+        cur_lane0 = [Signal(signed(LSW), name=f"cur_lane0_{c}") for c in range(C)]
+        cur_iy0 = [Signal(signed(12), name=f"cur_iy0_{c}") for c in range(C)]
+        cur_ix0 = [Signal(signed(12), name=f"cur_ix0_{c}") for c in range(C)]
+        wk_busy = Signal()
+        wk_done = Signal()
+        wk_c = Signal(range(max(C, 2)))
+        wk_x = Signal(8)
+        wk_ix0 = Signal(signed(12))
+        wk_iy0 = Signal(signed(12))
+        wk_row = Signal(signed(LSW))
+
+        def walker_kick(reset):
+            stmts = [wk_busy.eq(1), wk_done.eq(0), wk_c.eq(0)]
+            if reset:
+                stmts += [wk_x.eq(0), wk_ix0.eq(-d.pad), wk_iy0.eq(-d.pad),
+                          wk_row.eq(-pad_w)]
+            return stmts
+
+        with m.If(wk_busy):
+            for c in range(C):
+                with m.If(wk_c == c):
+                    m.d.sync += [nxt_lane0[c].eq(wk_row + wk_ix0), nxt_iy0[c].eq(wk_iy0),
+                                 nxt_ix0[c].eq(wk_ix0)]
+            with m.If(wk_x == d.out_w - 1):
+                m.d.sync += [wk_x.eq(0), wk_ix0.eq(-d.pad), wk_iy0.eq(wk_iy0 + d.stride),
+                             wk_row.eq(wk_row + s_w)]
+            with m.Else():
+                m.d.sync += [wk_x.eq(wk_x + 1), wk_ix0.eq(wk_ix0 + d.stride)]
+            m.d.sync += wk_c.eq(wk_c + 1)
+            with m.If(wk_c == C - 1):
+                m.d.sync += [wk_busy.eq(0), wk_done.eq(1), wk_c.eq(0)]
+
+        # Stage A: counters and addresses.
+        last_j = sj == d.w_slices - 1
+        last_i = si == d.a_slices - 1
+        last_kx = kx == d.kernel - 1
+        last_ky = ky == d.kernel - 1
+        last_ci = ci == d.in_c - 1
+        last_beat = last_j & last_i & last_kx & last_ky & last_ci
+        last_pt = a_p0 + C >= p_out
+        last_ct = a_ch + R >= d.out_c
+        issue = Signal()
+        m.d.comb += issue.eq(tile_on & adv & (wa < w_loaded))
+
+        with m.If(running & ~tile_on & wk_done):
+            m.d.sync += [tile_on.eq(1), first.eq(1), ci.eq(0), ky.eq(0), kx.eq(0), si.eq(0),
+                         sj.eq(0), koff.eq(0), ash.eq(0), sh.eq(0), wa.eq(wtile),
+                         wk_done.eq(0)]
+            for c in range(C):
+                m.d.sync += [cur_lane0[c].eq(nxt_lane0[c]), cur_iy0[c].eq(nxt_iy0[c]),
+                             cur_ix0[c].eq(nxt_ix0[c])]
+            with m.If(~(last_pt & last_ct)):
+                with m.If(last_pt):
+                    m.d.sync += walker_kick(True)
+                with m.Else():
+                    m.d.sync += walker_kick(False)
+
+        with m.If(issue):
+            m.d.sync += first.eq(0)
+            with m.If(~last_j):
+                m.d.sync += [sj.eq(sj + 1), wa.eq(wa + 1), sh.eq(sh + W)]
+            with m.Elif(~last_i):
+                m.d.sync += [sj.eq(0), si.eq(si + 1), wa.eq(wa - (d.w_slices - 1)),
+                             ash.eq(ash + A), sh.eq(ash + A)]
+            with m.Else():
+                m.d.sync += [sj.eq(0), si.eq(0), wa.eq(wa + 1), ash.eq(0), sh.eq(0)]
+                with m.If(~last_kx):
+                    m.d.sync += [kx.eq(kx + 1), koff.eq(koff + 1)]
+                with m.Elif(~last_ky):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), koff.eq(koff + kstep)]
+                with m.Elif(~last_ci):
+                    m.d.sync += [kx.eq(0), ky.eq(0), koff.eq(0), ci.eq(ci + 1)]
+                with m.Else():
+                    m.d.sync += tile_on.eq(0)
+                    with m.If(last_pt):
+                        m.d.sync += [a_p0.eq(0), a_ch.eq(a_ch + R), wtile.eq(wtile + bpt)]
+                        with m.If(last_ct):
+                            m.d.sync += running.eq(0)
+                    with m.Else():
+                        m.d.sync += [a_p0.eq(a_p0 + C), wa.eq(wtile)]
+
+        # Stage B: memory data, lane select, into the MAC array.
+        b_valid = Signal()
+        b_v = Signal(C)
+        b_lane = [Signal(lane_idx, name=f"b_lane{c}") for c in range(C)]
+        b_ash = Signal(8)
+        b_sh = Signal(8)
+        b_first = Signal()
+        b_last = Signal()
+        m.d.comb += adv.eq(~b_valid | mac.i.ready)
+        with m.If(adv):
+            m.d.sync += [b_valid.eq(issue), b_ash.eq(ash), b_sh.eq(sh), b_first.eq(first),
+                         b_last.eq(last_beat)]
+            for c in range(C):
+                iy = cur_iy0[c] + ky
+                ix = cur_ix0[c] + kx
+                ok = (iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)
+                m.d.sync += [b_v[c].eq(ok), b_lane[c].eq((cur_lane0[c] + koff)[:lane_idx])]
+        m.d.comb += [wbuf_r.addr.eq(wa), wbuf_r.en.eq(adv)]
+        plane = Signal(MP * LB)
+        m.d.comb += plane.eq(Mux(cur, banks[1][0].data, banks[0][0].data))
+        beat = mac.i.payload
+        m.d.comb += [
+            mac.i.valid.eq(b_valid),
+            beat.w.eq(wbuf_r.data),
+            beat.shift.eq(b_sh),
+            beat.first.eq(b_first),
+            beat.last.eq(b_last),
+        ]
+        for c in range(C):
+            code = Mux(b_v[c], plane.word_select(b_lane[c], LB), 0)
+            m.d.comb += beat.a[c].eq((code >> b_ash)[:A])
+        with m.If(mac.i.valid & mac.i.ready):
+            m.d.sync += self.mac_beats.eq(self.mac_beats + 1)
+
+        # Drain: one row (output channel) per cycle into the PACT unit.
+        d_cnt = Signal(range(R + 1))
+        d_ch = Signal(16)        # first channel of the result being drained
+        d_p0 = Signal(16)
+        d1_valid = Signal()
+        d1_r = Signal(range(max(R, 2)))
+        d1_ok = Signal()
+        d_move = Signal()
+        d_co = d_ch + d_cnt
+        d_need = d_co < d.out_c
+        d_issue = Signal()
+        release = Signal()
+        m.d.comb += [
+            d_move.eq(~d1_valid | pact.i.ready),
+            release.eq(d1_valid & pact.i.ready & (d1_r == R - 1)),
+            d_issue.eq(mac.o.valid & (d_cnt < R) & d_move & (~d_need | (d_co < c_loaded))),
+            cbuf_r.addr.eq(d_co),
+            cbuf_r.en.eq(d_move),
+            mac.o.ready.eq(release),
+        ]
+        with m.If(d_move):
+            m.d.sync += [d1_valid.eq(d_issue), d1_r.eq(d_cnt), d1_ok.eq(d_need)]
+        with m.If(d_issue):
+            m.d.sync += d_cnt.eq(d_cnt + 1)
+        with m.If(release):
+            m.d.sync += d_cnt.eq(0)
+            with m.If(d_p0 + C >= p_out):
+                m.d.sync += [d_p0.eq(0), d_ch.eq(d_ch + R)]
+            with m.Else():
+                m.d.sync += d_p0.eq(d_p0 + C)
+        consts = fmt.CONSTS(cbuf_r.data)
+        m.d.comb += pact.i.valid.eq(d1_valid)
+        for c in range(C):
+            m.d.comb += [
+                pact.i.payload.acc[c].eq(mac.o.payload[d1_r][c]),
+                pact.i.payload.mult[c].eq(Mux(d1_ok, consts.mult, 0)),
+                pact.i.payload.offset[c].eq(Mux(d1_ok, consts.offset, 0)),
+                pact.i.payload.shift[c].eq(Mux(d1_ok, consts.shift, 1)),
+            ]
+
+        # Output side: PACT codes into the other bank, or logits into memory.
+        o_r = Signal(range(max(R, 2)))
+        o_ch = Signal(16)
+        o_p0 = Signal(16)
+        o_pt = Signal(16)
+        out_done = Signal()
+        o_co = o_ch + o_r
+        o_ok = o_co < d.out_c
+        o_fire = pact.o.valid & pact.o.ready
+        logit_wr = Signal()
+        nv = Mux(p_out - o_p0 >= C, C, p_out - o_p0)
+        codes = []
+        for c in range(C):
+            y = pact.o.payload[c]
+            codes.append(Mux(y < 0, 0, Mux(y > maxcode, maxcode, y))[:LB])
+        group_data = Cat(*codes)
+        bank_wdata = Cat(*([group_data] * _ceil_div(MP, C)))[:MP * LB]
+        bank_wen = Signal(MP)
+        for q in range(MP):
+            m.d.comb += bank_wen[q].eq((o_pt == q // C) & (q % C < nv))
+        m.d.comb += [
+            logit_wr.eq(pact.o.valid & o_ok & d.logits),
+            pact.o.ready.eq(~(o_ok & d.logits) | self.mem_wr.ready),
+        ]
+        with m.If(o_fire):
+            m.d.sync += o_r.eq(o_r + 1)
+            with m.If(o_r == R - 1):
+                m.d.sync += o_r.eq(0)
+                with m.If(o_p0 + C >= p_out):
+                    m.d.sync += [o_p0.eq(0), o_pt.eq(0), o_ch.eq(o_ch + R)]
+                    with m.If(o_ch + R >= d.out_c):
+                        m.d.sync += out_done.eq(1)
+                with m.Else():
+                    m.d.sync += [o_p0.eq(o_p0 + C), o_pt.eq(o_pt + 1)]
+
+        # Write-back of the output bank: planes compacted to dense codes, a word per cycle.
+        wb_on = Signal()
+        wb_ch = Signal(16)       # next plane to latch
+        wb_ready = Signal()      # the read port shows plane wb_ch
+        wb_have = Signal()
+        wb_k = Signal(16)
+        wb_addr = Signal(32)
+        wb_dense = Signal(PW * MW)
+        wb_plane = Signal(MP * LB)
+        wb_fire = Signal()
+        wb_latch = Signal()
+        m.d.comb += wb_plane.eq(Mux(cur, banks[0][0].data, banks[1][0].data))
+        compact = Signal(PW * MW)
+        masked = Cat(*(Mux(out_lanes[q], wb_plane[q * LB:(q + 1) * LB], 0) for q in range(MP)))
+        with m.Switch(d.out_bits):
+            for b in range(1, LB + 1):
+                with m.Case(b):
+                    m.d.comb += compact.eq(Cat(*(masked[q * LB:q * LB + b] for q in range(MP))))
+        wb_last_word = wb_k == cw_out - 1
+        m.d.comb += [
+            wb_fire.eq(wb_on & wb_have & self.mem_wr.ready),
+            wb_latch.eq(wb_on & wb_ready & (wb_ch < d.out_c)
+                        & (~wb_have | (wb_fire & wb_last_word))),
+        ]
+        with m.If(wb_on):
+            m.d.sync += wb_ready.eq(1)
+        with m.If(wb_fire):
+            m.d.sync += [wb_addr.eq(wb_addr + 1), wb_k.eq(wb_k + 1)]
+            with m.If(wb_last_word):
+                m.d.sync += wb_have.eq(0)
+        with m.If(wb_latch):
+            m.d.sync += [wb_dense.eq(compact), wb_have.eq(1), wb_k.eq(0), wb_ch.eq(wb_ch + 1),
+                         wb_ready.eq(0)]
+
+        with m.If(wb_on):
+            m.d.comb += [
+                self.mem_wr.valid.eq(wb_have),
+                self.mem_wr.payload.addr.eq(wb_addr),
+                self.mem_wr.payload.data.eq(wb_dense.word_select(wb_k, MW)),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.mem_wr.valid.eq(logit_wr),
+                self.mem_wr.payload.addr.eq(obase + o_co),
+                self.mem_wr.payload.data.eq(pact.o.payload[0].as_unsigned()),
+            ]
+
+        # Bank ports: the current bank is read by the compute and written by the input load;
+        # the other is written by the output side and read by the write-back.
+        comp_addr = ci[:ch_idx]
+        for b, (rp, wp) in enumerate(banks):
+            is_cur = cur == b
+            m.d.comb += [
+                rp.addr.eq(Mux(is_cur, comp_addr, wb_ch[:ch_idx])),
+                rp.en.eq(Mux(is_cur, adv, 1)),
+            ]
+            with m.If(is_cur):
+                m.d.comb += [
+                    wp.addr.eq(in_ci),
+                    wp.data.eq(in_plane),
+                    wp.en.eq(Mux(in_pend, (1 << MP) - 1, 0)),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    wp.addr.eq(o_co),
+                    wp.data.eq(bank_wdata),
+                    wp.en.eq(Mux(o_fire & o_ok & ~d.logits, bank_wen, 0)),
+                ]
+
+        # ------------------------------------------------------------------ sequencer
+        seg_ch = Signal(16)
+        seg_consts = Signal()    # next segment: the constants of tile seg_ch (else weights)
+        seg_caddr = Signal(32)
+        seg_wnext = Signal(40)
+        seg_bits = Signal(48)
+        seg_done = Signal()
+
+        # DECODE values, combinational from the descriptor.
+        dec_p_in = d.in_h * d.in_w
+        dec_p_out = d.out_h * d.out_w
+        dec_bpt = d.in_c * (d.kernel * d.kernel) * d.w_slices
+        n_ct = (d.out_c + R - 1) // R if R & (R - 1) else (d.out_c + R - 1) >> (R.bit_length() - 1)
+        dec_nb = n_ct * dec_bpt
+        dec_cw_in = (dec_p_in * d.in_bits + MW - 1) >> LOG_MW
+        dec_cw_out = (dec_p_out * d.out_bits + MW - 1) >> LOG_MW
+        bad = Signal()
+        m.d.comb += bad.eq(
+            (d.in_c == 0) | (d.in_c > MC) | (d.out_c == 0) | (d.out_c > MC)
+            | (dec_p_in == 0) | (dec_p_in > MP) | (dec_p_out == 0)
+            | (~d.logits & (dec_p_out > MP)) | (d.logits & (dec_p_out != 1))
+            | (d.kernel == 0) | (d.stride == 0)
+            | (d.w_slices == 0) | (d.w_slices > p.w_slices_max)
+            | (d.a_slices == 0) | (d.a_slices > p.a_slices_max)
+            | (d.in_bits == 0) | (d.in_bits > LB) | (d.in_bits > d.a_slices * A)
+            | (~d.logits & ((d.out_bits == 0) | (d.out_bits > LB)))
+            | (d.logits & (d.out_bits != LOGIT_BITS))
+            | (dec_nb > p.wbuf_depth))
+
+        def clear_layer():
+            return [desc_k.eq(0), in_k.eq(0), in_ci.eq(0), in_pend.eq(0), c_k.eq(0),
+                    c_loaded.eq(0), w_loaded.eq(0), gb_cnt.eq(0), gb_buf.eq(0)]
+
+        def abort_on_memory_error():
+            # A read response without a request: the program stops where it is.
+            with m.If(error[2]):
+                m.next = "DONE"
+
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [busy.eq(1), done.eq(0), error.eq(0), self.cycles.eq(0),
+                                 self.mac_beats.eq(0), self.layer.eq(0), cur.eq(0),
+                                 pc.eq(self.prog_addr), in_addr.eq(self.in_addr),
+                                 out_base.eq(self.out_base), nb_total.eq(0)]
+                    m.d.sync += clear_layer()
+                    m.d.sync += load_segment(self.prog_addr, DW, _TAG_DESC)
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If(desc_k == DW):
+                    m.next = "DECODE"
+                abort_on_memory_error()
+            with m.State("DECODE"):
+                m.d.sync += [
+                    p_in.eq(dec_p_in), p_out.eq(dec_p_out), bpt.eq(dec_bpt),
+                    tile_bits.eq(dec_bpt * RW), nb_total.eq(dec_nb),
+                    cw_in.eq(dec_cw_in), cw_out.eq(dec_cw_out),
+                    in_words.eq(d.in_c * dec_cw_in),
+                    maxcode.eq(Mux(d.logits, 0, (Const(1, 17) << d.out_bits) - 1)),
+                    kstep.eq(d.in_w - (d.kernel - 1)), s_w.eq(d.stride * d.in_w),
+                    pad_w.eq(d.pad * d.in_w),
+                    out_lanes.eq(Cat(*(Const(q) < dec_p_out for q in range(MP)))),
+                    obase.eq(out_base + d.o_addr),
+                ]
+                with m.If(d.op == fmt.OP_END):
+                    m.next = "DONE"
+                with m.Elif(d.op != fmt.OP_CONV):
+                    m.d.sync += error.eq(error | ERR_UNKNOWN_OP)
+                    m.next = "DONE"
+                with m.Elif(bad):
+                    m.d.sync += error.eq(error | ERR_BUFFER)
+                    m.next = "DONE"
+                with m.Else():
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                with m.If(d.in_from_mem):
+                    m.d.sync += load_segment(in_addr, in_words, _TAG_INPUT)
+                    m.next = "LOADIN"
+                with m.Else():
+                    m.next = "RUN0"
+            with m.State("LOADIN"):
+                with m.If((in_ci == d.in_c) & ~in_pend):
+                    m.next = "RUN0"
+                abort_on_memory_error()
+            with m.State("RUN0"):
+                m.d.sync += [
+                    running.eq(1), tile_on.eq(0), a_ch.eq(0), a_p0.eq(0), wtile.eq(0),
+                    d_cnt.eq(0), d_ch.eq(0), d_p0.eq(0),
+                    o_r.eq(0), o_ch.eq(0), o_p0.eq(0), o_pt.eq(0), out_done.eq(0),
+                    seg_ch.eq(0), seg_consts.eq(1), seg_caddr.eq(d.c_addr), seg_wnext.eq(0),
+                    seg_bits.eq(0), seg_done.eq(0),
+                ]
+                m.d.sync += walker_kick(True)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If((cmd_left == 0) & ~seg_done):
+                    with m.If(seg_consts):
+                        nch = Mux(d.out_c - seg_ch >= R, R, d.out_c - seg_ch)
+                        m.d.sync += load_segment(seg_caddr, nch * CW, _TAG_CONST)
+                        m.d.sync += [seg_consts.eq(0), seg_caddr.eq(seg_caddr + R * CW)]
+                    with m.Else():
+                        bits_end = seg_bits + tile_bits
+                        wend = (bits_end + MW - 1) >> LOG_MW
+                        m.d.sync += load_segment(d.w_addr + seg_wnext, wend - seg_wnext,
+                                                 _TAG_WEIGHT)
+                        m.d.sync += [seg_wnext.eq(wend), seg_bits.eq(bits_end),
+                                     seg_consts.eq(1), seg_ch.eq(seg_ch + R)]
+                        with m.If(seg_ch + R >= d.out_c):
+                            m.d.sync += seg_done.eq(1)
+                with m.If(out_done & seg_done & (cmd_left == 0) & (tagq.level == 0)):
+                    with m.If(d.logits):
+                        m.next = "NEXT"
+                    with m.Else():
+                        m.d.sync += [wb_on.eq(1), wb_ch.eq(0), wb_ready.eq(0), wb_have.eq(0),
+                                     wb_k.eq(0), wb_addr.eq(obase)]
+                        m.next = "WB"
+                abort_on_memory_error()
+            with m.State("WB"):
+                with m.If((wb_ch == d.out_c) & ~wb_have & ~wb_latch):
+                    m.d.sync += wb_on.eq(0)
+                    m.next = "NEXT"
+                abort_on_memory_error()
+            with m.State("NEXT"):
+                m.d.sync += [pc.eq(pc + DW), self.layer.eq(self.layer + 1)]
+                m.d.sync += clear_layer()
+                m.d.sync += load_segment(pc + DW, DW, _TAG_DESC)
+                with m.If(~d.logits):
+                    m.d.sync += cur.eq(~cur)
+                m.next = "FETCH"
+            with m.State("DONE"):
+                m.d.sync += [busy.eq(0), done.eq(1), running.eq(0), wb_on.eq(0),
+                             cmd_left.eq(0)]
+                m.next = "IDLE"
+        return m
