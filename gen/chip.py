@@ -1,0 +1,46 @@
+"""The chip block for ``pact gen``: ``pact gen --block chip --wbits W --abits A --rows R
+--cols C [--mem-width 64] [--max-bits 8] [--max-channels 64] [--max-plane 64]
+[--wbuf-depth 4096] [--max-reads 16] --out DIR``.
+
+Imported by ``gen.generate`` (its ``PLUGINS``), which then knows the block ``chip``. The chip
+derives its own ``max_reduction`` (``max_channels * 15**2 * w_slices_max * a_slices_max``: the
+longest reduction a descriptor can express within the buffers), so the common
+``--max-reduction`` option is replaced by that value in the manifest's ``params``.
+"""
+
+from gen.generate import Option, register
+from rtl.chip import ChipParams, PactChip
+
+__all__ = ["CHIP_OPTIONS", "chip_params", "build_chip"]
+
+CHIP_OPTIONS = (
+    Option("mem_width", 64, "external memory word bits, a power of two 16..1024", 16),
+    Option("max_bits", 8, "widest layer operand (8-bit first/last layers)", 2),
+    Option("max_channels", 64, "activation bank depth: channels per layer", 1),
+    Option("max_plane", 64, "largest H*W of a channel plane", 1),
+    Option("wbuf_depth", 4096, "weight buffer beats (rows*wbits bits each)", 1),
+    Option("max_reads", 16, "memory reads in flight (response FIFO depth)", 2),
+)
+_FIELDS = ("wbits", "abits", "rows", "cols", "mem_width", "max_bits", "max_channels",
+           "max_plane", "wbuf_depth", "max_reads")
+
+
+def chip_params(params):
+    """A ``ChipParams`` from a ``pact gen`` parameter dict (``ValueError``/``TypeError`` on a bad
+    value, naming it)."""
+    defaults = {opt.name: opt.default for opt in CHIP_OPTIONS}
+    return ChipParams(**{k: params.get(k, defaults.get(k)) for k in _FIELDS})
+
+
+def build_chip(params):
+    """``pact gen`` builder: ``(PactChip, derived manifest values)``; fills ``params`` with the
+    resolved options and the derived ``max_reduction``/``max_shift``."""
+    cp = chip_params(params)
+    for k in _FIELDS:
+        params[k] = getattr(cp, k)
+    params["max_reduction"] = cp.max_reduction
+    params["max_shift"] = cp.max_shift
+    return PactChip(cp), cp.derived()
+
+
+register("chip", build_chip, options=CHIP_OPTIONS)
