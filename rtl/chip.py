@@ -60,6 +60,9 @@ KERNEL_MAX = 15
 ERR_UNKNOWN_OP, ERR_BUFFER, ERR_MEMORY = 1, 2, 4
 
 _TAG_DESC, _TAG_INPUT, _TAG_CONST, _TAG_WEIGHT = range(4)
+# Sequencer states (an If/Elif chain, not m.FSM: its Verilog has no incomplete case).
+(_S_IDLE, _S_FETCH, _S_DECODE, _S_SETUP, _S_LOADIN, _S_RUN0, _S_RUN, _S_WB, _S_NEXT,
+ _S_DONE) = range(10)
 
 
 def write_layout(mem_width):
@@ -175,6 +178,18 @@ class ChipParams:
         }
 
 
+def _eq(value, const):
+    """``value == const`` (as ``~value.any()`` for 0: Amaranth's ``== 0`` becomes a Verilog
+    ``!`` of a vector, which Verilator flags as a truncation)."""
+    return ~value.any() if const == 0 else value == const
+
+
+def _select(value, index, width):
+    """Word ``index`` of ``width`` bits of ``value``: a full-width shift, then a constant slice
+    (``word_select`` would assign a wide shift to a narrow net: a Verilator truncation)."""
+    return (value >> (index * width))[:width]
+
+
 def _bits_for(n):
     """Unsigned bits that hold ``0..n``."""
     return max(1, int(n).bit_length())
@@ -268,7 +283,7 @@ class PactChip(wiring.Component):
         cmd_tag = Signal(2)
         cmd_fire = Signal()
         m.d.comb += [
-            self.mem_rd_cmd.valid.eq((cmd_left != 0) & tagq.w_rdy),
+            self.mem_rd_cmd.valid.eq(cmd_left.any() & tagq.w_rdy),
             self.mem_rd_cmd.payload.eq(cmd_addr),
             cmd_fire.eq(self.mem_rd_cmd.valid & self.mem_rd_cmd.ready),
             tagq.w_en.eq(cmd_fire),
@@ -286,11 +301,11 @@ class PactChip(wiring.Component):
         rsp_in = self.mem_rd_data.valid & self.mem_rd_data.ready
         m.d.comb += [
             self.mem_rd_data.ready.eq(1),
-            rspq.w_en.eq(rsp_in & (inflight != 0)),
+            rspq.w_en.eq(rsp_in & inflight.any()),
             rspq.w_data.eq(self.mem_rd_data.payload),
         ]
-        m.d.sync += inflight.eq(inflight + cmd_fire - (rsp_in & (inflight != 0)))
-        with m.If(rsp_in & (inflight == 0) & busy):
+        m.d.sync += inflight.eq(inflight + cmd_fire - (rsp_in & inflight.any()))
+        with m.If(rsp_in & ~inflight.any() & busy):
             m.d.sync += error.eq(error | ERR_MEMORY)
 
         rsp_ok = rspq.r_rdy & tagq.r_rdy
@@ -300,7 +315,7 @@ class PactChip(wiring.Component):
 
         # Descriptor words.
         desc_k = Signal(range(DW + 1))
-        with m.If(take & (tag == _TAG_DESC)):
+        with m.If(take & _eq(tag, _TAG_DESC)):
             m.d.sync += [desc_raw.eq(Cat(desc_raw[MW:], word)), desc_k.eq(desc_k + 1)]
 
         # Input tensor: one plane per channel, expanded from dense codes into lanes.
@@ -308,18 +323,22 @@ class PactChip(wiring.Component):
         in_k = Signal(16)
         in_ci = Signal(16)      # channels written to the bank
         in_pend = Signal()      # in_dense holds a complete channel: write it this cycle
-        with m.If(take & (tag == _TAG_INPUT)):
-            m.d.sync += [in_dense.word_select(in_k, MW).eq(word), in_k.eq(in_k + 1)]
+        with m.If(take & _eq(tag, _TAG_INPUT)):
+            m.d.sync += in_k.eq(in_k + 1)
+            for k in range(PW):
+                with m.If(_eq(in_k, k)):
+                    m.d.sync += in_dense[k * MW:(k + 1) * MW].eq(word)
             with m.If(in_k == cw_in - 1):
                 m.d.sync += [in_k.eq(0), in_pend.eq(1)]
         with m.If(in_pend):
             m.d.sync += in_ci.eq(in_ci + 1)
-            with m.If(~(take & (tag == _TAG_INPUT) & (in_k == cw_in - 1))):
+            with m.If(~(take & _eq(tag, _TAG_INPUT) & (in_k == cw_in - 1))):
                 m.d.sync += in_pend.eq(0)
         in_plane = Signal(MP * LB)
         with m.Switch(d.in_bits):
             for b in range(1, LB + 1):
-                with m.Case(b):
+                # The widest case is the default: every Switch is complete (Verilator).
+                with m.Case(b) if b < LB else m.Default():
                     lanes = [Cat(in_dense[q * b:(q + 1) * b], Const(0, LB - b))
                              for q in range(MP)]
                     m.d.comb += in_plane.eq(Cat(*lanes))
@@ -330,7 +349,7 @@ class PactChip(wiring.Component):
         c_raw = Signal(CW * MW)
         c_k = Signal(range(CW + 1))
         c_loaded = Signal(16)
-        with m.If(take & (tag == _TAG_CONST)):
+        with m.If(take & _eq(tag, _TAG_CONST)):
             m.d.sync += [c_raw.eq(Cat(c_raw[MW:], word)), c_k.eq(c_k + 1)]
             with m.If(c_k == CW - 1):
                 m.d.sync += [c_k.eq(0), c_loaded.eq(c_loaded + 1)]
@@ -358,14 +377,14 @@ class PactChip(wiring.Component):
             wbuf_w.addr.eq(w_loaded),
             wbuf_w.data.eq(gb_buf[:RW]),
         ]
-        gb_push = take & (tag == _TAG_WEIGHT)
+        gb_push = take & _eq(tag, _TAG_WEIGHT)
         gb_base = Mux(gb_pop, gb_buf >> RW, gb_buf)
         m.d.sync += [
             gb_buf.eq(Mux(gb_push, gb_base | (word << gb_after), gb_base)),
             gb_cnt.eq(gb_after + Mux(gb_push, MW, 0)),
             w_loaded.eq(w_loaded + gb_pop),
         ]
-        m.d.comb += take.eq(rsp_ok & ((tag != _TAG_WEIGHT) | gb_room))
+        m.d.comb += take.eq(rsp_ok & (~_eq(tag, _TAG_WEIGHT) | gb_room))
 
         # ------------------------------------------------------------------ banks
         banks = []
@@ -425,7 +444,7 @@ class PactChip(wiring.Component):
 
         with m.If(wk_busy):
             for c in range(C):
-                with m.If(wk_c == c):
+                with m.If(_eq(wk_c, c)):
                     m.d.sync += [nxt_lane0[c].eq(wk_row + wk_ix0), nxt_iy0[c].eq(wk_iy0),
                                  nxt_ix0[c].eq(wk_ix0)]
             with m.If(wk_x == d.out_w - 1):
@@ -434,7 +453,7 @@ class PactChip(wiring.Component):
             with m.Else():
                 m.d.sync += [wk_x.eq(wk_x + 1), wk_ix0.eq(wk_ix0 + d.stride)]
             m.d.sync += wk_c.eq(wk_c + 1)
-            with m.If(wk_c == C - 1):
+            with m.If(_eq(wk_c, C - 1)):
                 m.d.sync += [wk_busy.eq(0), wk_done.eq(1), wk_c.eq(0)]
 
         # Stage A: counters and addresses.
@@ -515,7 +534,7 @@ class PactChip(wiring.Component):
             beat.last.eq(b_last),
         ]
         for c in range(C):
-            code = Mux(b_v[c], plane.word_select(b_lane[c], LB), 0)
+            code = Mux(b_v[c], _select(plane, b_lane[c], LB), 0)
             m.d.comb += beat.a[c].eq((code >> b_ash)[:A])
         with m.If(mac.i.valid & mac.i.ready):
             m.d.sync += self.mac_beats.eq(self.mac_beats + 1)
@@ -534,7 +553,7 @@ class PactChip(wiring.Component):
         release = Signal()
         m.d.comb += [
             d_move.eq(~d1_valid | pact.i.ready),
-            release.eq(d1_valid & pact.i.ready & (d1_r == R - 1)),
+            release.eq(d1_valid & pact.i.ready & _eq(d1_r, R - 1)),
             d_issue.eq(mac.o.valid & (d_cnt < R) & d_move & (~d_need | (d_co < c_loaded))),
             cbuf_r.addr.eq(d_co),
             cbuf_r.en.eq(d_move),
@@ -551,10 +570,13 @@ class PactChip(wiring.Component):
             with m.Else():
                 m.d.sync += d_p0.eq(d_p0 + C)
         consts = fmt.CONSTS(cbuf_r.data)
+        AW = p.acc_width
+        row_acc = Signal(C * AW)
+        m.d.comb += row_acc.eq(_select(mac.o.payload.as_value(), d1_r, C * AW))
         m.d.comb += pact.i.valid.eq(d1_valid)
         for c in range(C):
             m.d.comb += [
-                pact.i.payload.acc[c].eq(mac.o.payload[d1_r][c]),
+                pact.i.payload.acc[c].eq(row_acc[c * AW:(c + 1) * AW]),
                 pact.i.payload.mult[c].eq(Mux(d1_ok, consts.mult, 0)),
                 pact.i.payload.offset[c].eq(Mux(d1_ok, consts.offset, 0)),
                 pact.i.payload.shift[c].eq(Mux(d1_ok, consts.shift, 1)),
@@ -579,14 +601,14 @@ class PactChip(wiring.Component):
         bank_wdata = Cat(*([group_data] * _ceil_div(MP, C)))[:MP * LB]
         bank_wen = Signal(MP)
         for q in range(MP):
-            m.d.comb += bank_wen[q].eq((o_pt == q // C) & (q % C < nv))
+            m.d.comb += bank_wen[q].eq(_eq(o_pt, q // C) & (q % C < nv))
         m.d.comb += [
             logit_wr.eq(pact.o.valid & o_ok & d.logits),
             pact.o.ready.eq(~(o_ok & d.logits) | self.mem_wr.ready),
         ]
         with m.If(o_fire):
             m.d.sync += o_r.eq(o_r + 1)
-            with m.If(o_r == R - 1):
+            with m.If(_eq(o_r, R - 1)):
                 m.d.sync += o_r.eq(0)
                 with m.If(o_p0 + C >= p_out):
                     m.d.sync += [o_p0.eq(0), o_pt.eq(0), o_ch.eq(o_ch + R)]
@@ -608,10 +630,12 @@ class PactChip(wiring.Component):
         wb_latch = Signal()
         m.d.comb += wb_plane.eq(Mux(cur, banks[0][0].data, banks[1][0].data))
         compact = Signal(PW * MW)
-        masked = Cat(*(Mux(out_lanes[q], wb_plane[q * LB:(q + 1) * LB], 0) for q in range(MP)))
+        masked = Signal(MP * LB)
+        m.d.comb += masked.eq(Cat(*(Mux(out_lanes[q], wb_plane[q * LB:(q + 1) * LB], 0)
+                                    for q in range(MP))))
         with m.Switch(d.out_bits):
             for b in range(1, LB + 1):
-                with m.Case(b):
+                with m.Case(b) if b < LB else m.Default():
                     m.d.comb += compact.eq(Cat(*(masked[q * LB:q * LB + b] for q in range(MP))))
         wb_last_word = wb_k == cw_out - 1
         m.d.comb += [
@@ -633,7 +657,7 @@ class PactChip(wiring.Component):
             m.d.comb += [
                 self.mem_wr.valid.eq(wb_have),
                 self.mem_wr.payload.addr.eq(wb_addr),
-                self.mem_wr.payload.data.eq(wb_dense.word_select(wb_k, MW)),
+                self.mem_wr.payload.data.eq(_select(wb_dense, wb_k, MW)),
             ]
         with m.Else():
             m.d.comb += [
@@ -682,14 +706,14 @@ class PactChip(wiring.Component):
         dec_cw_out = (dec_p_out * d.out_bits + MW - 1) >> LOG_MW
         bad = Signal()
         m.d.comb += bad.eq(
-            (d.in_c == 0) | (d.in_c > MC) | (d.out_c == 0) | (d.out_c > MC)
-            | (dec_p_in == 0) | (dec_p_in > MP) | (dec_p_out == 0)
+            _eq(d.in_c, 0) | (d.in_c > MC) | _eq(d.out_c, 0) | (d.out_c > MC)
+            | _eq(dec_p_in, 0) | (dec_p_in > MP) | _eq(dec_p_out, 0)
             | (~d.logits & (dec_p_out > MP)) | (d.logits & (dec_p_out != 1))
-            | (d.kernel == 0) | (d.stride == 0)
-            | (d.w_slices == 0) | (d.w_slices > p.w_slices_max)
-            | (d.a_slices == 0) | (d.a_slices > p.a_slices_max)
-            | (d.in_bits == 0) | (d.in_bits > LB) | (d.in_bits > d.a_slices * A)
-            | (~d.logits & ((d.out_bits == 0) | (d.out_bits > LB)))
+            | _eq(d.kernel, 0) | _eq(d.stride, 0)
+            | _eq(d.w_slices, 0) | (d.w_slices > p.w_slices_max)
+            | _eq(d.a_slices, 0) | (d.a_slices > p.a_slices_max)
+            | _eq(d.in_bits, 0) | (d.in_bits > LB) | (d.in_bits > d.a_slices * A)
+            | (~d.logits & (_eq(d.out_bits, 0) | (d.out_bits > LB)))
             | (d.logits & (d.out_bits != LOGIT_BITS))
             | (dec_nb > p.wbuf_depth))
 
@@ -697,104 +721,105 @@ class PactChip(wiring.Component):
             return [desc_k.eq(0), in_k.eq(0), in_ci.eq(0), in_pend.eq(0), c_k.eq(0),
                     c_loaded.eq(0), w_loaded.eq(0), gb_cnt.eq(0), gb_buf.eq(0)]
 
+        state = Signal(range(_S_DONE + 1))
+
         def abort_on_memory_error():
             # A read response without a request: the program stops where it is.
             with m.If(error[2]):
-                m.next = "DONE"
+                m.d.sync += state.eq(_S_DONE)
 
-        with m.FSM(name="seq"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [busy.eq(1), done.eq(0), error.eq(0), self.cycles.eq(0),
-                                 self.mac_beats.eq(0), self.layer.eq(0), cur.eq(0),
-                                 pc.eq(self.prog_addr), in_addr.eq(self.in_addr),
-                                 out_base.eq(self.out_base), nb_total.eq(0)]
-                    m.d.sync += clear_layer()
-                    m.d.sync += load_segment(self.prog_addr, DW, _TAG_DESC)
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                with m.If(desc_k == DW):
-                    m.next = "DECODE"
-                abort_on_memory_error()
-            with m.State("DECODE"):
-                m.d.sync += [
-                    p_in.eq(dec_p_in), p_out.eq(dec_p_out), bpt.eq(dec_bpt),
-                    tile_bits.eq(dec_bpt * RW), nb_total.eq(dec_nb),
-                    cw_in.eq(dec_cw_in), cw_out.eq(dec_cw_out),
-                    in_words.eq(d.in_c * dec_cw_in),
-                    maxcode.eq(Mux(d.logits, 0, (Const(1, 17) << d.out_bits) - 1)),
-                    kstep.eq(d.in_w - (d.kernel - 1)), s_w.eq(d.stride * d.in_w),
-                    pad_w.eq(d.pad * d.in_w),
-                    out_lanes.eq(Cat(*(Const(q) < dec_p_out for q in range(MP)))),
-                    obase.eq(out_base + d.o_addr),
-                ]
-                with m.If(d.op == fmt.OP_END):
-                    m.next = "DONE"
-                with m.Elif(d.op != fmt.OP_CONV):
-                    m.d.sync += error.eq(error | ERR_UNKNOWN_OP)
-                    m.next = "DONE"
-                with m.Elif(bad):
-                    m.d.sync += error.eq(error | ERR_BUFFER)
-                    m.next = "DONE"
-                with m.Else():
-                    m.next = "SETUP"
-            with m.State("SETUP"):
-                with m.If(d.in_from_mem):
-                    m.d.sync += load_segment(in_addr, in_words, _TAG_INPUT)
-                    m.next = "LOADIN"
-                with m.Else():
-                    m.next = "RUN0"
-            with m.State("LOADIN"):
-                with m.If((in_ci == d.in_c) & ~in_pend):
-                    m.next = "RUN0"
-                abort_on_memory_error()
-            with m.State("RUN0"):
-                m.d.sync += [
-                    running.eq(1), tile_on.eq(0), a_ch.eq(0), a_p0.eq(0), wtile.eq(0),
-                    d_cnt.eq(0), d_ch.eq(0), d_p0.eq(0),
-                    o_r.eq(0), o_ch.eq(0), o_p0.eq(0), o_pt.eq(0), out_done.eq(0),
-                    seg_ch.eq(0), seg_consts.eq(1), seg_caddr.eq(d.c_addr), seg_wnext.eq(0),
-                    seg_bits.eq(0), seg_done.eq(0),
-                ]
-                m.d.sync += walker_kick(True)
-                m.next = "RUN"
-            with m.State("RUN"):
-                with m.If((cmd_left == 0) & ~seg_done):
-                    with m.If(seg_consts):
-                        nch = Mux(d.out_c - seg_ch >= R, R, d.out_c - seg_ch)
-                        m.d.sync += load_segment(seg_caddr, nch * CW, _TAG_CONST)
-                        m.d.sync += [seg_consts.eq(0), seg_caddr.eq(seg_caddr + R * CW)]
-                    with m.Else():
-                        bits_end = seg_bits + tile_bits
-                        wend = (bits_end + MW - 1) >> LOG_MW
-                        m.d.sync += load_segment(d.w_addr + seg_wnext, wend - seg_wnext,
-                                                 _TAG_WEIGHT)
-                        m.d.sync += [seg_wnext.eq(wend), seg_bits.eq(bits_end),
-                                     seg_consts.eq(1), seg_ch.eq(seg_ch + R)]
-                        with m.If(seg_ch + R >= d.out_c):
-                            m.d.sync += seg_done.eq(1)
-                with m.If(out_done & seg_done & (cmd_left == 0) & (tagq.level == 0)):
-                    with m.If(d.logits):
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.d.sync += [wb_on.eq(1), wb_ch.eq(0), wb_ready.eq(0), wb_have.eq(0),
-                                     wb_k.eq(0), wb_addr.eq(obase)]
-                        m.next = "WB"
-                abort_on_memory_error()
-            with m.State("WB"):
-                with m.If((wb_ch == d.out_c) & ~wb_have & ~wb_latch):
-                    m.d.sync += wb_on.eq(0)
-                    m.next = "NEXT"
-                abort_on_memory_error()
-            with m.State("NEXT"):
-                m.d.sync += [pc.eq(pc + DW), self.layer.eq(self.layer + 1)]
+        with m.If(_eq(state, _S_IDLE)):
+            with m.If(self.start):
+                m.d.sync += [busy.eq(1), done.eq(0), error.eq(0), self.cycles.eq(0),
+                             self.mac_beats.eq(0), self.layer.eq(0), cur.eq(0),
+                             pc.eq(self.prog_addr), in_addr.eq(self.in_addr),
+                             out_base.eq(self.out_base), nb_total.eq(0)]
                 m.d.sync += clear_layer()
-                m.d.sync += load_segment(pc + DW, DW, _TAG_DESC)
-                with m.If(~d.logits):
-                    m.d.sync += cur.eq(~cur)
-                m.next = "FETCH"
-            with m.State("DONE"):
-                m.d.sync += [busy.eq(0), done.eq(1), running.eq(0), wb_on.eq(0),
-                             cmd_left.eq(0)]
-                m.next = "IDLE"
+                m.d.sync += load_segment(self.prog_addr, DW, _TAG_DESC)
+                m.d.sync += state.eq(_S_FETCH)
+        with m.Elif(_eq(state, _S_FETCH)):
+            with m.If(desc_k == DW):
+                m.d.sync += state.eq(_S_DECODE)
+            abort_on_memory_error()
+        with m.Elif(_eq(state, _S_DECODE)):
+            m.d.sync += [
+                p_in.eq(dec_p_in), p_out.eq(dec_p_out), bpt.eq(dec_bpt),
+                tile_bits.eq(dec_bpt * RW), nb_total.eq(dec_nb),
+                cw_in.eq(dec_cw_in), cw_out.eq(dec_cw_out),
+                in_words.eq(d.in_c * dec_cw_in),
+                maxcode.eq(Mux(d.logits, 0, (Const(1, 17) << d.out_bits) - 1)),
+                kstep.eq(d.in_w - (d.kernel - 1)), s_w.eq(d.stride * d.in_w),
+                pad_w.eq(d.pad * d.in_w),
+                out_lanes.eq(Cat(*(Const(q) < dec_p_out for q in range(MP)))),
+                obase.eq(out_base + d.o_addr),
+            ]
+            with m.If(_eq(d.op, fmt.OP_END)):
+                m.d.sync += state.eq(_S_DONE)
+            with m.Elif(~_eq(d.op, fmt.OP_CONV)):
+                m.d.sync += error.eq(error | ERR_UNKNOWN_OP)
+                m.d.sync += state.eq(_S_DONE)
+            with m.Elif(bad):
+                m.d.sync += error.eq(error | ERR_BUFFER)
+                m.d.sync += state.eq(_S_DONE)
+            with m.Else():
+                m.d.sync += state.eq(_S_SETUP)
+        with m.Elif(_eq(state, _S_SETUP)):
+            with m.If(d.in_from_mem):
+                m.d.sync += load_segment(in_addr, in_words, _TAG_INPUT)
+                m.d.sync += state.eq(_S_LOADIN)
+            with m.Else():
+                m.d.sync += state.eq(_S_RUN0)
+        with m.Elif(_eq(state, _S_LOADIN)):
+            with m.If((in_ci == d.in_c) & ~in_pend):
+                m.d.sync += state.eq(_S_RUN0)
+            abort_on_memory_error()
+        with m.Elif(_eq(state, _S_RUN0)):
+            m.d.sync += [
+                running.eq(1), tile_on.eq(0), a_ch.eq(0), a_p0.eq(0), wtile.eq(0),
+                d_cnt.eq(0), d_ch.eq(0), d_p0.eq(0),
+                o_r.eq(0), o_ch.eq(0), o_p0.eq(0), o_pt.eq(0), out_done.eq(0),
+                seg_ch.eq(0), seg_consts.eq(1), seg_caddr.eq(d.c_addr), seg_wnext.eq(0),
+                seg_bits.eq(0), seg_done.eq(0),
+            ]
+            m.d.sync += walker_kick(True)
+            m.d.sync += state.eq(_S_RUN)
+        with m.Elif(_eq(state, _S_RUN)):
+            with m.If(~cmd_left.any() & ~seg_done):
+                with m.If(seg_consts):
+                    nch = Mux(d.out_c - seg_ch >= R, R, d.out_c - seg_ch)
+                    m.d.sync += load_segment(seg_caddr, nch * CW, _TAG_CONST)
+                    m.d.sync += [seg_consts.eq(0), seg_caddr.eq(seg_caddr + R * CW)]
+                with m.Else():
+                    bits_end = seg_bits + tile_bits
+                    wend = (bits_end + MW - 1) >> LOG_MW
+                    m.d.sync += load_segment(d.w_addr + seg_wnext, wend - seg_wnext,
+                                             _TAG_WEIGHT)
+                    m.d.sync += [seg_wnext.eq(wend), seg_bits.eq(bits_end),
+                                 seg_consts.eq(1), seg_ch.eq(seg_ch + R)]
+                    with m.If(seg_ch + R >= d.out_c):
+                        m.d.sync += seg_done.eq(1)
+            with m.If(out_done & seg_done & ~cmd_left.any() & ~tagq.level.any()):
+                with m.If(d.logits):
+                    m.d.sync += state.eq(_S_NEXT)
+                with m.Else():
+                    m.d.sync += [wb_on.eq(1), wb_ch.eq(0), wb_ready.eq(0), wb_have.eq(0),
+                                 wb_k.eq(0), wb_addr.eq(obase)]
+                    m.d.sync += state.eq(_S_WB)
+            abort_on_memory_error()
+        with m.Elif(_eq(state, _S_WB)):
+            with m.If((wb_ch == d.out_c) & ~wb_have & ~wb_latch):
+                m.d.sync += wb_on.eq(0)
+                m.d.sync += state.eq(_S_NEXT)
+            abort_on_memory_error()
+        with m.Elif(_eq(state, _S_NEXT)):
+            m.d.sync += [pc.eq(pc + DW), self.layer.eq(self.layer + 1)]
+            m.d.sync += clear_layer()
+            m.d.sync += load_segment(pc + DW, DW, _TAG_DESC)
+            with m.If(~d.logits):
+                m.d.sync += cur.eq(~cur)
+            m.d.sync += state.eq(_S_FETCH)
+        with m.Else():  # DONE
+            m.d.sync += [busy.eq(0), done.eq(1), running.eq(0), wb_on.eq(0),
+                         cmd_left.eq(0)]
+            m.d.sync += state.eq(_S_IDLE)
         return m
