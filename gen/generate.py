@@ -37,7 +37,7 @@ from golden.integer import LOGIT_BITS
 from pact.errors import UserError
 
 __all__ = ["BLOCKS", "OPTIONS", "PLUGINS", "LINT_WAIVERS", "Option", "register", "emit",
-           "generate", "module_name", "config_hash", "add_arguments", "run"]
+           "generate", "validate", "module_name", "config_hash", "add_arguments", "run"]
 
 #: Verilator ``-Wall`` warnings that Amaranth's Verilog backend produces by construction, each
 #: waived with the reason it is harmless. Everything else (WIDTHTRUNC, LATCH, ...) must be clean.
@@ -264,6 +264,13 @@ def build(block, params):
         return BLOCKS[block](params)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{exc}; fix the parameter and run again") from None
+
+
+def validate(block, params):
+    """Check (and resolve defaults in) ``params`` by elaborating ``block``; write nothing."""
+    component, _ = build(block, params)
+    component._MustUse__used = True  # built only to validate
+    return params
 
 
 def generate(block, params, out_dir):

@@ -1,0 +1,206 @@
+"""Parts of the cocotb benches: TB (clock, reset), stream driver, stream monitor, checker.
+
+Timing discipline (the same on Icarus and Verilator): drivers change inputs just after a rising
+edge; handshakes are sampled at the falling edge, when every combinational path has settled
+for the coming rising edge. A transfer happens at a rising edge when ``valid & ready`` was
+sampled high just before it.
+
+The bench's parameters come from the JSON file named by ``PACT_TB_CONFIG`` (written by
+``cosim.runner.run``); the summary goes to the file named by ``PACT_TB_RESULT``.
+"""
+
+import json
+import os
+import random
+import time
+from collections import deque
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, RisingEdge
+
+__all__ = ["TB", "StreamDriver", "StreamMonitor", "InOrderChecker", "load_config",
+           "write_summary"]
+
+#: Clock period of every bench.
+PERIOD_NS = 10
+
+
+def load_config():
+    """The bench parameters: the JSON file named by ``PACT_TB_CONFIG``."""
+    with open(os.environ["PACT_TB_CONFIG"]) as f:
+        return json.load(f)
+
+
+def write_summary(summary):
+    """Write the summary JSON for ``pact sim`` and the pytest side (atomic rename)."""
+    path = os.environ.get("PACT_TB_RESULT")
+    if not path:
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class TB:
+    """Owns the clock and reset of a DUT with Amaranth's ``clk``/``rst`` ports, counts cycles."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.cycle = 0
+        Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
+        cocotb.start_soon(self._count())
+
+    async def _count(self):
+        while True:
+            await RisingEdge(self.dut.clk)
+            self.cycle += 1
+
+    async def reset(self, cycles=3):
+        """Hold ``rst`` for ``cycles`` rising edges with every stream idle, then release it."""
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+
+class StreamDriver:
+    """Drives ``<prefix>__valid``/``__payload`` of a stream, with random bubbles.
+
+    A word stays on the bus with ``valid`` high until it is taken (no retraction).
+    """
+
+    def __init__(self, dut, prefix, *, rng, bubbles=0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.rng, self.bubbles = rng, bubbles
+        self.queue = deque()
+        self.sent = 0
+        self.valid.value = 0
+
+    def send(self, words):
+        self.queue.extend(words)
+
+    async def run(self):
+        presenting = False
+        while True:
+            if not presenting and self.queue and self.rng.random() >= self.bubbles:
+                self.payload.value = self.queue[0]
+                self.valid.value = 1
+                presenting = True
+            await FallingEdge(self.clk)
+            taken = presenting and int(self.ready.value)
+            await RisingEdge(self.clk)
+            if taken:
+                self.queue.popleft()
+                self.sent += 1
+                presenting = False
+                self.valid.value = 0
+
+
+class StreamMonitor:
+    """Drives ``<prefix>__ready`` with random back-pressure, calls ``sink(payload, cycle)`` per
+    transfer."""
+
+    def __init__(self, dut, prefix, tb, sink, *, rng, backpressure=0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.tb, self.sink = tb, sink
+        self.rng, self.backpressure = rng, backpressure
+        self.received = 0
+        self.ready.value = 0
+
+    async def run(self):
+        while True:
+            ready = self.rng.random() >= self.backpressure
+            self.ready.value = int(ready)
+            await FallingEdge(self.clk)
+            if ready and int(self.valid.value):
+                self.received += 1
+                self.sink(int(self.payload.value), self.tb.cycle)
+            await RisingEdge(self.clk)
+
+
+class InOrderChecker:
+    """Compares each received result with the next expected one, with ``==``.
+
+    ``expected`` are the golden values in order; ``decode`` turns a raw payload into the same
+    form. Mismatches are counted, and the first few are kept for the report.
+    """
+
+    def __init__(self, expected, decode, *, keep=5):
+        self.expected = deque(expected)
+        self.total = len(self.expected)
+        self.decode = decode
+        self.keep = keep
+        self.checked = 0
+        self.mismatches = 0
+        self.first = []
+        self.last_cycle = None
+
+    def __call__(self, raw, cycle):
+        got = self.decode(raw)
+        self.last_cycle = cycle
+        if not self.expected:
+            self._mismatch({"index": self.checked, "cycle": cycle, "got": got,
+                            "expected": "nothing (extra output)"})
+            return
+        want = self.expected.popleft()
+        if got != want:
+            self._mismatch({"index": self.checked, "cycle": cycle, "got": got,
+                            "expected": want})
+        self.checked += 1
+
+    def _mismatch(self, record):
+        self.mismatches += 1
+        if len(self.first) < self.keep:
+            self.first.append(record)
+
+    @property
+    def done(self):
+        return not self.expected
+
+    def finish(self):
+        """Missing outputs count as mismatches; returns the total number of mismatches."""
+        missing = len(self.expected)
+        if missing:
+            self._mismatch({"index": self.checked, "missing": missing})
+            self.mismatches += missing - 1
+        return self.mismatches
+
+
+async def run_until_checked(tb, checker, max_cycles):
+    """Wait until ``checker`` has everything or ``max_cycles`` pass (a hang is a failure)."""
+    start = tb.cycle
+    while not checker.done and tb.cycle - start < max_cycles:
+        await RisingEdge(tb.dut.clk)
+    # A few more cycles so that an unexpected extra output would be seen.
+    for _ in range(8):
+        await RisingEdge(tb.dut.clk)
+
+
+def rngs(seed):
+    """Independent random streams for the driver and the monitor, from one seed."""
+    return random.Random(f"{seed}-driver"), random.Random(f"{seed}-monitor")
+
+
+def summarize(block, config, checker, tb, start_cycle, wall_start, **extra):
+    """The bench summary (also what ``pact sim`` prints and writes)."""
+    return {
+        "block": block,
+        "params": config.get("params", {}),
+        "seed": config.get("seed"),
+        "vectors": checker.total,
+        "checked": checker.checked,
+        "mismatches": checker.mismatches,
+        "first_mismatches": checker.first,
+        "cycles": tb.cycle - start_cycle,
+        "sim_wall_seconds": round(time.perf_counter() - wall_start, 3),
+        **extra,
+    }

@@ -1,0 +1,237 @@
+"""Build-and-run around ``cocotb_tools.runner``: one build per simulator and configuration.
+
+    folder = build("verilator", sources, "pact_mac_array", "mac_array-w4a4-...")
+    result = run("verilator", folder, "pact_mac_array", "cosim.mac_array_tb",
+                 config={"wbits": 4, ...}, name="seed1")
+
+- Every build lives in ``sim_build/<sim>/<config>`` (``<config>-waves`` when traced: Verilator
+  needs ``--trace`` at build time). A stamp file records what was built (simulator, sources'
+  contents, top level, arguments); a later call with the same inputs reuses the build.
+- Builds take a file lock on ``sim_build/<sim>/<config>.lock``, so pytest-xdist workers that
+  need the same configuration build it once and wait for each other.
+- Each run gets its own folder ``<build>/runs/<name>`` (logs, cocotb results, the bench's
+  summary JSON, waveforms), so runs that share a build can go in parallel.
+- Benches get their parameters from a JSON file named by ``PACT_TB_CONFIG`` and write their
+  summary to the JSON file named by ``PACT_TB_RESULT`` (see ``cosim.bench``).
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from cosim.tools import prepare_environment
+
+__all__ = ["SIM_BUILD", "BuildInfo", "RunResult", "build", "run", "build_folder",
+           "config_name"]
+
+#: Root of all build folders (git-ignored), relative to the repository.
+SIM_BUILD = Path(__file__).resolve().parent.parent / "sim_build"
+
+#: Icarus needs a timescale; Verilator gets the same one so that times agree.
+TIMESCALE = ("1ns", "1ps")
+
+_STAMP = "pact_build.json"
+
+
+@dataclasses.dataclass
+class BuildInfo:
+    """A finished build: its folder, whether it was reused, and how long it took."""
+
+    sim: str
+    folder: Path
+    toplevel: str
+    waves: bool
+    reused: bool
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One simulation: cocotb's verdict, the bench's summary, and where the files are."""
+
+    passed: bool
+    summary: dict
+    folder: Path
+    log: Path
+    waves: Path | None
+    seconds: float
+
+
+def config_name(prefix, params):
+    """A readable, collision-free build folder name: ``prefix-<8 hex of the params>``."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def build_folder(sim, config, *, waves=False, root=None):
+    """``<root>/<sim>/<config>[-waves]``."""
+    root = Path(root) if root is not None else SIM_BUILD
+    return root / sim / (f"{config}-waves" if waves else config)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _stamp(sim, sources, toplevel, build_args, waves):
+    digest = hashlib.sha256()
+    for src in sources:
+        digest.update(Path(src).read_bytes())
+    return {"sim": sim, "toplevel": toplevel, "build_args": list(build_args), "waves": waves,
+            "sources": [Path(s).name for s in sources], "sources_sha256": digest.hexdigest()}
+
+
+def _verilator_runner(cache):
+    """cocotb's Verilator runner, sharing Verilator's run-time objects through ``cache``.
+
+    ``verilated*.o`` depend only on Verilator's own headers and the compile flags, not on the
+    design, yet compiling them is most of a build (about 12 of 15 s here). They are copied in
+    from ``cache`` after verilating and before ``make`` (which still checks them against their
+    dependencies), and copied back (atomically, by rename) after a build. The copies get a
+    fresh time stamp: ``make`` would otherwise rebuild them because ``Vtop.mk`` is newer; that
+    rule guards against changed flags, which the cache key already covers.
+    """
+    from cocotb_tools.runner import Verilator
+
+    class CachedVerilator(Verilator):
+        def _build_command(self):
+            verilate, make = super()._build_command()
+            build = str(self.build_dir)
+            restore = ["sh", "-c", 'for f in "$1"/verilated*.o; do [ -e "$f" ] || continue; '
+                       'cp "$f" "${f%.o}.d" "$2"/ 2>/dev/null || true; done', "sh",
+                       str(cache), build]
+            save = ["sh", "-c", 'mkdir -p "$2" && for f in "$1"/verilated*.o "$1"/verilated*.d; '
+                    'do [ -e "$f" ] || continue; b=$(basename "$f"); '
+                    'cp -p "$f" "$2/.$b.$$" && mv -f "$2/.$b.$$" "$2/$b"; done', "sh",
+                    build, str(cache)]
+            return [verilate, restore, make, save]
+
+    return CachedVerilator()
+
+
+def _runtime_cache(root, build_args, waves):
+    """Cache folder of Verilator's run-time objects for one set of flags."""
+    from cosim.tools import verilator_root
+
+    root_dir = verilator_root()
+    version = hashlib.sha256((root_dir / "include" / "verilated.mk").read_bytes()).hexdigest()
+    key = json.dumps({"root": str(root_dir), "mk": version, "args": list(build_args),
+                      "waves": waves})
+    return root / "verilator" / f"_runtime-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def _default_build_args(sim):
+    if sim == "verilator":
+        from gen.generate import LINT_WAIVERS
+
+        return [f"-Wno-{w}" for w in sorted(LINT_WAIVERS)]
+    return []
+
+
+def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=None,
+          always=False):
+    """Build ``sources`` for ``sim`` in ``build_folder(sim, config)``, or reuse that build.
+
+    ``build_args`` default to the lint waivers of ``gen.generate`` for Verilator. Returns a
+    ``BuildInfo``. Raises ``UserError`` if the simulator is missing, ``RuntimeError`` (with the
+    log's path) if the build fails.
+    """
+    from cocotb_tools.runner import get_runner
+
+    prepare_environment(sim)
+    sources = [Path(s).resolve() for s in sources]
+    build_args = list(_default_build_args(sim) if build_args is None else build_args)
+    folder = build_folder(sim, config, waves=waves, root=root)
+    stamp = _stamp(sim, sources, toplevel, build_args, waves)
+    with _locked(folder.with_name(folder.name + ".lock")):
+        stamp_file = folder / _STAMP
+        if (not always and stamp_file.exists()
+                and json.loads(stamp_file.read_text()) == stamp):
+            return BuildInfo(sim, folder, toplevel, waves, True, 0.0)
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        log = folder / "build.log"
+        start = time.perf_counter()
+        if sim == "verilator":
+            root_dir = Path(root) if root is not None else SIM_BUILD
+            runner = _verilator_runner(_runtime_cache(root_dir, build_args, waves))
+        else:
+            runner = get_runner(sim)
+        try:
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=folder,
+                         build_args=build_args, timescale=TIMESCALE, waves=waves,
+                         always=True, log_file=log)
+        except (RuntimeError, SystemExit) as exc:
+            raise RuntimeError(f"{sim} build of {toplevel} failed ({exc}); see {log}") from None
+        seconds = time.perf_counter() - start
+        stamp_file.write_text(json.dumps(stamp, indent=1, sort_keys=True))
+        return BuildInfo(sim, folder, toplevel, waves, False, seconds)
+
+
+def _read_results(xml):
+    from cocotb_tools.runner import get_results
+
+    try:
+        tests, failed = get_results(xml)
+    except (RuntimeError, FileNotFoundError):
+        return False
+    return tests > 0 and failed == 0
+
+
+def run(sim, info, test_module, *, config, name="run", seed=None, extra_env=None):
+    """Run ``test_module`` (a cocotb module) on the build ``info``; return a ``RunResult``.
+
+    ``config`` is written to ``<run folder>/config.json`` and named by ``PACT_TB_CONFIG``; the
+    bench writes its summary to ``<run folder>/summary.json`` (``PACT_TB_RESULT``). A failed
+    simulation does not raise: ``passed`` is False and ``summary`` holds what the bench wrote
+    (empty if it wrote nothing).
+    """
+    from cocotb_tools.runner import get_runner
+
+    prepare_environment(sim)
+    folder = info.folder / "runs" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    config_file, result_file = folder / "config.json", folder / "summary.json"
+    config_file.write_text(json.dumps(config, indent=1, sort_keys=True))
+    env = {"PACT_TB_CONFIG": str(config_file), "PACT_TB_RESULT": str(result_file),
+           **(extra_env or {})}
+    waves = None
+    plusargs = []
+    if info.waves:
+        if sim == "icarus":
+            waves = folder / f"{info.toplevel}.fst"
+            plusargs.append(f"+dumpfile_path={waves}")
+        else:
+            waves = folder / "dump.vcd"
+    log, xml = folder / "sim.log", folder / "results.xml"
+    runner = get_runner(sim)
+    runner.build_dir = info.folder
+    start = time.perf_counter()
+    try:
+        runner.test(hdl_toplevel=info.toplevel, test_module=test_module, build_dir=info.folder,
+                    hdl_toplevel_lang="verilog", test_dir=folder, results_xml=str(xml),
+                    extra_env=env, seed=seed,
+                    waves=info.waves, plusargs=plusargs, timescale=TIMESCALE, log_file=log)
+    except (RuntimeError, SystemExit):
+        pass  # the verdict comes from the results file and the summary below
+    seconds = time.perf_counter() - start
+    summary = json.loads(result_file.read_text()) if result_file.exists() else {}
+    passed = _read_results(xml) and summary.get("mismatches") == 0
+    return RunResult(passed, summary, folder, log, waves if waves and waves.exists() else None,
+                     seconds)
+
