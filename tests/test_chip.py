@@ -38,109 +38,320 @@ class MemoryModel:
         self.words = list(words)
         self.rng = random.Random(seed)
         self.latency, self.cmd_ready, self.wr_ready = latency, cmd_ready, wr_ready
-        self.writes = []
+        self.reads, self.writes = [], []
 
     def read(self, addr):
         return self.words[addr] if addr < len(self.words) else 0
 
+    def write(self, addr, data):
+        self.writes.append(addr)
+        if addr >= len(self.words):
+            self.words += [0] * (addr + 1 - len(self.words))
+        self.words[addr] = data
 
-def run_chip(params, words, *, in_addr, out_base, prog_addr=0, mem=None, max_cycles=200_000,
-             extra_responses=0):
-    """Run one program; returns ``(memory, result)`` with ``result`` a dict of the CSRs at done
-    and the cycle of each ``layer`` change."""
+
+def run_chip(params, words, runs, *, mem=None, max_cycles=200_000, spurious_at=None):
+    """Run the program once per ``(prog_addr, in_addr, out_base)`` in ``runs``, back to back on
+    one chip; returns ``(memory, results)``, one dict of CSRs per run (at ``done``) with the
+    cycle of each ``layer`` change. ``spurious_at``: from this cycle on, the memory sends one read
+    response nobody asked for, at the first cycle with no read pending."""
     dut = PactChip(params)
     mem = mem or MemoryModel(words)
     mem.words = list(words)
-    result = {}
+    results = []
 
     async def bench(ctx):
-        ctx.set(dut.prog_addr, prog_addr)
-        ctx.set(dut.in_addr, in_addr)
-        ctx.set(dut.out_base, out_base)
         await ctx.tick()
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
         pending = deque()
         last_ready = 0
-        layer, layer_cycles = 0, [0]
-        spurious = extra_responses
-        for cycle in range(max_cycles):
-            rd_ready = mem.rng.random() < mem.cmd_ready
-            wr_ready = mem.rng.random() < mem.wr_ready
-            ctx.set(dut.mem_rd_cmd.ready, rd_ready)
-            ctx.set(dut.mem_wr.ready, wr_ready)
-            head = pending and pending[0][0] <= cycle
-            if spurious and not pending and cycle > 20:
-                ctx.set(dut.mem_rd_data.valid, 1)
-                ctx.set(dut.mem_rd_data.payload, 0)
-                spurious -= 1
-            else:
-                ctx.set(dut.mem_rd_data.valid, bool(head))
-                ctx.set(dut.mem_rd_data.payload, pending[0][1] if head else 0)
-            if head and ctx.get(dut.mem_rd_data.ready):
-                pending.popleft()
-            if rd_ready and ctx.get(dut.mem_rd_cmd.valid):
-                addr = ctx.get(dut.mem_rd_cmd.payload)
-                last_ready = max(last_ready, cycle + mem.rng.randint(*mem.latency))
-                pending.append((last_ready, mem.read(addr)))
-            if wr_ready and ctx.get(dut.mem_wr.valid):
-                addr = ctx.get(dut.mem_wr.payload.addr)
-                data = ctx.get(dut.mem_wr.payload.data)
-                mem.writes.append(addr)
-                if addr >= len(mem.words):
-                    mem.words += [0] * (addr + 1 - len(mem.words))
-                mem.words[addr] = data
-            if ctx.get(dut.layer) != layer:
-                layer = ctx.get(dut.layer)
-                layer_cycles.append(cycle)
-            if ctx.get(dut.done):
-                break
+        cycle = 0
+        spurious_sent = False
+        for prog_addr, in_addr, out_base in runs:
+            ctx.set(dut.prog_addr, prog_addr)
+            ctx.set(dut.in_addr, in_addr)
+            ctx.set(dut.out_base, out_base)
+            ctx.set(dut.start, 1)
             await ctx.tick()
-        else:
-            raise AssertionError(f"no done after {max_cycles} cycles")
-        result.update(cycles=ctx.get(dut.cycles), error=ctx.get(dut.error),
-                      mac_beats=ctx.get(dut.mac_beats), layer=ctx.get(dut.layer),
-                      layer_cycles=layer_cycles, busy=ctx.get(dut.busy))
+            ctx.set(dut.start, 0)
+            assert ctx.get(dut.busy) and not ctx.get(dut.done)
+            layer, layer_cycles, start = 0, [0], cycle
+            while True:
+                cycle += 1
+                if cycle - start > max_cycles:
+                    raise AssertionError(f"no done after {max_cycles} cycles")
+                rd_ready = mem.rng.random() < mem.cmd_ready
+                wr_ready = mem.rng.random() < mem.wr_ready
+                ctx.set(dut.mem_rd_cmd.ready, rd_ready)
+                ctx.set(dut.mem_wr.ready, wr_ready)
+                head = bool(pending) and pending[0][0] <= cycle
+                spurious = (spurious_at is not None and cycle >= spurious_at and not pending
+                            and not spurious_sent)
+                spurious_sent |= spurious
+                ctx.set(dut.mem_rd_data.valid, head or spurious)
+                ctx.set(dut.mem_rd_data.payload, pending[0][1] if head else 0)
+                if head and ctx.get(dut.mem_rd_data.ready):
+                    pending.popleft()
+                if rd_ready and ctx.get(dut.mem_rd_cmd.valid):
+                    addr = ctx.get(dut.mem_rd_cmd.payload)
+                    mem.reads.append(addr)
+                    last_ready = max(last_ready + 1, cycle + mem.rng.randint(*mem.latency))
+                    pending.append((last_ready, mem.read(addr)))
+                if wr_ready and ctx.get(dut.mem_wr.valid):
+                    mem.write(ctx.get(dut.mem_wr.payload.addr), ctx.get(dut.mem_wr.payload.data))
+                if ctx.get(dut.layer) != layer:
+                    layer = ctx.get(dut.layer)
+                    layer_cycles.append(cycle - start)
+                if ctx.get(dut.done):
+                    break
+                await ctx.tick()
+            assert not pending, "the chip finished with reads outstanding"
+            results.append(dict(cycles=ctx.get(dut.cycles), error=ctx.get(dut.error),
+                                mac_beats=ctx.get(dut.mac_beats), layer=ctx.get(dut.layer),
+                                layer_cycles=layer_cycles, busy=ctx.get(dut.busy),
+                                wall=cycle - start))
+            await ctx.tick()
+            ctx.set(dut.mem_rd_data.valid, 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return mem, result
+    return mem, results
 
 
-def run_network(params, image, x, **kw):
-    program = compile_image(image, hardware(params))
-    words = memory_words(program, [x])
-    in_addr, out_base = slot_addresses(program.layout, 0)
-    mem, result = run_chip(params, words, in_addr=in_addr, out_base=out_base, **kw)
-    return program, mem, result
+def run_network(params, image, inputs, mem=None, **kw):
+    """Compile ``image``, put ``inputs`` into slots and run them back to back."""
+    program = compile_image(image, hardware(params), slots=len(inputs))
+    words = memory_words(program, inputs)
+    runs = [(program.layout["program_addr"], *slot_addresses(program.layout, i))
+            for i in range(len(inputs))]
+    mem, results = run_chip(params, words, runs, mem=mem, **kw)
+    return program, mem, results
 
 
-def check_network(params, image, x, **kw):
-    program, mem, result = run_network(params, image, x, **kw)
-    assert result["error"] == 0
-    got = read_outputs(mem.words, program.layout)
+def first_mismatch(image, program, words, x, slot=0):
+    """``None`` when every layer's output in ``words`` equals golden/reference.py, else
+    ``(layer, index)`` of the first differing code."""
+    got = read_outputs(words, program.layout, slot)
     want = reference_run(image, x)
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert g.shape == w.shape, f"layer {i}"
-        assert np.array_equal(g, w), f"layer {i} ({image.layers[i].name}) differs"
+        assert g.shape == w.shape, f"layer {i}: shape {g.shape} != {w.shape}"
+        if not np.array_equal(g, w):
+            return i, tuple(int(v) for v in np.argwhere(g != w)[0])
+    return None
+
+
+def check_network(params, image, inputs, **kw):
+    program, mem, results = run_network(params, image, inputs, **kw)
     beats = sum(lay["mac_beats"] for lay in program.layout["layers"])
-    assert result["mac_beats"] == beats
-    return program, result
+    for slot, (x, res) in enumerate(zip(inputs, results, strict=True)):
+        assert res["error"] == 0
+        assert not res["busy"]
+        assert res["layer"] == len(image.layers)
+        assert first_mismatch(image, program, mem.words, x, slot) is None, f"slot {slot}"
+        assert res["mac_beats"] == beats
+        # cycles counts from the start pulse to done (the bench sees done one cycle later)
+        assert abs(res["cycles"] - res["wall"]) <= 2
+    return program, mem, results
+
+
+def conv(name, cin, cout, hw, k=3, s=1, p=1):
+    ho = (hw + 2 * p - k) // s + 1
+    return dict(name=name, op="conv", in_shape=(cin, hw, hw), out_shape=(cout, ho, ho),
+                kernel=k, stride=s, padding=p)
+
+
+def fc(name, n, m):
+    return dict(name=name, op="fc", in_shape=(n,), out_shape=(m,))
 
 
 SMALL = ChipParams(wbits=4, abits=4, rows=2, cols=3, mem_width=32, max_channels=8,
-                   max_plane=16, wbuf_depth=256)
+                   max_plane=25, wbuf_depth=512)
+
+# (params, layer specs, input shape, memory behaviour)
+NETWORKS = {
+    "cnn-w4a4-2x3": (
+        SMALL,
+        [conv("c0", 1, 3, 5), conv("c1", 3, 5, 5, s=2), conv("c2", 5, 4, 3, k=1, p=0),
+         fc("fc", 36, 3)],
+        (1, 5, 5), dict(latency=(1, 4), cmd_ready=0.7, wr_ready=0.6)),
+    "cnn-w2a2-3x2": (
+        ChipParams(wbits=2, abits=2, rows=3, cols=2, mem_width=64, max_channels=6,
+                   max_plane=16, wbuf_depth=1024),
+        [conv("c0", 2, 4, 4, s=2), conv("c1", 4, 3, 2), fc("fc", 12, 4)],
+        (2, 4, 4), dict(latency=(1, 3), cmd_ready=0.8, wr_ready=0.8)),
+    "cnn-w8a8-2x2-mw16": (
+        ChipParams(wbits=8, abits=8, rows=2, cols=2, mem_width=16, max_channels=4,
+                   max_plane=16, wbuf_depth=128),
+        [conv("c0", 1, 3, 4), conv("c1", 3, 2, 4, k=1, p=0), fc("fc", 32, 3)],
+        (1, 4, 4), dict(latency=(2, 6), cmd_ready=0.5, wr_ready=0.5)),
+    "cnn-w3a5-1x4": (
+        ChipParams(wbits=3, abits=5, rows=1, cols=4, mem_width=32, max_channels=4,
+                   max_plane=16, wbuf_depth=256),
+        [conv("c0", 1, 2, 4, s=2, p=0), conv("c1", 2, 3, 1, k=1, p=0), fc("fc", 3, 2)],
+        (1, 4, 4), dict(latency=(1, 1))),
+    "mlp-w4a4-4x1": (
+        ChipParams(wbits=4, abits=4, rows=4, cols=1, mem_width=64, max_channels=12,
+                   max_plane=4, wbuf_depth=256),
+        [fc("fc0", 12, 10), fc("fc1", 10, 6), fc("fc2", 6, 5)],
+        (12,), dict(latency=(1, 8), cmd_ready=0.9, wr_ready=0.3)),
+}
 
 
-def test_tiny_cnn():
-    specs = [
-        dict(name="conv0", op="conv", in_shape=(1, 4, 4), out_shape=(3, 4, 4), kernel=3,
-             stride=1, padding=1),
-        dict(name="fc", op="fc", in_shape=(48,), out_shape=(3,)),
-    ]
-    image = random_image(SEED, wbits=4, abits=4, input_shape=(1, 4, 4), specs=specs)
+def network(name, seed=SEED):
+    params, specs, in_shape, memory = NETWORKS[name]
+    image = random_image(seed, wbits=params.wbits, abits=params.abits, input_shape=in_shape,
+                         specs=specs)
+    return params, image, memory
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_random_network_is_bit_exact(name):
+    params, image, memory = network(name)
+    inputs = random_inputs(SEED + 1, image, 2)
+    mem = MemoryModel([], seed=SEED, **memory)
+    check_network(params, image, inputs, mem=mem)
+
+
+def test_digits_cnn_shapes_on_a_small_array():
+    """The digits CNN's layer shapes (8-bit first layer and logits, stride 2, fc over a 4x4
+    plane), narrower so that the simulator stays quick."""
+    params = ChipParams(wbits=4, abits=4, rows=4, cols=4, mem_width=64, max_channels=10,
+                        max_plane=64, wbuf_depth=1024)
+    image = random_image(SEED, wbits=4, abits=4, input_shape=(1, 8, 8), channels=(4, 8, 8),
+                         classes=10)
+    check_network(params, image, random_inputs(SEED, image, 1))
+
+
+def test_checker_sees_a_corrupted_weight_at_its_layer():
+    params, image, _ = network("cnn-w4a4-2x3")
     x = random_inputs(SEED, image, 1)[0]
-    check_network(SMALL, image, x)
+    program = compile_image(image, hardware(params))
+    words = memory_words(program, [x])
+    lay = program.layout["layers"][1]
+    words[lay["w_addr"]] ^= 1 << (params.wbits * params.rows)  # one code of beat 1
+    runs = [(0, *slot_addresses(program.layout, 0))]
+    mem, results = run_chip(params, words, runs)
+    assert results[0]["error"] == 0
+    found = first_mismatch(image, program, mem.words, x)
+    assert found is not None and found[0] == 1
+
+
+def test_checker_sees_an_unwritten_output():
+    params, image, _ = network("cnn-w4a4-2x3")
+    x = random_inputs(SEED, image, 1)[0]
+    program = compile_image(image, hardware(params))
+    words = memory_words(program, [x])  # output slots are POISON: nothing computed
+    assert first_mismatch(image, program, words, x) == (0, (0, 0, 0))
+
+
+def _descriptor_program(params, **fields):
+    dw = cf.descriptor_words(params.mem_width)
+    base = dict(op=cf.OP_CONV, in_c=1, in_h=2, in_w=2, out_c=1, out_h=2, out_w=2, kernel=1,
+                stride=1, pad=0, w_slices=1, a_slices=1, in_bits=params.abits,
+                out_bits=params.abits, in_from_mem=1, w_addr=100, c_addr=110, o_addr=0)
+    base.update(fields)
+    words = cf.record_to_words(cf.pack_record(cf.DESCRIPTOR, **base), dw, params.mem_width)
+    words += cf.record_to_words(cf.pack_record(cf.DESCRIPTOR, op=cf.OP_END), dw,
+                                params.mem_width)
+    return words + [0] * (200 - len(words))
+
+
+@pytest.mark.parametrize("fields, flag", [
+    (dict(op=2), ERR_UNKNOWN_OP),
+    (dict(op=3), ERR_UNKNOWN_OP),
+    (dict(in_c=9), ERR_BUFFER),
+    (dict(out_c=9), ERR_BUFFER),
+    (dict(in_h=6, in_w=5), ERR_BUFFER),
+    (dict(out_h=5, out_w=6), ERR_BUFFER),
+    (dict(w_slices=3), ERR_BUFFER),
+    (dict(a_slices=0), ERR_BUFFER),
+    (dict(in_bits=9), ERR_BUFFER),
+    (dict(in_bits=8, a_slices=1), ERR_BUFFER),
+    (dict(out_bits=16), ERR_BUFFER),
+    (dict(logits=1, out_bits=16), ERR_BUFFER),  # logits need a 1x1 output
+    (dict(in_c=8, out_c=8, kernel=3, pad=1), ERR_BUFFER),  # 4 tiles x 72 beats > 256
+    (dict(kernel=0), ERR_BUFFER),
+    (dict(stride=0), ERR_BUFFER),
+])
+def test_a_bad_descriptor_stops_with_its_flag(fields, flag):
+    params = ChipParams(wbits=4, abits=4, rows=2, cols=3, mem_width=32, max_channels=8,
+                        max_plane=25, wbuf_depth=256)
+    words = _descriptor_program(params, **fields)
+    mem, results = run_chip(params, words, [(0, 150, 160), (0, 150, 160)], max_cycles=200)
+    for res in results:  # the flag is sticky until the next start, which clears it
+        assert res["error"] == flag
+        assert res["layer"] == 0 and res["mac_beats"] == 0
+    assert mem.writes == []
+
+
+def test_a_good_descriptor_sets_no_flag():
+    params = ChipParams(wbits=4, abits=4, rows=2, cols=3, mem_width=32, max_channels=8,
+                        max_plane=25, wbuf_depth=256)
+    mem, results = run_chip(params, _descriptor_program(params), [(0, 150, 160)],
+                            max_cycles=500)
+    assert results[0]["error"] == 0 and results[0]["layer"] == 1
+    assert sorted(set(mem.writes)) == [160]
+
+
+def test_a_response_without_a_request_is_a_memory_error():
+    params, image, _ = network("cnn-w4a4-2x3")
+    x = random_inputs(SEED, image, 1)[0]
+    program = compile_image(image, hardware(params))
+    words = memory_words(program, [x])
+    runs = [(0, *slot_addresses(program.layout, 0))] * 2
+    mem = MemoryModel(words, latency=(3, 3))
+    # The first run stops early; the second (after a new start) runs clean.
+    mem, results = run_chip(params, words, runs, mem=mem, spurious_at=2)
+    assert results[0]["error"] == ERR_MEMORY
+    assert results[1]["error"] == 0
+    assert first_mismatch(image, program, mem.words, x) is None
+
+
+def test_start_is_ignored_while_busy():
+    params, image, _ = network("mlp-w4a4-4x1")
+    x = random_inputs(SEED, image, 1)[0]
+    program = compile_image(image, hardware(params))
+    words = memory_words(program, [x])
+    dut = PactChip(params)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.mem_rd_cmd.ready, 0)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.prog_addr, 5)
+        await ctx.tick().repeat(3)
+        ctx.set(dut.start, 0)
+        seen["addr"] = ctx.get(dut.mem_rd_cmd.payload)
+        seen["busy"] = ctx.get(dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"addr": 0, "busy": 1}
+    del words
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(wbits=1), "wbits"), (dict(abits=17), "abits"), (dict(rows=0), "rows"),
+    (dict(mem_width=48), "power of two"), (dict(mem_width=8), "mem_width"),
+    (dict(max_bits=17), "max_bits"), (dict(max_channels=0), "max_channels"),
+    (dict(max_plane=5000), "max_plane"), (dict(wbuf_depth=0), "wbuf_depth"),
+    (dict(wbits=2, max_bits=16), "slices"), (dict(max_reads=1), "max_reads"),
+])
+def test_parameters_are_checked(kw, match):
+    base = dict(wbits=4, abits=4, rows=2, cols=2)
+    with pytest.raises(ValueError, match=match):
+        ChipParams(**{**base, **kw})
+    with pytest.raises(TypeError):
+        ChipParams(wbits=4.0, abits=4, rows=2, cols=2)
+
+
+def test_derived_sizes():
+    p = ChipParams(wbits=4, abits=4, rows=8, cols=8)
+    assert (p.lane_bits, p.w_slices_max, p.a_slices_max, p.max_shift) == (8, 2, 2, 8)
+    assert p.max_reduction == 64 * 225 * 2 * 2
+    # |acc| <= max_reduction * 15 * 15 * 2**8, plus a sign bit
+    assert p.acc_width == (p.max_reduction * 15 * 15 << 8).bit_length() + 1
