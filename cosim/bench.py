@@ -72,8 +72,10 @@ class StreamDriver:
     A word stays on the bus with ``valid`` high until it is taken (no retraction).
     """
 
-    def __init__(self, dut, prefix, *, rng, bubbles=0.0):
+    def __init__(self, dut, prefix, *, rng, bubbles=0.0, tb=None):
         self.clk = dut.clk
+        self.tb = tb
+        self.first_cycle = self.last_cycle = None  # of accepted words (needs ``tb``)
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.payload = getattr(dut, f"{prefix}__payload")
@@ -96,6 +98,10 @@ class StreamDriver:
             taken = presenting and int(self.ready.value)
             await RisingEdge(self.clk)
             if taken:
+                if self.tb is not None:
+                    self.last_cycle = self.tb.cycle
+                    if self.first_cycle is None:
+                        self.first_cycle = self.last_cycle
                 self.queue.popleft()
                 self.sent += 1
                 presenting = False

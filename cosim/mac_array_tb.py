@@ -8,7 +8,8 @@ all-maximum codes and the most negative/positive weights, zeros, single-beat red
 
 Config (``PACT_TB_CONFIG``): ``params`` (wbits, abits, rows, cols, max_reduction, max_shift),
 ``vectors``, ``seed``, ``bubbles``, ``backpressure``, ``inject_error`` (the checker must then
-fail), ``random_only`` (skip the corner cases, for throughput runs), ``max_len``.
+fail), ``random_only`` (skip the corner cases, for throughput runs), ``min_len``/``max_len``
+(random reduction lengths, default 1..16).
 """
 
 import time
@@ -45,7 +46,8 @@ def reductions(cfg):
     rng = np.random.default_rng(cfg["seed"])
     corner = [] if cfg.get("random_only") else mac_corner_reductions(*dims)
     return corner + mac_random_reductions(rng, cfg["vectors"], *dims,
-                                          max_len=cfg.get("max_len", 16))
+                                          max_len=cfg.get("max_len", 16),
+                                          min_len=cfg.get("min_len", 1))
 
 
 @cocotb.test()
@@ -65,9 +67,16 @@ async def mac_array_regression(dut):
 
     tb = TB(dut)
     checker = InOrderChecker(expected, lambda raw: unpack(out_layout, raw))
+    first_result = []
+
+    def sink(raw, cycle):
+        if not first_result:
+            first_result.append(cycle)
+        checker(raw, cycle)
+
     drv_rng, mon_rng = rngs(cfg["seed"])
-    driver = StreamDriver(dut, "i", rng=drv_rng, bubbles=cfg.get("bubbles", 0.0))
-    monitor = StreamMonitor(dut, "o", tb, checker, rng=mon_rng,
+    driver = StreamDriver(dut, "i", rng=drv_rng, bubbles=cfg.get("bubbles", 0.0), tb=tb)
+    monitor = StreamMonitor(dut, "o", tb, sink, rng=mon_rng,
                             backpressure=cfg.get("backpressure", 0.0))
     await tb.reset()
     wall = time.perf_counter()
@@ -81,8 +90,13 @@ async def mac_array_regression(dut):
     summary = summarize("mac_array", cfg, checker, tb, start, wall, beats=len(words),
                         macs=len(words) * p["rows"] * p["cols"], acc_width=acc_width)
     summary["cycles"] = cycles
-    summary["beats_per_cycle"] = round(driver.sent / cycles, 6) if cycles else 0.0
-    summary["macs_per_cycle"] = round(driver.sent * p["rows"] * p["cols"] / cycles, 6) \
-        if cycles else 0.0
+    # Steady state: from the first to the last accepted beat, and first to last result.
+    span = driver.last_cycle - driver.first_cycle if driver.sent > 1 else 0
+    beats_per_cycle = (driver.sent - 1) / span if span else 0.0
+    out_span = (checker.last_cycle - first_result[0]) if first_result else 0
+    summary["beats_per_cycle"] = round(beats_per_cycle, 6)
+    summary["macs_per_cycle"] = round(beats_per_cycle * p["rows"] * p["cols"], 6)
+    summary["results_per_cycle"] = round((checker.checked - 1) / out_span, 6) if out_span else 0.0
+    summary["peak_macs_per_cycle"] = p["rows"] * p["cols"]
     write_summary(summary)
     assert mismatches == 0, f"{mismatches} mismatches; first: {checker.first}"

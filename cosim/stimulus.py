@@ -107,11 +107,13 @@ def mac_corner_reductions(wbits, abits, rows, cols, max_reduction, max_shift=0):
 
 
 def mac_random_reductions(rng, count, wbits, abits, rows, cols, max_reduction, max_shift=0,
-                          max_len=16):
-    """``count`` reductions of random length (1..min(max_len, max_reduction)) and codes."""
+                          max_len=16, min_len=1):
+    """``count`` reductions of random codes, of random length in ``min_len..max_len`` (capped
+    at ``max_reduction``)."""
     out = []
+    hi = min(max_len, max_reduction)
     for _ in range(count):
-        n = int(rng.integers(1, min(max_len, max_reduction) + 1))
+        n = int(rng.integers(min(min_len, hi), hi + 1))
         out.append(_reduction(
             rng.integers(0, 1 << wbits, size=(n, rows)),
             rng.integers(0, 1 << abits, size=(n, cols)),

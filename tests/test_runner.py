@@ -1,0 +1,85 @@
+"""The build-and-run helper: folder layout, reuse, rebuild on change, locking, failed runs."""
+
+import threading
+
+import pytest
+
+from cosim import runner
+from cosim import sim as cosim_sim
+
+pytestmark = pytest.mark.sim
+
+COUNTER = """
+module counter(input clk, input rst, output reg [{msb}:0] count);
+  always @(posedge clk) count <= rst ? 0 : count + 1;
+endmodule
+"""
+
+
+def write_counter(path, bits=4):
+    path.write_text(COUNTER.format(msb=bits - 1))
+    return path
+
+
+def test_folder_layout(tmp_path):
+    assert runner.build_folder("icarus", "x", root=tmp_path) == tmp_path / "icarus" / "x"
+    assert runner.build_folder("verilator", "x", waves=True, root=tmp_path).name == "x-waves"
+    a = runner.config_name("blk", {"a": 1, "b": 2})
+    assert a == runner.config_name("blk", {"b": 2, "a": 1}) != runner.config_name("blk", {"a": 2})
+    assert a.startswith("blk-")
+
+
+def test_build_once_reuse_rebuild_on_change(require_sim, tmp_path):
+    require_sim("icarus")
+    src = write_counter(tmp_path / "counter.v")
+    first = runner.build("icarus", [src], "counter", "cfg", root=tmp_path / "b")
+    assert not first.reused and first.folder == tmp_path / "b" / "icarus" / "cfg"
+    assert (first.folder / "sim.vvp").exists()
+    again = runner.build("icarus", [src], "counter", "cfg", root=tmp_path / "b")
+    assert again.reused
+    write_counter(src, bits=5)
+    changed = runner.build("icarus", [src], "counter", "cfg", root=tmp_path / "b")
+    assert not changed.reused
+
+
+def test_concurrent_builds_of_one_config_build_once(require_sim, tmp_path):
+    require_sim("icarus")
+    src = write_counter(tmp_path / "counter.v")
+    results = []
+
+    def build():
+        results.append(runner.build("icarus", [src], "counter", "same", root=tmp_path / "b"))
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.reused for r in results) == [False, True, True]
+
+
+def test_build_failure_names_the_log(require_sim, tmp_path):
+    require_sim("icarus")
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad(input clk; endmodule\n")
+    with pytest.raises(RuntimeError, match="build.log"):
+        runner.build("icarus", [bad], "bad", "bad", root=tmp_path / "b")
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_bench_error_is_a_failed_run_not_an_exception(require_sim, tmp_path, sim):
+    """A bench that crashes (here: no 'vectors' in its config) gives passed=False."""
+    require_sim(sim)
+    params = cosim_sim.block_params("pact_unit", 2, 2, 2, 3)
+    info, manifest = cosim_sim.prepare("pact_unit", sim, params)
+    result = runner.run(sim, info, "cosim.pact_unit_tb", config={"params": {}}, name="broken")
+    assert not result.passed and result.summary == {}
+    assert result.log.exists() and result.folder == info.folder / "runs" / "broken"
+
+
+def test_verilator_build_is_reused(require_sim):
+    require_sim("verilator")
+    params = cosim_sim.block_params("mac_array", 2, 2, 2, 3)
+    cosim_sim.prepare("mac_array", "verilator", params)
+    info, _ = cosim_sim.prepare("mac_array", "verilator", params)
+    assert info.reused and info.folder.parent.name == "verilator"
