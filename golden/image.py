@@ -172,6 +172,10 @@ def validate(image):
             expected = (cout, in_shape[0], k, k)
             if layer.weights.shape != expected:
                 _fail(f"{where}: weights {layer.weights.shape} should be {expected}")
+        for name in ("weights", "mult", "offset", "shift"):
+            if np.asarray(getattr(layer, name)).dtype.kind not in "iu":
+                _fail(f"{where}: {name} must be integers, not "
+                      f"{np.asarray(getattr(layer, name)).dtype}")
         w = np.asarray(layer.weights)
         if w.size and (w.min() < 0 or w.max() > (1 << layer.wbits) - 1):
             _fail(f"{where}: weight codes outside 0..{(1 << layer.wbits) - 1}")

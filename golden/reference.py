@@ -14,7 +14,17 @@ from .integer import (
     round_half_up_shift,
 )
 
-__all__ = ["quantize_input", "run_layer", "run", "predict"]
+__all__ = [
+    "quantize_input",
+    "layer_accumulators",
+    "run_layer",
+    "run",
+    "predict",
+    "conv2d_acc_batch",
+    "linear_acc_batch",
+    "run_batch",
+    "predict_batch",
+]
 
 
 def quantize_input(x, bits):
@@ -56,3 +66,79 @@ def run(image, x_codes):
 def predict(image, x_codes):
     """Class index of one input: argmax of the integer logits, lowest index on ties."""
     return int(np.argmax(run(image, x_codes)[-1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched: the same arithmetic over a leading batch axis, for whole test sets. ``run_batch``
+# must equal ``run`` image by image (tests/test_reference.py checks it).
+
+
+def conv2d_acc_batch(x, s, stride, padding):
+    """``conv2d_acc`` over a batch: codes ``[N, Cin, H, W]`` to accumulators ``[N, Cout, Ho,
+    Wo]`` (int64, exact)."""
+    x = np.asarray(x, dtype=np.int64)
+    s = np.asarray(s, dtype=np.int64)
+    cout, cin, kh, kw = s.shape
+    if x.ndim != 4 or x.shape[1] != cin:
+        raise ValueError(f"conv2d_acc_batch: input {x.shape} does not fit weights {s.shape}")
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (xp.shape[2] - kh) // stride + 1
+    wo = (xp.shape[3] - kw) // stride + 1
+    cols = np.empty((x.shape[0], cin, kh, kw, ho, wo), dtype=np.int64)
+    for dy in range(kh):
+        for dx in range(kw):
+            cols[:, :, dy, dx] = xp[:, :, dy : dy + stride * ho : stride,
+                                    dx : dx + stride * wo : stride]
+    # [N, Cin*K*K, Ho*Wo] against [Cout, Cin*K*K]: an integer matmul, no float anywhere.
+    cols = cols.reshape(x.shape[0], cin * kh * kw, ho * wo)
+    acc = np.matmul(s.reshape(cout, -1), cols)
+    return acc.reshape(x.shape[0], cout, ho, wo)
+
+
+def linear_acc_batch(x, s):
+    """``linear_acc`` over a batch: codes ``[N, ...]`` (flattened in C, H, W order) to ``[N,
+    M]``."""
+    x = np.asarray(x, dtype=np.int64).reshape(len(x), -1)
+    s = np.asarray(s, dtype=np.int64)
+    if s.shape[1] != x.shape[1]:
+        raise ValueError(f"linear_acc_batch: input has {x.shape[1]} features, weights expect "
+                         f"{s.shape[1]}")
+    return x @ s.T
+
+
+def run_layer_batch(layer, x):
+    """``run_layer`` over a batch (leading axis)."""
+    s = dorefa_odd_values(layer.weights, layer.wbits)
+    if layer.op == "conv":
+        acc = conv2d_acc_batch(x, s, layer.stride, layer.padding)
+    else:
+        acc = linear_acc_batch(x, s)
+    # requantize wants the channel first
+    out = requantize(np.moveaxis(acc, 1, 0), layer.mult, layer.offset, layer.shift,
+                     layer.out_bits, signed_out=layer.out_kind == "logits")
+    return np.ascontiguousarray(np.moveaxis(out, 0, 1))
+
+
+def run_batch(image, x_codes, *, chunk=512):
+    """Every layer's integer output for a batch ``[N, *input_shape]`` of input codes.
+
+    Returns one ``[N, ...]`` int64 array per layer; the last is the logits. Works through the
+    batch ``chunk`` images at a time to bound memory.
+    """
+    x_codes = np.asarray(x_codes, dtype=np.int64)
+    x_codes = x_codes.reshape(len(x_codes), *image.input_shape)
+    parts = []
+    for i in range(0, len(x_codes), chunk):
+        x, outs = x_codes[i:i + chunk], []
+        for layer in image.layers:
+            x = run_layer_batch(layer, x)
+            outs.append(x)
+        parts.append(outs)
+    if not parts:
+        return [np.zeros((0, *layer.out_shape), dtype=np.int64) for layer in image.layers]
+    return [np.concatenate([p[j] for p in parts]) for j in range(len(image.layers))]
+
+
+def predict_batch(image, x_codes):
+    """Class indices of a batch: argmax of the integer logits, lowest index on ties."""
+    return np.argmax(run_batch(image, x_codes)[-1], axis=1)

@@ -1,0 +1,185 @@
+"""The model image format: round trip, and every kind of broken file rejected with ImageError."""
+
+import hashlib
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from golden.image import (
+    FORMAT_VERSION,
+    MAGIC,
+    ImageError,
+    Layer,
+    ModelImage,
+    from_bytes,
+    load,
+    save,
+    to_bytes,
+    validate,
+)
+from golden.integer import LOGIT_BITS
+from pact.cli import main as pact_main
+from pact.errors import UserError
+
+
+def small_image(seed=0, wbits=4, abits=3):
+    """conv 1x4x4 -> 8x2x2 (stride 2), fc 32 -> 3 logits; random in-range constants."""
+    rng = np.random.default_rng(seed)
+    conv = Layer(
+        name="conv0", op="conv", in_shape=(1, 4, 4), out_shape=(8, 2, 2), wbits=8, in_bits=8,
+        out_bits=abits, out_kind="pact",
+        weights=rng.integers(0, 256, size=(8, 1, 3, 3)).astype(np.uint8),
+        mult=rng.integers(1 << 14, 1 << 15, size=8).astype(np.int16),
+        offset=rng.integers(-(1 << 30), 1 << 30, size=8), shift=np.full(8, 24, dtype=np.uint8),
+        kernel=3, stride=2, padding=1, alpha=1.5,
+    )
+    fc = Layer(
+        name="fc", op="fc", in_shape=(32,), out_shape=(3,), wbits=wbits, in_bits=abits,
+        out_bits=LOGIT_BITS, out_kind="logits",
+        weights=rng.integers(0, 1 << wbits, size=(3, 32)).astype(np.uint8),
+        mult=rng.integers(-(1 << 15) + 1, 1 << 15, size=3).astype(np.int16),
+        offset=rng.integers(-(1 << 20), 1 << 20, size=3), shift=np.full(3, 12, dtype=np.uint8),
+    )
+    return ModelImage(input_shape=(1, 4, 4), input_bits=8, layers=[conv, fc],
+                      meta={"model": "test", "logit_scale": 0.25})
+
+
+def rehash(body):
+    """A file whose hash is right for a tampered body (to reach the checks after the hash)."""
+    return body + hashlib.sha256(body).digest()
+
+
+def tamper_header(data, edit):
+    """Rewrite the JSON header with ``edit(header)`` and fix up lengths and hash."""
+    _, version, head_len = struct.unpack_from("<8sII", data)
+    header = json.loads(data[16:16 + head_len])
+    payload = data[16 + head_len:-32]
+    edit(header)
+    head = json.dumps(header).encode()
+    return rehash(struct.pack("<8sII", MAGIC, version, len(head)) + head + payload)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    image = small_image()
+    path = tmp_path / "m.pactimg"
+    digest = save(image, path)
+    back = load(path)
+    assert back.input_shape == image.input_shape and back.input_bits == image.input_bits
+    assert back.meta["model"] == "test" and back.logit_scale == 0.25
+    assert back.meta["content_hash"] == digest == hashlib.sha256(
+        path.read_bytes()[:-32]).hexdigest()
+    for a, b in zip(image.layers, back.layers, strict=True):
+        for name in ("name", "op", "wbits", "in_bits", "out_bits", "out_kind", "kernel",
+                     "stride", "padding", "alpha"):
+            assert getattr(a, name) == getattr(b, name)
+        assert tuple(a.in_shape) == b.in_shape and tuple(a.out_shape) == b.out_shape
+        for name in ("weights", "mult", "offset", "shift"):
+            assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert to_bytes(back) == path.read_bytes()  # re-serializing gives the same bytes
+    assert not (tmp_path / "m.pactimg.tmp").exists()
+
+
+def test_layer_properties():
+    conv, fc = small_image().layers
+    assert conv.out_channels == 8 and conv.reduction == 9 and conv.macs == 32 * 9
+    assert fc.reduction == 32 and fc.macs == 3 * 32
+
+
+def test_serialization_is_deterministic():
+    assert to_bytes(small_image(3)) == to_bytes(small_image(3))
+    assert to_bytes(small_image(3)) != to_bytes(small_image(4))
+
+
+@pytest.mark.parametrize("cut", [0, 10, 20, 100, -33, -1])
+def test_truncated_file_is_rejected(cut):
+    data = to_bytes(small_image())
+    with pytest.raises(ImageError, match="truncated|corrupted|hash"):
+        from_bytes(data[:cut])
+
+
+def test_padded_file_is_rejected():
+    with pytest.raises(ImageError):
+        from_bytes(to_bytes(small_image()) + b"\0")
+
+
+@pytest.mark.parametrize("where", ["header", "payload", "hash"])
+def test_flipped_byte_is_rejected(where):
+    data = bytearray(to_bytes(small_image()))
+    _, _, head_len = struct.unpack_from("<8sII", data)
+    pos = {"header": 16 + head_len // 2, "payload": 16 + head_len + 5, "hash": len(data) - 3}
+    data[pos[where]] ^= 0x40
+    with pytest.raises(ImageError, match="corrupted|JSON"):
+        from_bytes(bytes(data))
+
+
+def test_bad_magic_and_version_are_named():
+    data = to_bytes(small_image())
+    with pytest.raises(ImageError, match="magic"):
+        from_bytes(rehash(b"NOTANIMG" + data[8:-32]))
+    newer = struct.pack("<I", FORMAT_VERSION + 1)
+    with pytest.raises(ImageError, match="version"):
+        from_bytes(rehash(data[:8] + newer + data[12:-32]))
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: h["layers"][1].update(in_bits=5), "in_bits"),
+    (lambda h: h["layers"][1].update(in_shape=[31]), "input shape"),
+    (lambda h: h["layers"][0].update(out_shape=[8, 3, 3]), "output shape"),
+    (lambda h: h["layers"][0].update(stride=1), "output shape"),
+    (lambda h: h["layers"][0].update(op="pool"), "unknown op"),
+    (lambda h: h["layers"][0].update(out_kind="logits"), "logits"),
+    (lambda h: h["layers"][1].update(wbits=1), "wbits"),
+    (lambda h: h.update(input_bits=17), "input_bits"),
+    (lambda h: h["layers"][0]["arrays"]["mult"].update(shape=[4]), "inconsistent|mult"),
+    (lambda h: h["layers"][0]["arrays"]["weights"].update(offset=10**6), "payload"),
+    (lambda h: h["layers"][0].pop("kernel"), "inconsistent"),
+    (lambda h: h["layers"][0]["arrays"]["shift"].update(dtype="<f8", shape=[1]), "integers"),
+    (lambda h: h.update(layers=[]), "no layers"),
+])
+def test_inconsistent_header_is_rejected_with_a_named_problem(edit, message):
+    with pytest.raises(ImageError, match=message):
+        from_bytes(tamper_header(to_bytes(small_image()), edit))
+
+
+def test_out_of_range_codes_and_constants_are_rejected():
+    for name, value, message in [("weights", 16, "weight codes"), ("mult", -(1 << 15), "mult"),
+                                 ("offset", 1 << 47, "offset"), ("shift", 0, "shift"),
+                                 ("shift", 48, "shift")]:
+        image = small_image()
+        arr = getattr(image.layers[1], name).astype(np.int64)
+        arr.flat[0] = value
+        setattr(image.layers[1], name, arr)
+        with pytest.raises(ImageError, match=message):
+            validate(image)
+
+
+def test_weight_code_out_of_range_in_a_file_is_rejected():
+    # 4-bit weights stored as uint8: a code of 16 is representable in the file, not valid.
+    image = small_image()
+    data = bytearray(to_bytes(image))
+    _, _, head_len = struct.unpack_from("<8sII", data)
+    header = json.loads(data[16:16 + head_len])
+    spec = header["layers"][1]["arrays"]["weights"]
+    data[16 + head_len + spec["offset"]] = 16
+    with pytest.raises(ImageError, match="weight codes"):
+        from_bytes(rehash(bytes(data[:-32])))
+
+
+def test_load_names_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="does not exist"):
+        load(tmp_path / "nope.pactimg")
+    with pytest.raises(ImageError, match="directory"):
+        load(tmp_path)
+
+
+def test_image_error_is_a_user_error_and_the_cli_exits_2(tmp_path, capsys):
+    assert issubclass(ImageError, UserError)
+    bad = tmp_path / "bad.pactimg"
+    bad.write_bytes(to_bytes(small_image())[:-5])
+    assert pact_main(["golden", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "truncated" in err or "corrupted" in err
+    assert "Traceback" not in err

@@ -1,0 +1,161 @@
+"""The integer recipe, checked against independent Python-int arithmetic."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from golden.integer import (
+    LOGIT_BITS,
+    REQUANT_MAX_SHIFT,
+    accumulator_bound,
+    accumulator_width,
+    clamp_signed,
+    clamp_unsigned,
+    conv2d_acc,
+    dorefa_odd_values,
+    linear_acc,
+    requantize,
+    round_half_up_shift,
+)
+
+INT40 = st.integers(min_value=-(1 << 40), max_value=1 << 40)
+SHIFTS = st.integers(min_value=1, max_value=REQUANT_MAX_SHIFT)
+
+
+def floor_half_up(x, shift):
+    """floor(x / 2**shift + 1/2) with Python's exact integer floor division."""
+    return (2 * x + (1 << shift)) // (1 << (shift + 1))
+
+
+@given(INT40, SHIFTS)
+def test_round_half_up_shift_matches_exact_floor(x, shift):
+    assert int(round_half_up_shift(np.int64(x), shift)) == floor_half_up(x, shift)
+
+
+@given(st.data(), SHIFTS)
+def test_round_half_up_shift_ties_go_up(data, shift):
+    # (2j + 1) * 2**(shift-1) / 2**shift = j + 1/2 exactly: a tie, which rounds to j + 1.
+    # j is bounded so that the tie still fits int64 (the accumulator type).
+    limit = (1 << (62 - shift)) - 1
+    j = data.draw(st.integers(min_value=-limit, max_value=limit))
+    tie = (2 * j + 1) << (shift - 1)
+    assert int(round_half_up_shift(np.int64(tie), shift)) == j + 1
+    # one below the tie rounds down, one above rounds up
+    assert int(round_half_up_shift(np.int64(tie - 1), shift)) == j
+    assert int(round_half_up_shift(np.int64(tie + 1), shift)) == j + 1
+
+
+def test_round_half_up_shift_is_not_ties_to_even():
+    x = np.array([-6, -2, 2, 6, 10])  # -1.5, -0.5, 0.5, 1.5, 2.5 at shift 2
+    assert round_half_up_shift(x, 2).tolist() == [-1, 0, 1, 2, 3]
+    assert np.round(x / 4).tolist() != [-1, 0, 1, 2, 3]
+
+
+def test_round_half_up_shift_per_element_shift():
+    x = np.array([[3, 3], [5, 5]])
+    assert round_half_up_shift(x, np.array([[1], [2]])).tolist() == [[2, 2], [1, 1]]
+
+
+@pytest.mark.parametrize("shift", [0, -1])
+def test_round_half_up_shift_rejects_small_shift(shift):
+    with pytest.raises(ValueError):
+        round_half_up_shift(np.array([1]), shift)
+
+
+@given(st.lists(st.integers(min_value=-(1 << 50), max_value=1 << 50), min_size=1),
+       st.integers(min_value=1, max_value=16))
+def test_clamps_stay_in_range_and_keep_in_range_values(xs, bits):
+    u = clamp_unsigned(np.array(xs), bits)
+    s = clamp_signed(np.array(xs), bits)
+    for x, cu, cs in zip(xs, u.tolist(), s.tolist(), strict=True):
+        assert cu == min(max(x, 0), (1 << bits) - 1)
+        assert cs == min(max(x, -(1 << (bits - 1))), (1 << (bits - 1)) - 1)
+
+
+@pytest.mark.parametrize("wbits", range(2, 9))
+def test_dorefa_odd_values_are_symmetric_odd_levels(wbits):
+    n = (1 << wbits) - 1
+    s = dorefa_odd_values(np.arange(n + 1), wbits)
+    assert s.tolist() == list(range(-n, n + 1, 2))
+    assert np.all(s % 2 != 0)
+
+
+@pytest.mark.parametrize("wbits,abits,reduction", [(2, 2, 1), (4, 4, 288), (8, 4, 512),
+                                                   (8, 8, 9), (3, 5, 100)])
+def test_accumulator_width_is_minimal_and_sufficient(wbits, abits, reduction):
+    bound = accumulator_bound(wbits, abits, reduction)
+    assert bound == reduction * ((1 << wbits) - 1) * ((1 << abits) - 1)
+    w = accumulator_width(wbits, abits, reduction)
+    assert -(1 << (w - 1)) <= -bound and bound <= (1 << (w - 1)) - 1
+    assert bound > (1 << (w - 2)) - 1  # one bit fewer would overflow
+
+
+def requantize_one(acc, m, b, s, bits, signed):
+    y = floor_half_up(m * acc + b, s)
+    if signed:
+        return min(max(y, -(1 << (bits - 1))), (1 << (bits - 1)) - 1)
+    return min(max(y, 0), (1 << bits) - 1)
+
+
+@given(st.data())
+def test_requantize_matches_scalar_formula(data):
+    channels = data.draw(st.integers(1, 4))
+    bits = data.draw(st.integers(2, 8))
+    signed = data.draw(st.booleans())
+    out_bits = LOGIT_BITS if signed else bits
+    acc = np.array(data.draw(st.lists(st.lists(st.integers(-(1 << 20), 1 << 20), min_size=3,
+                                               max_size=3), min_size=channels,
+                                      max_size=channels)))
+    mult = data.draw(st.lists(st.integers(-(1 << 15) + 1, (1 << 15) - 1), min_size=channels,
+                              max_size=channels))
+    offset = data.draw(st.lists(st.integers(-(1 << 46), 1 << 46), min_size=channels,
+                                max_size=channels))
+    shift = data.draw(st.lists(st.integers(1, 47), min_size=channels, max_size=channels))
+    got = requantize(acc, mult, offset, shift, out_bits, signed_out=signed)
+    for c, i in itertools.product(range(channels), range(3)):
+        want = requantize_one(int(acc[c, i]), mult[c], offset[c], shift[c], out_bits, signed)
+        assert int(got[c, i]) == want
+
+
+def naive_conv(x, s, stride, padding):
+    cout, cin, k, _ = s.shape
+    h, w = x.shape[1:]
+    ho = (h + 2 * padding - k) // stride + 1
+    wo = (w + 2 * padding - k) // stride + 1
+    out = [[[0] * wo for _ in range(ho)] for _ in range(cout)]
+    for co, oy, ox in itertools.product(range(cout), range(ho), range(wo)):
+        total = 0
+        for ci, dy, dx in itertools.product(range(cin), range(k), range(k)):
+            iy, ix = oy * stride + dy - padding, ox * stride + dx - padding
+            if 0 <= iy < h and 0 <= ix < w:
+                total += int(s[co, ci, dy, dx]) * int(x[ci, iy, ix])
+        out[co][oy][ox] = total
+    return out
+
+
+@pytest.mark.parametrize("k,stride,padding,hw", [(3, 1, 1, 5), (3, 2, 1, 6), (1, 1, 0, 4),
+                                                 (3, 2, 1, 5), (1, 2, 0, 5)])
+def test_conv2d_acc_matches_naive_loops(k, stride, padding, hw):
+    rng = np.random.default_rng(k * 100 + stride * 10 + hw)
+    x = rng.integers(0, 16, size=(3, hw, hw))
+    s = dorefa_odd_values(rng.integers(0, 16, size=(4, 3, k, k)), 4)
+    assert conv2d_acc(x, s, stride, padding).tolist() == naive_conv(x, s, stride, padding)
+
+
+def test_conv2d_acc_rejects_channel_mismatch():
+    with pytest.raises(ValueError, match="channels"):
+        conv2d_acc(np.zeros((2, 4, 4)), np.ones((1, 3, 3, 3)), 1, 1)
+
+
+def test_linear_acc_matches_naive_sum_and_flattens_chw():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(2, 3, 3))
+    s = dorefa_odd_values(rng.integers(0, 256, size=(5, 18)), 8)
+    flat = [int(v) for c in x for row in c for v in row]  # C, H, W order
+    want = [sum(int(w) * a for w, a in zip(s[o], flat, strict=True)) for o in range(5)]
+    assert linear_acc(x, s).tolist() == want
+    with pytest.raises(ValueError, match="features"):
+        linear_acc(np.zeros(17), s)
