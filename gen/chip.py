@@ -8,10 +8,18 @@ longest reduction a descriptor can express within the buffers), so the common
 ``--max-reduction`` option is replaced by that value in the manifest's ``params``.
 """
 
-from gen.generate import Option, register
+from gen.generate import LINT_WAIVERS, Option, register
 from rtl.chip import ChipParams, PactChip
 
-__all__ = ["CHIP_OPTIONS", "chip_params", "build_chip"]
+__all__ = ["CHIP_OPTIONS", "CHIP_LINT_WAIVERS", "chip_params", "build_chip"]
+
+#: Verilator ``-Wall`` waivers of the chip: the common ones of every block, plus one that comes
+#: from its hierarchy. Everything else (WIDTHTRUNC, CASEINCOMPLETE, LATCH, ...) is clean.
+CHIP_LINT_WAIVERS = {
+    **LINT_WAIVERS,
+    "DECLFILENAME": "the submodules (MAC array, PACT unit, FIFOs) are emitted into the top's "
+                    "file pact_chip.v, under names like 'pact_chip.mac'",
+}
 
 CHIP_OPTIONS = (
     Option("mem_width", 64, "external memory word bits, a power of two 16..1024", 16),
@@ -40,7 +48,7 @@ def build_chip(params):
         params[k] = getattr(cp, k)
     params["max_reduction"] = cp.max_reduction
     params["max_shift"] = cp.max_shift
-    return PactChip(cp), cp.derived()
+    return PactChip(cp), {**cp.derived(), "lint_waivers": sorted(CHIP_LINT_WAIVERS)}
 
 
 register("chip", build_chip, options=CHIP_OPTIONS)
