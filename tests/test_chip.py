@@ -355,3 +355,46 @@ def test_derived_sizes():
     assert p.max_reduction == 64 * 225 * 2 * 2
     # |acc| <= max_reduction * 15 * 15 * 2**8, plus a sign bit
     assert p.acc_width == (p.max_reduction * 15 * 15 << 8).bit_length() + 1
+
+
+def random_specs(rng):
+    """A random small network: 1-2 convs (kernel 1/3, stride 1/2, pad 0-2), then fc logits."""
+    c, h = rng.randint(1, 3), rng.randint(1, 6)
+    in_shape = (c, h, h)
+    specs = []
+    for i in range(rng.randint(1, 2)):
+        k = rng.choice([1, 3])
+        p = rng.choice([0, 1, 2]) if k == 3 else rng.choice([0, 0, 1])
+        s = rng.choice([1, 2])
+        if h + 2 * p < k:
+            p = (k - h + 1) // 2
+        cout = rng.randint(1, 5)
+        specs.append(conv(f"c{i}", c, cout, h, k=k, s=s, p=p))
+        c, h = cout, specs[-1]["out_shape"][1]
+    specs.append(fc("fc", c * h * h, rng.randint(1, 4)))
+    return in_shape, specs
+
+
+def random_params(rng, in_shape, specs):
+    wbits, abits = rng.choice([(2, 2), (4, 4), (8, 8), (3, 5), (5, 3), (2, 8)])
+    chans = max([in_shape[0]] + [sp["out_shape"][0] for sp in specs])
+    planes = [in_shape[1] * in_shape[2]] + [sp["out_shape"][1] * sp["out_shape"][2]
+                                            for sp in specs if sp["op"] == "conv"]
+    return ChipParams(wbits=wbits, abits=abits, rows=rng.randint(1, 4),
+                      cols=rng.randint(1, 5), mem_width=rng.choice([16, 32, 64]),
+                      max_channels=chans + rng.randint(0, 2), max_plane=max(planes),
+                      wbuf_depth=8192)
+
+
+@pytest.mark.parametrize("case", range(int(os.environ.get("PACT_CHIP_RANDOM", "6"))))
+def test_random_shapes_and_arrays(case):
+    """Random layer shapes on random arrays and memories (``PACT_CHIP_RANDOM`` cases; the
+    seed is ``PACT_SEED``)."""
+    rng = random.Random(SEED * 1000 + case)
+    in_shape, specs = random_specs(rng)
+    params = random_params(rng, in_shape, specs)
+    image = random_image(SEED + case, wbits=params.wbits, abits=params.abits,
+                         input_shape=in_shape, specs=specs)
+    mem = MemoryModel([], seed=case, latency=(1, rng.randint(1, 6)),
+                      cmd_ready=rng.choice([1.0, 0.7]), wr_ready=rng.choice([1.0, 0.5]))
+    check_network(params, image, random_inputs(SEED + case, image, 1), mem=mem)
