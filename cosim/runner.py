@@ -20,6 +20,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -29,8 +30,10 @@ from cosim.tools import prepare_environment
 __all__ = ["SIM_BUILD", "BuildInfo", "RunResult", "build", "run", "build_folder",
            "config_name"]
 
-#: Root of all build folders (git-ignored), relative to the repository.
-SIM_BUILD = Path(__file__).resolve().parent.parent / "sim_build"
+#: Root of all build folders (git-ignored): ``sim_build/`` in the repository, or
+#: ``$PACT_SIM_BUILD`` (e.g. to time cold builds without touching the shared one).
+SIM_BUILD = Path(os.environ.get("PACT_SIM_BUILD")
+                 or Path(__file__).resolve().parent.parent / "sim_build").resolve()
 
 #: Icarus needs a timescale; Verilator gets the same one so that times agree.
 TIMESCALE = ("1ns", "1ps")
@@ -197,12 +200,19 @@ def run(sim, info, test_module, *, config, name="run", seed=None, extra_env=None
     ``config`` is written to ``<run folder>/config.json`` and named by ``PACT_TB_CONFIG``; the
     bench writes its summary to ``<run folder>/summary.json`` (``PACT_TB_RESULT``). A failed
     simulation does not raise: ``passed`` is False and ``summary`` holds what the bench wrote
-    (empty if it wrote nothing).
+    (empty if it wrote nothing). ``passed`` means every cocotb test passed and, if the summary
+    has ``mismatches``, that it is 0.
     """
-    from cocotb_tools.runner import get_runner
-
     prepare_environment(sim)
     folder = info.folder / "runs" / name
+    # Two runs of the same name (e.g. the same pact sim command twice) take turns.
+    with _locked(folder.with_name(name + ".lock")):
+        return _run_locked(sim, info, test_module, folder, config, seed, extra_env)
+
+
+def _run_locked(sim, info, test_module, folder, config, seed, extra_env):
+    from cocotb_tools.runner import get_runner
+
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -231,7 +241,8 @@ def run(sim, info, test_module, *, config, name="run", seed=None, extra_env=None
         pass  # the verdict comes from the results file and the summary below
     seconds = time.perf_counter() - start
     summary = json.loads(result_file.read_text()) if result_file.exists() else {}
-    passed = _read_results(xml) and summary.get("mismatches") == 0
+    # cocotb's verdict, and the bench's own count when it reports one.
+    passed = _read_results(xml) and summary.get("mismatches", 0) == 0
     return RunResult(passed, summary, folder, log, waves if waves and waves.exists() else None,
                      seconds)
 
