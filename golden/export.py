@@ -1,0 +1,269 @@
+"""``pact export``: fold a trained run into an integer model image.
+
+For each layer, with input codes ``a`` (real value ``a * in_scale``; ``in_scale`` is
+``alpha_prev / (2**k_prev - 1)``, or ``1 / (2**input_bits - 1)`` for the network input) and
+DoReFa weight codes ``q`` (real value ``s / (2**wbits - 1)``, ``s = 2q - (2**wbits - 1)``), the
+real pre-activation of output channel ``c`` is an affine map of the integer accumulator
+``acc = sum(s * a)``::
+
+    y_c = m_c * acc + b_c
+    m_c = g_c * in_scale / (2**wbits - 1)          g_c = gamma_c / sqrt(var_c + eps)
+    b_c = g_c * (bias_c - mean_c) + beta_c         (no batch-norm: g_c = 1, mean_c = beta_c = 0)
+
+PACT's output code is ``clamp(round(y_c * (2**k - 1) / alpha_out))``, so the code-domain map is
+``m'_c = m_c * (2**k - 1) / alpha_out`` (and ``b'_c`` likewise); for the logits it is
+``m_c / logit_scale``. In fixed point, ``S_c`` puts ``|m'_c| * 2**S_c`` in ``[2**14, 2**15)``
+(``1 <= S_c <= 47``), ``M_c = round_half_up(m'_c * 2**S_c)`` and ``B_c = round_half_up(b'_c *
+2**S_c)``; ``golden.integer.requantize`` then computes ``round_half_up_shift(M_c * acc + B_c,
+S_c)``.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pact.errors import UserError
+
+from . import data as data_mod
+from .image import Layer, ModelImage, content_hash, from_bytes, save
+from .integer import LOGIT_BITS, REQUANT_MAX_SHIFT, REQUANT_MULT_BITS, REQUANT_OFFSET_BITS
+from .quant import dorefa_codes
+from .train import (
+    TrainConfig,
+    build_from_checkpoint,
+    load_checkpoint,
+    network_input,
+    state_fingerprint,
+)
+
+__all__ = [
+    "IMAGE_NAME",
+    "ExportError",
+    "round_half_up_float",
+    "fixed_point_multiplier",
+    "fixed_point_offset",
+    "choose_logit_scale",
+    "real_affine",
+    "fold",
+    "image_from_checkpoint",
+    "export",
+    "add_arguments",
+    "run",
+]
+
+#: File name of the image inside a run directory.
+IMAGE_NAME = "model.pactimg"
+#: Target magnitude of M: ``2**(MULT_BITS-2) <= |M| < 2**(MULT_BITS-1)``.
+_M_LOW = 1 << (REQUANT_MULT_BITS - 2)
+_M_LIMIT = 1 << (REQUANT_MULT_BITS - 1)
+_B_LIMIT = 1 << (REQUANT_OFFSET_BITS - 1)
+#: Integer logits use at most half the signed range on the training set (2x headroom).
+LOGIT_HEADROOM = 2.0
+
+
+class ExportError(UserError):
+    """A trained model that cannot be expressed in the integer recipe."""
+
+
+def round_half_up_float(v):
+    """``floor(v + 1/2)`` of a Python float, exactly, as an int (ties toward +infinity).
+
+    >>> [round_half_up_float(v) for v in (2.5, -2.5, 2.4999, -0.5, 0.49999999999999994)]
+    [3, -2, 2, 0, 0]
+    """
+    low = math.floor(v)
+    return low + (1 if v - low >= 0.5 else 0)
+
+
+def fixed_point_multiplier(m, where="layer"):
+    """``(M, S)`` with ``M = round_half_up(m * 2**S)`` and ``2**14 <= |M| < 2**15``.
+
+    ``S`` is clamped to ``1..47``: a tiny ``m`` gets ``S = 47`` and a smaller ``|M|``; ``m = 0``
+    gives ``(0, 1)``. A multiplier too large for ``S = 1`` raises ``ExportError``.
+
+    >>> fixed_point_multiplier(1.0)
+    (16384, 14)
+    >>> fixed_point_multiplier(-0.75)
+    (-24576, 15)
+    """
+    m = float(m)
+    if not math.isfinite(m):
+        raise ExportError(f"{where}: requantization multiplier is {m}; the run diverged, "
+                          "train it again")
+    if m == 0.0:
+        return 0, 1
+    _, e = math.frexp(abs(m))  # |m| in [2**(e-1), 2**e)
+    shift = min(max(REQUANT_MULT_BITS - 1 - e, 1), REQUANT_MAX_SHIFT)
+    mult = round_half_up_float(math.ldexp(m, shift))
+    if abs(mult) >= _M_LIMIT and shift > 1:
+        # m just below 2**e rounded up to 2**15: one bit less of fraction fits.
+        shift -= 1
+        mult = round_half_up_float(math.ldexp(m, shift))
+    if abs(mult) >= _M_LIMIT:
+        raise ExportError(f"{where}: requantization multiplier {m:.6g} needs more than "
+                          f"{REQUANT_MULT_BITS} signed bits even at shift 1; lower the bit-width "
+                          "or check the batch-norm statistics")
+    return mult, shift
+
+
+def fixed_point_offset(b, shift, where="layer"):
+    """``B = round_half_up(b * 2**shift)``; ``ExportError`` if it does not fit 48 signed bits."""
+    b = float(b)
+    if not math.isfinite(b):
+        raise ExportError(f"{where}: requantization offset is {b}; the run diverged")
+    offset = round_half_up_float(math.ldexp(b, shift))
+    if abs(offset) >= _B_LIMIT:
+        raise ExportError(f"{where}: offset {b:.6g} * 2**{shift} does not fit "
+                          f"{REQUANT_OFFSET_BITS} signed bits; check the batch-norm statistics")
+    return offset
+
+
+def choose_logit_scale(max_abs_logit):
+    """Power of two (real logit per integer code) that keeps logits within half of int16.
+
+    >>> choose_logit_scale(20.0)   # 20 / 2**-10 = 20480 > 16383, so 2**-9: 10240
+    0.001953125
+    """
+    limit = ((1 << (LOGIT_BITS - 1)) - 1) / LOGIT_HEADROOM
+    max_abs_logit = float(max_abs_logit)
+    if not math.isfinite(max_abs_logit):
+        raise ExportError("logits are not finite on the training set; train the run again")
+    if max_abs_logit <= 0:
+        return 1.0
+    return math.ldexp(1.0, math.ceil(math.log2(max_abs_logit / limit)))
+
+
+def real_affine(block, in_scale):
+    """Per-channel ``(m, b)`` (float64 arrays) mapping a block's accumulator to its real
+    pre-activation (conv/fc, bias and batch-norm in eval mode)."""
+    spec = block.spec
+    cout = spec["out_shape"][0]
+    m = np.full(cout, in_scale / ((1 << spec["wbits"]) - 1), dtype=np.float64)
+    b = np.zeros(cout, dtype=np.float64)
+    if block.linear.bias is not None:
+        b = block.linear.bias.detach().double().numpy().copy()
+    if block.bn is not None:
+        bn = block.bn
+        g = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy()
+                                                         + bn.eps)
+        b = g * (b - bn.running_mean.double().numpy()) + bn.bias.detach().double().numpy()
+        m = g * m
+    return m, b
+
+
+def fold(net, logit_scale):
+    """The integer layers of a trained fake-quant ``PactNet`` (eval statistics)."""
+    if not net.quantized:
+        raise ExportError("a float baseline has no integer form; train without --float")
+    layers = []
+    in_scale = 1.0 / ((1 << net.layers[0]["in_bits"]) - 1)
+    for block in net.blocks:
+        spec = block.spec
+        m, b = real_affine(block, in_scale)
+        if spec["act"] == "pact":
+            alpha = float(block.act.alpha.detach())
+            to_code = ((1 << spec["out_bits"]) - 1) / alpha
+            out_kind = "pact"
+        else:
+            alpha, to_code, out_kind = None, 1.0 / logit_scale, "logits"
+        mult, offset, shift = [], [], []
+        for c in range(len(m)):
+            where = f"layer {spec['name']} channel {c}"
+            mc, sc = fixed_point_multiplier(m[c] * to_code, where)
+            mult.append(mc)
+            shift.append(sc)
+            offset.append(fixed_point_offset(b[c] * to_code, sc, where))
+        codes = dorefa_codes(block.linear.weight, spec["wbits"]).numpy()
+        layers.append(Layer(
+            name=spec["name"], op=spec["op"],
+            in_shape=tuple(spec["in_shape"]), out_shape=tuple(spec["out_shape"]),
+            wbits=spec["wbits"], in_bits=spec["in_bits"], out_bits=spec["out_bits"],
+            out_kind=out_kind,
+            weights=codes.astype(np.uint8 if spec["wbits"] <= 8 else np.uint16),
+            mult=np.array(mult, dtype=np.int16), offset=np.array(offset, dtype=np.int64),
+            shift=np.array(shift, dtype=np.uint8),
+            kernel=spec["kernel"], stride=spec["stride"], padding=spec["padding"], alpha=alpha,
+        ))
+        if alpha is not None:
+            in_scale = alpha / ((1 << spec["out_bits"]) - 1)
+    return layers
+
+
+@torch.no_grad()
+def max_abs_logit(net, x, batch=1024):
+    """Largest ``|logit|`` of the fake-quant network (eval mode) over input tensor ``x``."""
+    net.eval()
+    peak = 0.0
+    for i in range(0, len(x), batch):
+        peak = max(peak, float(net(x[i:i + batch]).abs().max()))
+    return peak
+
+
+def image_from_checkpoint(ckpt, dataset=None):
+    """Fold a checkpoint into a :class:`ModelImage` (``dataset`` defaults to the run's)."""
+    config = TrainConfig.from_dict(ckpt["config"])
+    if config.is_float:
+        raise ExportError("this run is a float baseline; export a quantized run "
+                          "(train with --wbits/--abits)")
+    net = build_from_checkpoint(ckpt)
+    if dataset is None:
+        dataset = data_mod.load(config.data)
+    logit_scale = choose_logit_scale(max_abs_logit(net, network_input(dataset.x_train,
+                                                                        net.layers)))
+    layers = fold(net, logit_scale)
+    meta = {
+        "model": config.model,
+        "dataset": config.data,
+        "num_classes": int(ckpt["num_classes"]),
+        "wbits": config.wbits,
+        "abits": config.abits,
+        "end_bits": config.end_bits,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "test_accuracy": float(ckpt["test_accuracy"]),
+        "logit_scale": logit_scale,
+        "input_range": [0.0, 1.0],
+        "rounding": "half_up",
+        "checkpoint_fingerprint": state_fingerprint(ckpt["state_dict"]),
+        "train_config": config.to_dict(),
+        "network": ckpt["layers"],
+    }
+    return ModelImage(input_shape=tuple(ckpt["input_shape"]),
+                      input_bits=net.layers[0]["in_bits"], layers=layers, meta=meta)
+
+
+def export(run_dir, out=None):
+    """Write the image of ``run_dir`` to ``out`` (default ``run_dir/model.pactimg``); return
+    the path."""
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir)
+    out = Path(out) if out is not None else run_dir / IMAGE_NAME
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; name the image file")
+    if not out.parent.is_dir():
+        raise UserError(f"directory {out.parent} does not exist; create it first")
+    image = image_from_checkpoint(ckpt)
+    save(image, out)
+    return out
+
+
+def add_arguments(parser):
+    parser.add_argument("run_dir", type=Path, metavar="DIR", help="a run directory of pact train")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help=f"image file (default: DIR/{IMAGE_NAME})")
+
+
+def run(args):
+    path = export(args.run_dir, args.out)
+    data = path.read_bytes()
+    image = from_bytes(data)
+    print(f"wrote {path} ({len(data)} bytes, sha256 {content_hash(data)[:16]}...)")
+    for layer in image.layers:
+        kind = f"alpha {layer.alpha:.4g}" if layer.alpha is not None else "logits"
+        print(f"  {layer.name:6s} {layer.op:4s} {list(layer.in_shape)} -> "
+              f"{list(layer.out_shape)} w{layer.wbits} in{layer.in_bits} out{layer.out_bits} "
+              f"{kind}, shift {int(layer.shift.min())}..{int(layer.shift.max())}")
+    return 0
+

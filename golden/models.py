@@ -1,0 +1,244 @@
+"""Network descriptions (plain data a compiler can read) and the PyTorch modules built from them.
+
+A network is a list of layer dicts, in order. Every layer is a convolution or a fully connected
+layer followed by either batch-norm and PACT (a hidden layer) or nothing (the logits)::
+
+    {"name": "conv1", "op": "conv", "in_shape": [16, 8, 8], "out_shape": [32, 4, 4],
+     "kernel": 3, "stride": 2, "padding": 1, "bias": False, "bn": True, "act": "pact",
+     "wbits": 4, "in_bits": 4, "out_bits": 4}
+
+Shapes are ``[C, H, W]`` for conv and ``[N]`` for fc; a fully connected layer after a conv reads
+the conv output flattened in ``C, H, W`` order. ``in_bits`` is the width of the layer's input
+codes (the network input for the first layer), ``out_bits`` the width of its PACT output codes
+(``golden.integer.LOGIT_BITS`` for the logits). A float baseline has ``None`` for all bit-widths.
+
+Bit-width policy (PACT): the first and the last layer have ``end_bits`` weights and the network
+input is quantized to ``end_bits``; all other weights have ``wbits``, and every PACT output has
+``abits``.
+"""
+
+import copy
+
+import torch
+from torch import nn
+
+from .integer import LOGIT_BITS
+from .quant import PACT, QConv2d, QLinear
+
+__all__ = [
+    "MODELS",
+    "BITS_RANGE",
+    "ARRAY_MULTIPLE",
+    "describe",
+    "describe_cnn",
+    "describe_mlp",
+    "input_bits",
+    "PactNet",
+]
+
+MODELS = ("cnn", "mlp")
+#: Bit-widths the trainer supports for weights, activations and the end layers.
+BITS_RANGE = (2, 8)
+#: Conv output channels are a multiple of this (the hardware array is 8x8).
+ARRAY_MULTIPLE = 8
+#: Default conv widths of the CNN, and hidden widths of the MLP.
+CNN_CHANNELS = (16, 32, 32)
+MLP_HIDDEN = (64, 64)
+
+
+def _check_bits(name, bits):
+    lo, hi = BITS_RANGE
+    if not isinstance(bits, int) or not lo <= bits <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {bits!r}")
+
+
+def _conv_out(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _assign_bits(layers, wbits, abits, end_bits):
+    """Fill in the bit-widths of a list of layers (``wbits=None``: float baseline)."""
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        if wbits is None:
+            layer.update(wbits=None, in_bits=None, out_bits=None)
+            continue
+        ends = i in (0, last)
+        layer["wbits"] = end_bits if ends else wbits
+        layer["in_bits"] = end_bits if i == 0 else abits
+        layer["out_bits"] = LOGIT_BITS if i == last else abits
+    return layers
+
+
+def _validate_policy(input_shape, num_classes, wbits, abits, end_bits):
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W), not {tuple(input_shape)!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, not {num_classes!r}")
+    if (wbits is None) != (abits is None):
+        raise ValueError("wbits and abits are both set (quantized) or both None (float)")
+    if wbits is not None:
+        _check_bits("wbits", wbits)
+        _check_bits("abits", abits)
+        _check_bits("end_bits", end_bits)
+
+
+def _fc(name, n_in, n_out, last):
+    return {
+        "name": name, "op": "fc", "in_shape": [n_in], "out_shape": [n_out],
+        "kernel": 1, "stride": 1, "padding": 0,
+        "bias": last, "bn": not last, "act": "logits" if last else "pact",
+    }
+
+
+def describe_cnn(input_shape, num_classes, *, wbits, abits, end_bits=8, channels=CNN_CHANNELS):
+    """The CNN: 3x3 convolutions with batch-norm and PACT, then one fully connected layer.
+
+    ``conv0`` (stride 1), ``conv1`` (stride 2), ``conv2`` (stride 1), then further stride-2
+    convolutions while the feature map is larger than 8x8 (none for 8x8 digits), then ``fc``
+    to the logits. ``channels`` gives the first three widths; extra layers repeat the last.
+    All convolutions pad by 1 and keep no bias (batch-norm follows).
+    """
+    _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
+    channels = list(channels)
+    if len(channels) != 3 or any(c < 1 or c % ARRAY_MULTIPLE for c in channels):
+        raise ValueError(f"channels must be three multiples of {ARRAY_MULTIPLE}, not {channels!r}")
+    c, h, w = input_shape
+    strides = [1, 2, 1]
+    widths = list(channels)
+    size = _conv_out(_conv_out(h, 3, 1, 1), 3, 2, 1)
+    while size > 8:
+        strides.append(2)
+        widths.append(channels[-1])
+        size = _conv_out(size, 3, 2, 1)
+    layers = []
+    for i, (stride, cout) in enumerate(zip(strides, widths, strict=True)):
+        ho, wo = _conv_out(h, 3, stride, 1), _conv_out(w, 3, stride, 1)
+        layers.append({
+            "name": f"conv{i}", "op": "conv", "in_shape": [c, h, w], "out_shape": [cout, ho, wo],
+            "kernel": 3, "stride": stride, "padding": 1,
+            "bias": False, "bn": True, "act": "pact",
+        })
+        c, h, w = cout, ho, wo
+    layers.append(_fc("fc", c * h * w, num_classes, last=True))
+    return _assign_bits(layers, wbits, abits, end_bits)
+
+
+def describe_mlp(input_shape, num_classes, *, wbits, abits, end_bits=8, hidden=MLP_HIDDEN):
+    """The MLP: fully connected layers with batch-norm and PACT, then the logits layer."""
+    _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
+    n = int(input_shape[0] * input_shape[1] * input_shape[2])
+    layers = []
+    for i, width in enumerate(hidden):
+        if width < 1 or width % ARRAY_MULTIPLE:
+            raise ValueError(f"hidden widths must be multiples of {ARRAY_MULTIPLE}, not {width}")
+        layers.append(_fc(f"fc{i}", n, width, last=False))
+        n = width
+    layers.append(_fc(f"fc{len(hidden)}", n, num_classes, last=True))
+    return _assign_bits(layers, wbits, abits, end_bits)
+
+
+def describe(model, input_shape, num_classes, *, wbits, abits, end_bits=8):
+    """The layer list of ``model`` (``"cnn"`` or ``"mlp"``) for that input and bit policy."""
+    if model == "cnn":
+        return describe_cnn(input_shape, num_classes, wbits=wbits, abits=abits, end_bits=end_bits)
+    if model == "mlp":
+        return describe_mlp(input_shape, num_classes, wbits=wbits, abits=abits, end_bits=end_bits)
+    raise ValueError(f"unknown model {model!r} (expected one of {', '.join(MODELS)})")
+
+
+def input_bits(layers):
+    """Width of the network input codes (``None`` for a float baseline)."""
+    return layers[0]["in_bits"]
+
+
+class _Block(nn.Module):
+    """One described layer: conv/fc, then batch-norm and PACT, or nothing (logits)."""
+
+    def __init__(self, spec, alpha_init):
+        super().__init__()
+        self.spec = spec
+        if spec["op"] == "conv":
+            self.flatten = False
+            self.linear = QConv2d(
+                spec["in_shape"][0], spec["out_shape"][0], spec["kernel"],
+                stride=spec["stride"], padding=spec["padding"], bias=spec["bias"],
+                wbits=spec["wbits"],
+            )
+            self.bn = nn.BatchNorm2d(spec["out_shape"][0]) if spec["bn"] else None
+        elif spec["op"] == "fc":
+            self.flatten = True
+            self.linear = QLinear(spec["in_shape"][0], spec["out_shape"][0], bias=spec["bias"],
+                                  wbits=spec["wbits"])
+            self.bn = nn.BatchNorm1d(spec["out_shape"][0]) if spec["bn"] else None
+        else:
+            raise ValueError(f"layer {spec['name']}: unknown op {spec['op']!r}")
+        self.act = PACT(spec["out_bits"], alpha_init) if spec["act"] == "pact" else None
+
+    def pre_activation(self, x):
+        """The real value that PACT clips: conv/fc output after batch-norm."""
+        if self.flatten:
+            x = torch.flatten(x, 1)  # C, H, W order, as the image format states
+        y = self.linear(x)
+        return self.bn(y) if self.bn is not None else y
+
+    def forward(self, x):
+        y = self.pre_activation(x)
+        return self.act(y) if self.act is not None else y
+
+
+class PactNet(nn.Module):
+    """The PyTorch network of a layer list: fake-quant when the layers carry bit-widths.
+
+    Inputs are ``[N, C, H, W]`` images already on the input grid (see ``golden.data``); the
+    output is the real-valued logits.
+    """
+
+    def __init__(self, layers, alpha_init=2.0):
+        super().__init__()
+        self.layers = copy.deepcopy(list(layers))
+        self.blocks = nn.ModuleList(_Block(spec, alpha_init) for spec in self.layers)
+
+    @property
+    def quantized(self):
+        return self.layers[0]["wbits"] is not None
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def pacts(self):
+        """``(name, PACT module)`` of every hidden layer, in order."""
+        return [(b.spec["name"], b.act) for b in self.blocks if b.act is not None]
+
+    def alphas(self):
+        """``{layer name: alpha}`` as floats."""
+        return {name: float(act.alpha.detach()) for name, act in self.pacts()}
+
+    def alpha_penalty(self):
+        """``sum(alpha**2)`` over all PACT layers (the trainer scales it by lambda_alpha)."""
+        return sum(act.penalty() for _, act in self.pacts())
+
+    def clamp_alphas(self):
+        for _, act in self.pacts():
+            act.clamp_alpha()
+
+    @torch.no_grad()
+    def trace_codes(self, x):
+        """Every hidden layer's output codes (float tensors of whole numbers) and the logits.
+
+        Codes are ``round_half_up(clip(y, 0, alpha) * (2**k - 1) / alpha)`` of each PACT's
+        pre-activation ``y``; the next layer sees exactly ``code * alpha / (2**k - 1)``, as in
+        ``forward``. Use in eval mode (batch-norm running statistics).
+        """
+        if not self.quantized:
+            raise ValueError("a float baseline has no activation codes")
+        codes = []
+        for block in self.blocks:
+            y = block.pre_activation(x)
+            if block.act is None:
+                return codes, y
+            codes.append(block.act.codes(y))
+            x = block.act(y)
+        raise AssertionError("a network ends with a logits layer")

@@ -1,0 +1,141 @@
+"""pact golden: integer reference accuracy and its agreement with the fake-quant model."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from golden.evaluate import TARGETS, agreement, evaluate, targets_met
+from golden.export import export
+from golden.image import load, save
+from golden.train import CHECKPOINT, TrainConfig, train
+from pact.cli import main as pact_main
+from pact.errors import UserError
+
+# Trained enough (about 95%) that predictions are not coin flips between near-equal logits.
+TINY = {"epochs": 4, "batch_size": 32}
+
+
+@pytest.fixture(scope="module", params=[("cnn", 4), ("mlp", 2)], ids=["cnn-w4", "mlp-w2"])
+def exported(request, tmp_path_factory):
+    model, bits = request.param
+    run = train(TrainConfig(model=model, wbits=bits, abits=bits, seed=7, **TINY),
+                tmp_path_factory.mktemp("eval") / "run", progress=False)
+    return run, export(run)
+
+
+def test_reference_agrees_with_the_fake_quant_model(exported):
+    run, image = exported
+    r = evaluate(image)
+    assert r["images"] == 360 and r["checkpoint"] == str(run / CHECKPOINT)
+    assert r["prediction_agreement"] >= TARGETS["prediction_agreement"]
+    assert r["code_mismatch_fraction"] <= TARGETS["code_mismatch_fraction"]
+    assert r["max_code_diff"] <= TARGETS["max_code_diff"]
+    assert all(r["targets_met"].values())
+    assert abs(r["accuracy"] - r["fake_quant_accuracy"]) <= 1 - r["prediction_agreement"]
+    assert r["fake_quant_accuracy"] == pytest.approx(load(image).meta["test_accuracy"])
+    assert sum(lay["elements"] for lay in r["layers"]) > 0
+    assert 0 < r["logit_max_abs"] < 1 << 15
+
+
+def test_agreement_sees_a_wrong_code_and_a_wrong_prediction():
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, 16, size=(10, 8, 4, 4)), rng.integers(0, 16, size=(10, 32))]
+    logits = rng.normal(size=(10, 5))
+    ints = [c.copy() for c in codes] + [np.round(logits * 1000).astype(np.int64)]
+    same = agreement(ints, codes, logits, ["a", "b"])
+    assert same["prediction_agreement"] == 1.0 and same["code_mismatch_fraction"] == 0.0
+    assert same["max_code_diff"] == 0 and all(targets_met(same).values())
+
+    ints[1][3, 7] += 2                       # one code 2 LSB off
+    ints[2][4] = 0
+    ints[2][4, (np.argmax(logits[4]) + 1) % 5] = 9999   # one prediction changed
+    bad = agreement(ints, codes, logits, ["a", "b"])
+    assert bad["max_code_diff"] == 2
+    assert bad["code_mismatch_fraction"] == 1 / (10 * 8 * 16 + 10 * 32)
+    assert bad["layers"][1]["mismatches"] == 1 and bad["layers"][0]["mismatches"] == 0
+    assert bad["prediction_agreement"] == 0.9
+    met = targets_met(bad)
+    assert not met["max_code_diff"] and not met["prediction_agreement"]
+    assert met["code_mismatch_fraction"]
+    with pytest.raises(ValueError, match="shape"):
+        agreement(ints, [codes[0], codes[1][:, :5]], logits, ["a", "b"])
+
+
+def test_a_changed_constant_breaks_agreement(exported, tmp_path):
+    run, image_path = exported
+    image = load(image_path)
+    image.layers[1].offset = image.layers[1].offset + (
+        3 << image.layers[1].shift.astype(np.int64))  # +3 codes before the clamp
+    moved = tmp_path / "moved.pactimg"
+    save(image, moved)
+    r = evaluate(moved, run_dir=run)
+    assert r["max_code_diff"] >= 2 and not r["targets_met"]["max_code_diff"]
+
+
+def test_without_checkpoint_only_accuracy(exported, tmp_path):
+    _, image = exported
+    lone = tmp_path / "lone.pactimg"
+    shutil.copy(image, lone)
+    r = evaluate(lone, limit=50)
+    assert r["images"] == 50 and r["checkpoint"] is None and "prediction_agreement" not in r
+
+
+def test_checkpoint_of_another_run_is_refused(exported, tmp_path):
+    run, image = exported
+    other = train(TrainConfig(wbits=4, abits=4, seed=8, epochs=1, subset=100), tmp_path / "other",
+                  progress=False)
+    with pytest.raises(UserError, match="not the checkpoint"):
+        evaluate(image, run_dir=other)
+
+
+def test_data_set_mismatch_is_refused(exported, tmp_path):
+    _, image = exported
+    with pytest.raises(UserError, match="does not exist"):
+        evaluate(image, data=f"mnist:{tmp_path / 'none'}")
+
+
+def test_cli_writes_json_and_checks_targets(exported, tmp_path, capsys):
+    _, image = exported
+    out = tmp_path / "golden.json"
+    assert pact_main(["golden", str(image), "--json", str(out), "--check"]) == 0
+    text = capsys.readouterr().out
+    assert "integer reference: accuracy" in text and "predictions agree" in text
+    r = json.loads(out.read_text())
+    for key in ("accuracy", "prediction_agreement", "code_mismatch_fraction", "max_code_diff"):
+        assert key in r
+    assert not out.with_name("golden.json.tmp").exists()
+
+
+def test_cli_check_fails_when_a_target_is_missed(exported, tmp_path, capsys):
+    run, image_path = exported
+    image = load(image_path)
+    image.layers[0].offset = image.layers[0].offset + (
+        2 << image.layers[0].shift.astype(np.int64))
+    bad = tmp_path / "bad.pactimg"
+    save(image, bad)
+    assert pact_main(["golden", str(bad), "--run", str(run), "--check"]) == 1
+    assert "targets missed" in capsys.readouterr().out
+    lone = tmp_path / "x" / "lone.pactimg"
+    lone.parent.mkdir()
+    shutil.copy(image_path, lone)
+    assert pact_main(["golden", str(lone), "--check"]) == 2
+    assert pact_main(["golden", str(lone), "--limit", "0"]) == 2
+
+
+def test_fake_quant_trace_runs_in_eval_mode(exported):
+    # the model must use running statistics: a batch of one image gives the same codes
+    from golden.evaluate import fake_quant_trace
+    from golden.train import build_from_checkpoint, load_checkpoint
+
+    run, image_path = exported
+    net = build_from_checkpoint(load_checkpoint(run))
+    net.train()  # fake_quant_trace must switch it to eval itself
+    x = np.random.default_rng(1).integers(0, 256, size=(4, 1, 8, 8))
+    codes_all, _ = fake_quant_trace(net, x, 8)
+    codes_one, _ = fake_quant_trace(net, x[:1], 8)
+    assert not net.training
+    assert all(np.array_equal(a[:1], b) for a, b in zip(codes_all, codes_one, strict=True))
+    assert torch.is_grad_enabled()
