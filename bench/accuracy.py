@@ -56,6 +56,7 @@ def measure(config, runs_root):
             "prediction_agreement": golden["prediction_agreement"],
             "code_mismatch_fraction": golden["code_mismatch_fraction"],
             "max_code_diff": golden["max_code_diff"],
+            "local_max_code_diff": golden["local_max_code_diff"],
             "reference_seconds": golden["reference_seconds"],
             "test_images": golden["images"],
         })
@@ -74,7 +75,7 @@ def summarize(rows):
              "train_seconds": _stats([r["train_seconds"] for r in group])}
         if k is not None:
             for name in ("integer_accuracy", "prediction_agreement", "code_mismatch_fraction",
-                         "max_code_diff", "reference_seconds"):
+                         "max_code_diff", "local_max_code_diff", "reference_seconds"):
                 s[name] = _stats([r[name] for r in group])
         summary["float" if k is None else str(k)] = s
     if "float" in summary:

@@ -8,6 +8,11 @@ eval mode on the same quantized inputs, and the two are compared:
 - ``code_mismatch_fraction``: fraction of activation codes (all PACT layers) that differ;
 - ``max_code_diff``: the largest ``|difference|`` of any activation code, in LSB.
 
+Both models run end to end, so a 1-LSB difference early on is carried into later layers. Per
+layer, ``local_mismatches``/``local_max_code_diff`` also compare each layer alone, both sides
+fed the reference's input codes: that isolates the fixed-point requantization, and
+``local_max_code_diff`` (the maximum over layers) is at most 1 for any sound export.
+
 The integer path rounds with fixed-point constants (16-bit multipliers), the float path with
 float32: codes may differ by 1 LSB where a value falls within rounding noise of a half. Targets:
 agreement >= 99.5%, mismatches <= 1% of codes, max difference <= 1 LSB.
@@ -27,7 +32,16 @@ from .image import load
 from .reference import quantize_input, run_batch
 from .train import CHECKPOINT, build_from_checkpoint, load_checkpoint, state_fingerprint
 
-__all__ = ["TARGETS", "evaluate", "agreement", "targets_met", "add_arguments", "run"]
+__all__ = [
+    "TARGETS",
+    "evaluate",
+    "agreement",
+    "local_code_diffs",
+    "fake_quant_trace",
+    "targets_met",
+    "add_arguments",
+    "run",
+]
 
 #: Acceptance limits of the integer reference against the fake-quant model.
 TARGETS = {"prediction_agreement": 0.995, "code_mismatch_fraction": 0.01, "max_code_diff": 1}
@@ -62,6 +76,38 @@ def fake_quant_trace(net, x_codes, input_bits, batch=1024):
                                                                             strict=True)]
         logits.append(y.numpy())
     return codes, np.concatenate(logits)
+
+
+@torch.no_grad()
+def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
+    """Per hidden layer, ``(mismatches, max |diff|)`` of the fake-quant layer's codes against the
+    reference when both start from the *reference's* input codes.
+
+    This isolates the requantization of each layer (fixed point against float) from errors
+    that an earlier 1-LSB difference carries forward, which the end-to-end figures include.
+    """
+    net.eval()
+    results = []
+    scale = (1 << input_bits) - 1
+    prev = None
+    for i, block in enumerate(net.blocks):
+        if block.act is None:
+            break
+        bad, worst = 0, 0
+        for j in range(0, len(x_codes), batch):
+            if i == 0:
+                x = torch.as_tensor((x_codes[j:j + batch] / scale).astype(np.float32))
+            else:
+                # exactly what the previous PACT passes on: code * alpha / (2^k - 1)
+                codes = torch.as_tensor(int_outputs[i - 1][j:j + batch].astype(np.float32))
+                x = codes * prev.alpha.detach() / ((1 << prev.bits) - 1)
+            fq = block.act.codes(block.pre_activation(x)).numpy().astype(np.int64)
+            diff = np.abs(fq - int_outputs[i][j:j + batch])
+            bad += int(np.count_nonzero(diff))
+            worst = max(worst, int(diff.max()) if diff.size else 0)
+        results.append((bad, worst))
+        prev = block.act
+    return results
 
 
 def agreement(int_outputs, fq_codes, fq_logits, names):
@@ -141,6 +187,11 @@ def evaluate(image_path, *, run_dir=None, data=None, limit=None):
         fq_codes, fq_logits = fake_quant_trace(net, x_codes, image.input_bits)
         names = [layer.name for layer in image.layers[:-1]]
         figures = agreement(outputs, fq_codes, fq_logits, names)
+        local = local_code_diffs(net, outputs, x_codes, image.input_bits)
+        for entry, (bad, worst) in zip(figures["layers"], local, strict=True):
+            entry["local_mismatches"] = bad
+            entry["local_max_code_diff"] = worst
+        figures["local_max_code_diff"] = max((w for _, w in local), default=0)
         result.update(figures)
         result["fake_quant_accuracy"] = float(np.mean(np.argmax(fq_logits, axis=1) == y))
         result["checkpoint"] = str(Path(run_dir or image_path.parent) / CHECKPOINT)

@@ -31,6 +31,7 @@ from .image import Layer, ModelImage, content_hash, from_bytes, save
 from .integer import LOGIT_BITS, REQUANT_MAX_SHIFT, REQUANT_MULT_BITS, REQUANT_OFFSET_BITS
 from .quant import dorefa_codes
 from .train import (
+    IMAGE_NAME,
     TrainConfig,
     build_from_checkpoint,
     load_checkpoint,
@@ -53,8 +54,6 @@ __all__ = [
     "run",
 ]
 
-#: File name of the image inside a run directory.
-IMAGE_NAME = "model.pactimg"
 #: Target magnitude of M: ``2**(MULT_BITS-2) <= |M| < 2**(MULT_BITS-1)``.
 _M_LOW = 1 << (REQUANT_MULT_BITS - 2)
 _M_LIMIT = 1 << (REQUANT_MULT_BITS - 1)

@@ -27,6 +27,7 @@ from .reference import quantize_input
 __all__ = [
     "CHECKPOINT",
     "METRICS",
+    "IMAGE_NAME",
     "DEFAULT_RUNS",
     "TrainConfig",
     "run_key",
@@ -40,6 +41,8 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
+#: File name of the exported image inside a run directory (written by ``golden.export``).
+IMAGE_NAME = "model.pactimg"
 CHECKPOINT_FORMAT = "pact-checkpoint/1"
 #: Where runs go when no ``--out`` is given (``runs/<run_key>``).
 DEFAULT_RUNS = Path("runs")
@@ -308,6 +311,8 @@ def train(config, out=None, *, reuse=False, progress=True, runs_root=DEFAULT_RUN
         "test_accuracy": metrics["test_accuracy"],
     }
     out.mkdir(parents=True, exist_ok=True)
+    # an image exported from an earlier run in this directory no longer matches
+    (out / IMAGE_NAME).unlink(missing_ok=True)
     _atomic_write(out / CHECKPOINT, lambda p: torch.save(ckpt, p))
     _atomic_write(out / METRICS,
                   lambda p: p.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n"))

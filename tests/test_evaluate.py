@@ -37,6 +37,8 @@ def test_reference_agrees_with_the_fake_quant_model(exported):
     assert abs(r["accuracy"] - r["fake_quant_accuracy"]) <= 1 - r["prediction_agreement"]
     assert r["fake_quant_accuracy"] == pytest.approx(load(image).meta["test_accuracy"])
     assert sum(lay["elements"] for lay in r["layers"]) > 0
+    assert r["local_max_code_diff"] <= 1
+    assert all(lay["local_mismatches"] <= lay["elements"] * 0.01 for lay in r["layers"])
     assert 0 < r["logit_max_abs"] < 1 << 15
 
 
@@ -73,6 +75,7 @@ def test_a_changed_constant_breaks_agreement(exported, tmp_path):
     save(image, moved)
     r = evaluate(moved, run_dir=run)
     assert r["max_code_diff"] >= 2 and not r["targets_met"]["max_code_diff"]
+    assert r["layers"][1]["local_max_code_diff"] >= 2 and r["layers"][0]["local_max_code_diff"] <= 1
 
 
 def test_without_checkpoint_only_accuracy(exported, tmp_path):
@@ -139,3 +142,29 @@ def test_fake_quant_trace_runs_in_eval_mode(exported):
     assert not net.training
     assert all(np.array_equal(a[:1], b) for a, b in zip(codes_all, codes_one, strict=True))
     assert torch.is_grad_enabled()
+
+
+def test_mnist_directory_end_to_end(tmp_path):
+    """A user directory of MNIST idx files goes through train, export and golden (5-layer CNN
+    for 28x28 input), and the image remembers where its data came from."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    where = tmp_path / "mnist"
+    where.mkdir()
+    for name, shape in [("train-images-idx3-ubyte", (40, 28, 28)),
+                        ("train-labels-idx1-ubyte", (40,)),
+                        ("t10k-images-idx3-ubyte", (12, 28, 28)),
+                        ("t10k-labels-idx1-ubyte", (12,))]:
+        arr = rng.integers(0, 256 if len(shape) == 3 else 10, size=shape).astype(np.uint8)
+        head = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        (where / name).write_bytes(head + arr.tobytes())
+    run = train(TrainConfig(wbits=4, abits=4, epochs=1, batch_size=20, data=f"mnist:{where}"),
+                tmp_path / "run", progress=False)
+    image = load(export(run))
+    assert [lay.out_shape for lay in image.layers][-2:] == [(32, 7, 7), (10,)]
+    r = evaluate(run / "model.pactimg")
+    assert r["images"] == 12 and r["dataset"] == f"mnist:{where}"
+    # one epoch on 40 noise images: end-to-end codes may drift by more than 1 LSB through
+    # five layers, but each layer alone requantizes within 1 LSB
+    assert r["local_max_code_diff"] <= 1

@@ -9,6 +9,7 @@ import torch
 from golden.reference import quantize_input
 from golden.train import (
     CHECKPOINT,
+    IMAGE_NAME,
     METRICS,
     TrainConfig,
     load_checkpoint,
@@ -68,9 +69,12 @@ def test_reuse_returns_a_finished_run_without_training(tmp_path):
     stamp = (out / CHECKPOINT).stat().st_mtime_ns
     assert train(config, runs_root=tmp_path, reuse=True, progress=False) == out
     assert (out / CHECKPOINT).stat().st_mtime_ns == stamp
-    # a different configuration in the same directory is not reused
+    # a different configuration in the same directory is not reused, and the image exported
+    # from the old run is removed with it
+    (out / IMAGE_NAME).write_bytes(b"stale")
     train(TrainConfig(**{**TINY, "seed": 9}), out, reuse=True, progress=False)
     assert (out / CHECKPOINT).stat().st_mtime_ns != stamp
+    assert not (out / IMAGE_NAME).exists()
 
 
 def test_run_key_names_the_configuration():
