@@ -196,8 +196,9 @@ def rngs(seed):
     return random.Random(f"{seed}-driver"), random.Random(f"{seed}-monitor")
 
 
-def summarize(block, config, checker, tb, start_cycle, wall_start, **extra):
-    """The bench summary (also what ``pact sim`` prints and writes)."""
+def summarize(block, config, checker, cycles, wall_start, **extra):
+    """The bench summary (also what ``pact sim`` prints and writes); ``cycles`` from the end of
+    reset to the last result."""
     return {
         "block": block,
         "params": config.get("params", {}),
@@ -206,7 +207,7 @@ def summarize(block, config, checker, tb, start_cycle, wall_start, **extra):
         "checked": checker.checked,
         "mismatches": checker.mismatches,
         "first_mismatches": checker.first,
-        "cycles": tb.cycle - start_cycle,
+        "cycles": cycles,
         "sim_wall_seconds": round(time.perf_counter() - wall_start, 3),
         **extra,
     }

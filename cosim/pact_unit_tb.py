@@ -60,7 +60,7 @@ async def pact_unit_regression(dut):
     cocotb.start_soon(monitor.run())
     await run_until_checked(tb, checker, max_cycles=20 * len(words) + 1000)
     mismatches = checker.finish()
-    summary = summarize("pact_unit", cfg, checker, tb, start, wall, beats=len(words))
-    summary["cycles"] = (checker.last_cycle or tb.cycle) - start
+    cycles = (checker.last_cycle or tb.cycle) - start
+    summary = summarize("pact_unit", cfg, checker, cycles, wall, beats=len(words))
     write_summary(summary)
     assert mismatches == 0, f"{mismatches} mismatches; first: {checker.first}"

@@ -6,6 +6,7 @@ counts and seeds come from ``PACT_VECTORS`` / ``PACT_SEED`` (see ``cosim.sim``).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,9 +80,6 @@ def test_pact_sim_waves(require_sim, tmp_path):
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["waves"].endswith(".fst")
-    assert json.loads(out.read_text())["waves"]
-    from pathlib import Path
-
     assert Path(data["waves"]).stat().st_size > 0
 
 
@@ -116,3 +114,16 @@ def test_vectors_and_seed_from_environment(monkeypatch):
     monkeypatch.setenv("PACT_SEED", "x")
     with pytest.raises(Exception, match="PACT_SEED"):
         cosim_sim.env_int("PACT_SEED", 1)
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_mac_array_full_rate_in_hdl(require_sim, sim):
+    """No bubbles in, sink always ready: one beat per cycle, one result every L cycles."""
+    require_sim(sim)
+    result, _ = cosim_sim.regress(
+        "mac_array", sim, params("mac_array", 4, 4), vectors=60, bubbles=0.0, backpressure=0.0,
+        name="full-rate", extra={"random_only": True, "min_len": 3, "max_len": 3})
+    s = result.summary
+    assert result.passed and s["mismatches"] == 0
+    assert s["beats_per_cycle"] == 1.0 and s["macs_per_cycle"] == ROWS * COLS
+    assert s["results_per_cycle"] == round(1 / 3, 6)
