@@ -60,7 +60,21 @@ def block_params(block, wbits, abits, rows, cols, max_reduction=DEFAULT_MAX_REDU
     if block == "pact_unit":
         params.update(out_bits=None, signed_out=False)
     generate.validate(block, params)  # validates (and resolves defaults) before anything is built
+    _check_golden_range(block, params)
     return params
+
+
+def _check_golden_range(block, params):
+    """The golden model computes in int64: refuse sizes whose values would not fit."""
+    from golden.integer import REQUANT_MULT_BITS
+    from rtl.mac_array import accumulator_width
+
+    width = accumulator_width(params["wbits"], params["abits"], params["max_reduction"],
+                              params["max_shift"])
+    need = width + (REQUANT_MULT_BITS if block == "pact_unit" else 0)
+    if need > 62:
+        raise UserError(f"a {width}-bit accumulator is too wide for the int64 golden model; "
+                        f"lower --max-reduction or the bit-widths")
 
 
 def _bench_params(block, params, manifest):

@@ -95,7 +95,10 @@ def test_pact_sim_exit_code_follows_mismatches(require_sim, tmp_path, monkeypatc
     assert json.loads(out.read_text())["mismatches"] == 1
 
 
-@pytest.mark.parametrize("bad", [["--wbits", "17"], ["--rows", "0"], ["--cols", "x"]])
+@pytest.mark.parametrize("bad", [
+    ["--wbits", "17"], ["--rows", "0"], ["--cols", "x"],
+    ["--wbits", "16", "--abits", "16", "--max-reduction", str(10**12)],  # beyond int64 golden
+])
 def test_pact_sim_bad_parameters(tmp_path, capsys, bad):
     args = {"--wbits": "4", "--abits": "4", "--rows": "2", "--cols": "2"}
     args.update(dict(zip(bad[::2], bad[1::2], strict=True)))
