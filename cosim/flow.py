@@ -1,0 +1,373 @@
+"""``pact flow``: train (or reuse), export, generate, compile and simulate, end to end.
+
+    pact flow --wbits 4 --abits 4 --sim verilator --images 100 --json flow.json
+
+1. Train the network (``golden.train``), or reuse a finished run of the same configuration
+   under ``--runs`` (default ``runs/``); export its integer model image (``golden.export``).
+2. Generate the chip (``pact gen --block chip``) into ``sim_build/chips/<name>``, reused while
+   its parameters and the generator's sources are unchanged.
+3. Compile the image for it (``gen.compiler``).
+4. Run the first N digits test images through the simulated chip (``cosim.chip_tb``) and check
+   every layer's output of every image against ``golden/reference.py`` with ``==``.
+
+The JSON report holds ``images``, ``bit_exact_images``, ``mismatches`` (the first diverging
+layer, channel, position and cycle window of each failing image), ``hw_accuracy`` (argmax of the
+chip's logits against the labels), ``golden_accuracy`` (the integer reference's),
+``cycles_per_inference``, ``mac_utilization`` (per layer, over the conv layers, and overall:
+useful slice-MACs / (rows * cols * cycles), cycles from a layer's start to its end, loads
+included; see CHIP.md), ``sim_cycles_per_second`` (simulated cycles per second of wall time
+while the chip runs), and the time of each stage. The exit code is 0 only when every image is
+bit-exact.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pact.errors import UserError
+
+__all__ = ["FlowConfig", "flow", "chip_dir", "generate_chip", "utilization", "add_arguments",
+           "run"]
+
+SIMS = ("verilator", "icarus")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FlowConfig:
+    """The parameters of one flow (validated on construction: ``UserError`` on a bad one)."""
+
+    def __init__(self, *, wbits, abits, sim="verilator", images=100, rows=8, cols=8,
+                 model="cnn", seed=0, epochs=40, runs="runs", work=None, mem_stall=0,
+                 waves=True, progress=True):
+        for name, v, lo, hi in (("wbits", wbits, 2, 8), ("abits", abits, 2, 8),
+                                ("images", images, 1, 100_000), ("rows", rows, 1, 64),
+                                ("cols", cols, 1, 64), ("epochs", epochs, 1, 10_000),
+                                ("mem_stall", mem_stall, 0, 90)):
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise UserError(f"--{name.replace('_', '-')} must be an integer in {lo}..{hi}, "
+                                f"not {v!r}")
+        if sim not in SIMS:
+            raise UserError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
+        if model not in ("cnn", "mlp"):
+            raise UserError(f"--model must be cnn or mlp, not {model!r}")
+        self.wbits, self.abits, self.sim, self.images = wbits, abits, sim, images
+        self.rows, self.cols, self.model, self.seed = rows, cols, model, seed
+        self.epochs, self.runs, self.mem_stall = epochs, Path(runs), mem_stall
+        self.work = Path(work) if work else None
+        self.waves, self.progress = waves, progress
+
+    def chip_params(self):
+        return {"wbits": self.wbits, "abits": self.abits, "rows": self.rows, "cols": self.cols}
+
+
+# -- stages -------------------------------------------------------------------------------------
+
+
+def train_and_export(cfg, log):
+    """Train or reuse the run of ``cfg``; export (or reuse) its image. Returns the image path."""
+    from golden import export as export_mod
+    from golden import image as image_mod
+    from golden import train as train_mod
+
+    tc = train_mod.TrainConfig(wbits=cfg.wbits, abits=cfg.abits, model=cfg.model, seed=cfg.seed,
+                               epochs=cfg.epochs)
+    run_dir = cfg.runs / train_mod.run_key(tc)
+    reused = train_mod._cached(run_dir, tc)
+    log(("reusing" if reused else "training") + f" run {run_dir}")
+    run_dir = train_mod.train(tc, run_dir, reuse=True, progress=cfg.progress)
+    path = run_dir / train_mod.IMAGE_NAME
+    try:
+        image_mod.load(path)
+    except UserError:
+        path = export_mod.export(run_dir)
+        log(f"exported {path}")
+    return path
+
+
+def _generator_sources_hash():
+    """Hash of the sources that decide the chip's Verilog (a change regenerates it)."""
+    digest = hashlib.sha256()
+    for folder in ("rtl", "gen"):
+        for f in sorted((ROOT / folder).glob("*.py")):
+            digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def chip_dir(params, root=None):
+    """``sim_build/chips/chip-w<W>a<A>r<R>c<C>-<hash>``: one folder per parameters and
+    generator sources."""
+    root = Path(root) if root else ROOT / "sim_build" / "chips"
+    key = json.dumps({"params": params, "sources": _generator_sources_hash()}, sort_keys=True)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+    p = params
+    return root / f"chip-w{p['wbits']}a{p['abits']}r{p['rows']}c{p['cols']}-{tag}"
+
+
+def generate_chip(params, log=print, root=None):
+    """Generate the chip for ``params`` (``wbits``, ``abits``, ``rows``, ``cols`` and any chip
+    option) unless an up-to-date one exists; returns its folder."""
+    from gen.generate import DEFAULT_MAX_REDUCTION, generate
+
+    out = chip_dir(params, root)
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        verilog = out / m.get("verilog", "pact_chip.v")
+        if verilog.exists() and hashlib.sha256(verilog.read_bytes()).hexdigest() == m.get(
+                "verilog_sha256"):
+            log(f"reusing chip {out}")
+            return out
+    log(f"generating chip {out}")
+    full = {"max_reduction": DEFAULT_MAX_REDUCTION, **params}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Generate next to the final folder and rename, so a crash leaves no half-made chip.
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        generate("chip", full, tmp)
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def test_images(image, count):
+    """The first ``count`` digits test images as input codes, with their labels."""
+    from golden import data as data_mod
+    from golden.reference import quantize_input
+
+    ds = data_mod.load(image.meta.get("dataset", "digits"))
+    if count > len(ds.x_test):
+        raise UserError(f"--images {count} is more than the {len(ds.x_test)} test images")
+    x = quantize_input(ds.x_test[:count], image.input_bits)
+    x = x.reshape(count, *image.input_shape)
+    return [x[i] for i in range(count)], ds.y_test[:count]
+
+
+def utilization(layout, records, rows, cols):
+    """MAC utilization from the bench's per-layer cycle windows.
+
+    Per layer: useful slice-MACs (``Cout*Ho*Wo*Cin*K*K*w_slices*a_slices``) over ``rows * cols
+    * cycles`` of that layer (its start to its end, loads included), summed over the images;
+    ``conv`` over the layers that are convolutions in the model; ``overall`` over all layers
+    and the whole inference."""
+    from cosim.chip_tb import layer_windows
+
+    nl = len(layout["layers"])
+    layer_cycles = np.zeros(nl)
+    total_cycles = 0
+    n = 0
+    for rec in records:
+        if rec is None:
+            continue
+        wins = layer_windows(rec, nl)
+        if any(w is None for w in wins):
+            continue
+        for i, (a, b) in enumerate(wins):
+            layer_cycles[i] += b - a + 1
+        total_cycles += rec["cycles"]
+        n += 1
+    if n == 0:
+        return None
+    peak = rows * cols
+    per_layer = []
+    for i, lay in enumerate(layout["layers"]):
+        per_layer.append({
+            "name": lay["name"], "op": lay["op"], "useful_macs": lay["useful_macs"],
+            "cycles": layer_cycles[i] / n,
+            "utilization": lay["useful_macs"] * n / (peak * layer_cycles[i]),
+        })
+    conv = [i for i, lay in enumerate(layout["layers"]) if lay["op"] == "conv"]
+    useful = sum(lay["useful_macs"] for lay in layout["layers"])
+    out = {"per_layer": per_layer,
+           "overall": useful * n / (peak * total_cycles)}
+    if conv:
+        out["conv"] = (sum(layout["layers"][i]["useful_macs"] for i in conv) * n
+                       / (peak * sum(layer_cycles[i] for i in conv)))
+    return out
+
+
+# -- the flow -----------------------------------------------------------------------------------
+
+
+def flow(cfg, *, image_path=None, hw_dir=None, log=print):
+    """Run the whole flow; returns the report dict (see the module docstring)."""
+    from cosim import chip_tb
+    from gen import compiler
+    from golden import image as image_mod
+    from golden.reference import run_batch
+
+    times = {}
+    t = time.perf_counter()
+    if image_path is None:
+        image_path = train_and_export(cfg, log)
+    times["train_export_s"] = time.perf_counter() - t
+    image = image_mod.load(image_path)
+
+    t = time.perf_counter()
+    if hw_dir is None:
+        hw_dir = generate_chip(cfg.chip_params(), log)
+    times["generate_s"] = time.perf_counter() - t
+    hw = compiler.load_hardware(hw_dir)
+
+    t = time.perf_counter()
+    program = compiler.compile_image(image, hw)
+    xs, labels = test_images(image, cfg.images)
+    expected_b = run_batch(image, np.stack(xs))
+    expected = [[e[i] for e in expected_b] for i in range(len(xs))]
+    times["compile_reference_s"] = time.perf_counter() - t
+
+    work = cfg.work or (ROOT / "sim_build" / "flow" / f"{Path(hw_dir).name}-{cfg.sim}")
+    t = time.perf_counter()
+    bar = _progress_bar(cfg.images, cfg.progress, f"{cfg.sim} build+sim")
+    try:
+        result = chip_tb.run_chip(program, hw_dir, xs, expected, sim=cfg.sim, work=work,
+                                  waves_on_mismatch=cfg.waves, mem_stall=cfg.mem_stall,
+                                  progress=bar.update if bar else None,
+                                  per_process=max(10, -(-cfg.images // 4)),
+                                  on_built=lambda s: times.__setitem__("build_s", s))
+    finally:
+        if bar:
+            bar.close()
+    times["simulate_s"] = time.perf_counter() - t - times.get("build_s", 0.0)
+
+    golden_pred = np.argmax(expected_b[-1], axis=1)
+    hw_pred = np.array([int(np.argmax(o[-1])) for o in result.outputs])
+    cycles = [r["cycles"] for r in result.records if r]
+    total_cycles = sum(cycles)
+    report = {
+        "sim": cfg.sim,
+        "wbits": hw.wbits, "abits": hw.abits, "rows": hw.rows, "cols": hw.cols,
+        "model": image.meta.get("model", cfg.model),
+        "image": str(image_path), "image_hash": program.layout["image_hash"],
+        "hw_dir": str(hw_dir), "config_hash": hw.config_hash,
+        "images": len(xs),
+        "bit_exact_images": sum(m is None for m in result.per_image),
+        "mismatches": [m.as_dict() for m in result.mismatches],
+        "hw_accuracy": float(np.mean(hw_pred == labels)),
+        "golden_accuracy": float(np.mean(golden_pred == labels)),
+        "cycles_per_inference": total_cycles / len(cycles) if cycles else None,
+        "cycles_min_max": [min(cycles), max(cycles)] if cycles else None,
+        "mac_beats_per_inference": (result.records[0]["mac_beats"] if result.records
+                                    and result.records[0] else None),
+        "expected_mac_beats": sum(lay["mac_beats"] for lay in program.layout["layers"]),
+        "mac_utilization": utilization(program.layout, result.records, hw.rows, hw.cols),
+        "sim_cycles_per_second": (total_cycles / result.sim_seconds
+                                  if result.sim_seconds else None),
+        "sim_cycles_per_cpu_second": (total_cycles / result.sim_cpu_seconds
+                                      if result.sim_cpu_seconds else None),
+        "errors": sorted({r["error"] for r in result.records if r and r["error"]}),
+        "times": {k: round(v, 3) for k, v in times.items()},
+        "build_dir": result.build_dir,
+    }
+    return report
+
+
+def _progress_bar(total, enabled, desc):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+
+
+def summary(report):
+    """A readable terminal summary of a report."""
+    r = report
+    lines = [
+        f"pact flow: {r['model']} w{r['wbits']}a{r['abits']} on a {r['rows']}x{r['cols']} array, "
+        f"{r['sim']}",
+        f"  bit-exact images   {r['bit_exact_images']}/{r['images']}"
+        + ("" if r["bit_exact_images"] == r["images"] else "   <-- MISMATCH"),
+        f"  accuracy           hw {r['hw_accuracy']:.4f}   golden {r['golden_accuracy']:.4f}",
+    ]
+    if r["cycles_per_inference"]:
+        lines.append(f"  cycles/inference   {r['cycles_per_inference']:.0f}")
+    u = r["mac_utilization"]
+    if u:
+        parts = "  ".join(f"{p['name']} {p['utilization']:.1%}" for p in u["per_layer"])
+        conv = f", conv layers {u['conv']:.1%}" if "conv" in u else ""
+        lines.append(f"  MAC utilization    overall {u['overall']:.1%}{conv}")
+        lines.append(f"                     {parts}")
+    if r["sim_cycles_per_second"]:
+        lines.append(f"  sim speed          {r['sim_cycles_per_second']:,.0f} cycles/s")
+    lines.append("  times              " + "  ".join(f"{k[:-2]} {v:.1f}s"
+                                                    for k, v in r["times"].items()))
+    for m in r["mismatches"][:5]:
+        window = f", cycles {m['window'][0]}..{m['window'][1]}" if m["window"] else ""
+        lines.append(f"  mismatch: image {m['image']} layer {m['layer']} ({m['name']}) "
+                     f"channel {m['channel']} position {tuple(m['position'])}: expected "
+                     f"{m['expected']}, got {m['got']}{window}"
+                     + (f"; waves {m['waves']}" if m.get("waves") else ""))
+    return "\n".join(lines)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def add_arguments(parser):
+    parser.add_argument("--wbits", required=True, metavar="W", help="weight bits (2..8)")
+    parser.add_argument("--abits", required=True, metavar="A", help="activation bits (2..8)")
+    parser.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
+    parser.add_argument("--images", default="100", metavar="N",
+                        help="digits test images to simulate (default 100)")
+    parser.add_argument("--rows", default="8", metavar="R", help="array rows (default 8)")
+    parser.add_argument("--cols", default="8", metavar="C", help="array columns (default 8)")
+    parser.add_argument("--model", default="cnn", help="cnn (default) or mlp")
+    parser.add_argument("--seed", default="0", metavar="S", help="training seed (default 0)")
+    parser.add_argument("--epochs", default="40", metavar="E",
+                        help="training epochs (default 40)")
+    parser.add_argument("--runs", default="runs", metavar="DIR",
+                        help="training runs folder (default runs/)")
+    parser.add_argument("--image", metavar="FILE",
+                        help="use this model image instead of training")
+    parser.add_argument("--hw", metavar="DIR",
+                        help="use this generated chip instead of generating one")
+    parser.add_argument("--mem-stall", default="0", metavar="PCT",
+                        help="memory back-pressure, percent of cycles (default 0)")
+    parser.add_argument("--no-waves", action="store_true",
+                        help="do not rerun a failing image to record a waveform")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", required=True, metavar="OUT", help="report file to write")
+
+
+def run(args):
+    from gen.generate import parse_int
+
+    cfg = FlowConfig(
+        wbits=parse_int("wbits", args.wbits), abits=parse_int("abits", args.abits),
+        sim=args.sim, images=parse_int("images", args.images, 1),
+        rows=parse_int("rows", args.rows, 1), cols=parse_int("cols", args.cols, 1),
+        model=args.model, seed=parse_int("seed", args.seed, 0),
+        epochs=parse_int("epochs", args.epochs, 1), runs=args.runs,
+        mem_stall=parse_int("mem_stall", args.mem_stall, 0), waves=not args.no_waves,
+        progress=not args.quiet)
+    out = Path(args.json)
+    if out.is_dir() or not out.resolve().parent.is_dir():
+        raise UserError(f"--json {out}: give a file in an existing folder")
+    from cosim.tools import prepare_environment
+
+    prepare_environment(cfg.sim)  # a missing simulator fails before any work
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"pact flow: {msg}",
+                                                                   file=sys.stderr))
+    t = time.perf_counter()
+    report = flow(cfg, image_path=args.image, hw_dir=args.hw, log=log)
+    report["times"]["total_s"] = round(time.perf_counter() - t, 3)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, out)
+    print(summary(report))
+    print(f"  report             {out}")
+    return 0 if report["bit_exact_images"] == report["images"] else 1
