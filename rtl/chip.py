@@ -2,11 +2,11 @@
 
 Microarchitecture (one layer at a time, each layer one convolution descriptor):
 
-- **Sequencer** (main FSM): ``IDLE -> FETCH`` (descriptor words) ``-> DECODE`` (checks, derived
-  sizes) ``-> LOADIN`` (input tensor from memory into the current bank, only for
+- **Sequencer**: ``IDLE -> FETCH`` (descriptor words) ``-> DECODE`` (checks, derived sizes)
+  ``-> SETUP -> LOADIN`` (input tensor from memory into the current bank, only for
   ``in_from_mem``) ``-> RUN`` (weights and constants stream in while the array computes)
-  ``-> WB`` (the output bank is written back to memory; not for logits) ``-> NEXT`` (swap banks,
-  next descriptor). ``OP_END`` or an error ends the program (``done``).
+  ``-> NEXT`` (swap banks, next descriptor). ``OP_END`` or a bad descriptor ends the program
+  (``FINISH`` waits for the last write-back, then ``done``).
 - **DMA read side**: a command generator issues word reads in *segments* (descriptor, input
   tensor, and per tile of ``rows`` output channels: that tile's constants, then the weight
   words up to the end of that tile's beats). Each command pushes a tag into a FIFO; responses
@@ -30,8 +30,11 @@ Microarchitecture (one layer at a time, each layer one convolution descriptor):
   ``cols``-lane PactUnit (signed 16-bit saturation) with that channel's constants; PACT layers
   clamp to ``[0, 2**out_bits - 1]`` and write the bank, logits (1x1 output) are written to
   memory directly, one word per channel. The drain overlaps the next tile's reduction.
-- **Write-back**: after a PACT layer, each output plane is compacted to the dense tensor
-  format and written, one memory word per cycle.
+- **Write-back**: after a PACT layer, a background engine compacts each output plane to the
+  dense tensor format and writes it, one memory word per cycle, while the next layer runs (the
+  banks have a second read port for it); it has priority on the write port over the logits.
+  The next layer reads that bank too but writes the other one, and does not finish before the
+  write-back has; an input load into that bank waits for it.
 
 Exactness: the MacArray accumulators are ``acc_width`` bits for ``max_reduction =
 max_channels * 15**2 * w_slices_max * a_slices_max`` beats shifted by at most ``max_shift`` (see
@@ -61,7 +64,7 @@ ERR_UNKNOWN_OP, ERR_BUFFER, ERR_MEMORY = 1, 2, 4
 
 _TAG_DESC, _TAG_INPUT, _TAG_CONST, _TAG_WEIGHT = range(4)
 # Sequencer states (an If/Elif chain, not m.FSM: its Verilog has no incomplete case).
-(_S_IDLE, _S_FETCH, _S_DECODE, _S_SETUP, _S_LOADIN, _S_RUN0, _S_RUN, _S_WB, _S_NEXT,
+(_S_IDLE, _S_FETCH, _S_DECODE, _S_SETUP, _S_LOADIN, _S_RUN0, _S_RUN, _S_NEXT, _S_FINISH,
  _S_DONE) = range(10)
 
 
@@ -391,7 +394,8 @@ class PactChip(wiring.Component):
         for b in range(2):
             mem = Memory(shape=unsigned(MP * LB), depth=MC, init=[])
             m.submodules[f"bank{b}"] = mem
-            banks.append((mem.read_port(), mem.write_port(granularity=LB)))
+            # Ports: compute read, write (lane enables), write-back read.
+            banks.append((mem.read_port(), mem.write_port(granularity=LB), mem.read_port()))
 
         # ------------------------------------------------------------------ compute
         m.submodules.mac = mac = ResetInserter(flush)(MacArray(
@@ -583,6 +587,7 @@ class PactChip(wiring.Component):
             ]
 
         # Output side: PACT codes into the other bank, or logits into memory.
+        wb_on = Signal()         # a write-back is running (below); it has the write port
         o_r = Signal(range(max(R, 2)))
         o_ch = Signal(16)
         o_p0 = Signal(16)
@@ -603,8 +608,8 @@ class PactChip(wiring.Component):
         for q in range(MP):
             m.d.comb += bank_wen[q].eq(_eq(o_pt, q // C) & (q % C < nv))
         m.d.comb += [
-            logit_wr.eq(pact.o.valid & o_ok & d.logits),
-            pact.o.ready.eq(~(o_ok & d.logits) | self.mem_wr.ready),
+            logit_wr.eq(pact.o.valid & o_ok & d.logits & ~wb_on),
+            pact.o.ready.eq(~(o_ok & d.logits) | (self.mem_wr.ready & ~wb_on)),
         ]
         with m.If(o_fire):
             m.d.sync += o_r.eq(o_r + 1)
@@ -617,42 +622,55 @@ class PactChip(wiring.Component):
                 with m.Else():
                     m.d.sync += [o_p0.eq(o_p0 + C), o_pt.eq(o_pt + 1)]
 
-        # Write-back of the output bank: planes compacted to dense codes, a word per cycle.
-        wb_on = Signal()
-        wb_ch = Signal(16)       # next plane to latch
-        wb_ready = Signal()      # the read port shows plane wb_ch
-        wb_have = Signal()
+        # Write-back (in the background): after a PACT layer, its output bank is compacted
+        # plane by plane to the dense tensor format and written to memory, one word per cycle,
+        # while the next layer runs (each bank has a second read port for it).
+        wb_bank = Signal()       # the bank being written back
+        wb_nch = Signal(16)      # its layer's out_c, words per channel, code bits, lanes
+        wb_cw = Signal(16)
+        wb_ob = Signal(5)
+        wb_lanes = Signal(MP)
+        wb_rd = Signal(16)       # next plane to read
+        wb_pvalid = Signal()     # the read port holds plane wb_rd - 1, not yet latched
+        wb_have = Signal()       # wb_dense holds a plane being written
         wb_k = Signal(16)
         wb_addr = Signal(32)
         wb_dense = Signal(PW * MW)
         wb_plane = Signal(MP * LB)
         wb_fire = Signal()
         wb_latch = Signal()
-        m.d.comb += wb_plane.eq(Mux(cur, banks[0][0].data, banks[1][0].data))
+        wb_adv = Signal()
+        wb_issue = Signal()
+        m.d.comb += wb_plane.eq(Mux(wb_bank, banks[1][2].data, banks[0][2].data))
         compact = Signal(PW * MW)
         masked = Signal(MP * LB)
-        m.d.comb += masked.eq(Cat(*(Mux(out_lanes[q], wb_plane[q * LB:(q + 1) * LB], 0)
+        m.d.comb += masked.eq(Cat(*(Mux(wb_lanes[q], wb_plane[q * LB:(q + 1) * LB], 0)
                                     for q in range(MP))))
-        with m.Switch(d.out_bits):
+        with m.Switch(wb_ob):
             for b in range(1, LB + 1):
                 with m.Case(b) if b < LB else m.Default():
                     m.d.comb += compact.eq(Cat(*(masked[q * LB:q * LB + b] for q in range(MP))))
-        wb_last_word = wb_k == cw_out - 1
+        wb_last_word = wb_k == wb_cw - 1
         m.d.comb += [
             wb_fire.eq(wb_on & wb_have & self.mem_wr.ready),
-            wb_latch.eq(wb_on & wb_ready & (wb_ch < d.out_c)
-                        & (~wb_have | (wb_fire & wb_last_word))),
+            wb_latch.eq(wb_pvalid & (~wb_have | (wb_fire & wb_last_word))),
+            wb_adv.eq(~wb_pvalid | wb_latch),
+            wb_issue.eq(wb_on & wb_adv & (wb_rd < wb_nch)),
         ]
-        with m.If(wb_on):
-            m.d.sync += wb_ready.eq(1)
+        with m.If(wb_adv):
+            m.d.sync += wb_pvalid.eq(wb_issue)
+        with m.If(wb_issue):
+            m.d.sync += wb_rd.eq(wb_rd + 1)
         with m.If(wb_fire):
             m.d.sync += [wb_addr.eq(wb_addr + 1), wb_k.eq(wb_k + 1)]
             with m.If(wb_last_word):
                 m.d.sync += wb_have.eq(0)
         with m.If(wb_latch):
-            m.d.sync += [wb_dense.eq(compact), wb_have.eq(1), wb_k.eq(0), wb_ch.eq(wb_ch + 1),
-                         wb_ready.eq(0)]
+            m.d.sync += [wb_dense.eq(compact), wb_have.eq(1), wb_k.eq(0)]
+        with m.If(wb_on & (wb_rd == wb_nch) & ~wb_pvalid & ~wb_have):
+            m.d.sync += wb_on.eq(0)
 
+        # One write port: the write-back has priority over the logits.
         with m.If(wb_on):
             m.d.comb += [
                 self.mem_wr.valid.eq(wb_have),
@@ -669,11 +687,13 @@ class PactChip(wiring.Component):
         # Bank ports: the current bank is read by the compute and written by the input load;
         # the other is written by the output side and read by the write-back.
         comp_addr = ci[:ch_idx]
-        for b, (rp, wp) in enumerate(banks):
+        for b, (rp, wp, wbp) in enumerate(banks):
             is_cur = cur == b
             m.d.comb += [
-                rp.addr.eq(Mux(is_cur, comp_addr, wb_ch[:ch_idx])),
-                rp.en.eq(Mux(is_cur, adv, 1)),
+                rp.addr.eq(comp_addr),
+                rp.en.eq(adv),
+                wbp.addr.eq(wb_rd[:ch_idx]),
+                wbp.en.eq(wb_adv),
             ]
             with m.If(is_cur):
                 m.d.comb += [
@@ -754,20 +774,24 @@ class PactChip(wiring.Component):
                 obase.eq(out_base + d.o_addr),
             ]
             with m.If(_eq(d.op, fmt.OP_END)):
-                m.d.sync += state.eq(_S_DONE)
+                m.d.sync += state.eq(_S_FINISH)
             with m.Elif(~_eq(d.op, fmt.OP_CONV)):
                 m.d.sync += error.eq(error | ERR_UNKNOWN_OP)
-                m.d.sync += state.eq(_S_DONE)
+                m.d.sync += state.eq(_S_FINISH)
             with m.Elif(bad):
                 m.d.sync += error.eq(error | ERR_BUFFER)
-                m.d.sync += state.eq(_S_DONE)
+                m.d.sync += state.eq(_S_FINISH)
             with m.Else():
                 m.d.sync += state.eq(_S_SETUP)
         with m.Elif(_eq(state, _S_SETUP)):
-            with m.If(d.in_from_mem):
+            # A write-back still running reads the previous layer's output bank, which is this
+            # layer's input bank (cur): loading an input into it must wait. This layer writes
+            # the other bank, and its RUN does not end before that write-back has (so the
+            # write-back never overlaps a layer that writes its bank).
+            with m.If(d.in_from_mem & ~wb_on):
                 m.d.sync += load_segment(in_addr, in_words, _TAG_INPUT)
                 m.d.sync += state.eq(_S_LOADIN)
-            with m.Else():
+            with m.Elif(~d.in_from_mem):
                 m.d.sync += state.eq(_S_RUN0)
         with m.Elif(_eq(state, _S_LOADIN)):
             with m.If((in_ci == d.in_c) & ~in_pend):
@@ -798,18 +822,18 @@ class PactChip(wiring.Component):
                                  seg_consts.eq(1), seg_ch.eq(seg_ch + R)]
                     with m.If(seg_ch + R >= d.out_c):
                         m.d.sync += seg_done.eq(1)
-            with m.If(out_done & seg_done & ~cmd_left.any() & ~tagq.level.any()):
-                with m.If(d.logits):
-                    m.d.sync += state.eq(_S_NEXT)
-                with m.Else():
-                    m.d.sync += [wb_on.eq(1), wb_ch.eq(0), wb_ready.eq(0), wb_have.eq(0),
-                                 wb_k.eq(0), wb_addr.eq(obase)]
-                    m.d.sync += state.eq(_S_WB)
-            abort_on_memory_error()
-        with m.Elif(_eq(state, _S_WB)):
-            with m.If((wb_ch == d.out_c) & ~wb_have & ~wb_latch):
-                m.d.sync += wb_on.eq(0)
+            with m.If(out_done & seg_done & ~cmd_left.any() & ~tagq.level.any()
+                      & (d.logits | ~wb_on)):
+                with m.If(~d.logits):
+                    m.d.sync += [wb_on.eq(1), wb_bank.eq(~cur), wb_nch.eq(d.out_c),
+                                 wb_cw.eq(cw_out), wb_ob.eq(d.out_bits), wb_lanes.eq(out_lanes),
+                                 wb_rd.eq(0), wb_pvalid.eq(0), wb_have.eq(0), wb_k.eq(0),
+                                 wb_addr.eq(obase)]
                 m.d.sync += state.eq(_S_NEXT)
+            abort_on_memory_error()
+        with m.Elif(_eq(state, _S_FINISH)):
+            with m.If(~wb_on):
+                m.d.sync += state.eq(_S_DONE)
             abort_on_memory_error()
         with m.Elif(_eq(state, _S_NEXT)):
             m.d.sync += [pc.eq(pc + DW), self.layer.eq(self.layer + 1)]

@@ -14,6 +14,7 @@ from amaranth.sim import Simulator
 from cosim.chip_model import random_image, random_inputs, read_outputs
 from gen.compiler import Hardware, compile_image, memory_words, slot_addresses
 from golden.reference import run as reference_run
+from golden.reference import run_layer
 from rtl import chip_format as cf
 from rtl.chip import ERR_BUFFER, ERR_MEMORY, ERR_UNKNOWN_OP, ChipParams, PactChip
 
@@ -190,6 +191,14 @@ NETWORKS = {
                    max_plane=16, wbuf_depth=256),
         [conv("c0", 1, 2, 4, s=2, p=0), conv("c1", 2, 3, 1, k=1, p=0), fc("fc", 3, 2)],
         (1, 4, 4), dict(latency=(1, 1))),
+    # A slow write port and a tiny layer after a big one: the write-back of c0 is still
+    # running when c2 wants to write its bank, and when the logits want the write port.
+    "writeback-overlap": (
+        ChipParams(wbits=4, abits=4, rows=4, cols=4, mem_width=16, max_channels=6,
+                   max_plane=25, wbuf_depth=512),
+        [conv("c0", 1, 6, 5), conv("c1", 6, 6, 5, k=1, p=0), conv("c2", 6, 6, 5, k=1, p=0),
+         fc("fc", 150, 2)],
+        (1, 5, 5), dict(latency=(1, 2), wr_ready=0.1)),
     "mlp-w4a4-4x1": (
         ChipParams(wbits=4, abits=4, rows=4, cols=1, mem_width=64, max_channels=12,
                    max_plane=4, wbuf_depth=256),
@@ -398,3 +407,34 @@ def test_random_shapes_and_arrays(case):
     mem = MemoryModel([], seed=case, latency=(1, rng.randint(1, 6)),
                       cmd_ready=rng.choice([1.0, 0.7]), wr_ready=rng.choice([1.0, 0.5]))
     check_network(params, image, random_inputs(SEED + case, image, 1), mem=mem)
+
+
+def test_input_load_waits_for_the_write_back():
+    """A layer that loads its input from memory into the bank that the previous layer's
+    write-back is still reading must wait for it. (The compiler only loads the first layer;
+    here layer 0 runs on the zeroed bank and layer 1 loads another tensor.)"""
+    params, image, _ = network("cnn-w4a4-2x3")
+    zeros = np.zeros(image.input_shape, dtype=np.int64)
+    program = compile_image(image, hardware(params))
+    words = memory_words(program, [zeros])
+    mw, dw = params.mem_width, cf.descriptor_words(params.mem_width)
+    for i, from_mem in ((0, 0), (1, 1)):
+        fields = cf.unpack_record(cf.DESCRIPTOR, cf.words_to_record(words[i * dw:(i + 1) * dw],
+                                                                     mw))
+        fields["in_from_mem"] = from_mem
+        words[i * dw:(i + 1) * dw] = cf.record_to_words(cf.pack_record(cf.DESCRIPTOR, **fields),
+                                                        dw, mw)
+    lay0 = image.layers[0]
+    x1 = np.random.default_rng(SEED).integers(0, 1 << lay0.out_bits, size=lay0.out_shape)
+    want = [run_layer(lay0, zeros), run_layer(image.layers[1], x1)]
+    for layer in image.layers[2:]:
+        want.append(run_layer(layer, want[-1]))
+    in_addr = len(words)
+    words += cf.pack_tensor(x1, lay0.out_bits, mw)
+    _, out_base = slot_addresses(program.layout, 0)
+    mem = MemoryModel(words, wr_ready=0.1)
+    mem, results = run_chip(params, words, [(0, in_addr, out_base)], mem=mem)
+    assert results[0]["error"] == 0
+    got = read_outputs(mem.words, program.layout)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert np.array_equal(g, w), f"layer {i}"
