@@ -111,6 +111,10 @@ def _verilator_runner(cache):
     class CachedVerilator(Verilator):
         def _build_command(self):
             verilate, make = super()._build_command()
+            # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model that
+            # Verilator splits into several C++ files (e.g. a 16x16 array) would be compiled
+            # with the precompiled header given as a bare file name, and fail.
+            make = [*make, "CFG_CXXFLAGS_PCH_I=-include"]
             build = str(self.build_dir)
             restore = ["sh", "-c", 'for f in "$1"/verilated*.o; do [ -e "$f" ] || continue; '
                        'cp "$f" "${f%.o}.d" "$2"/ 2>/dev/null || true; done', "sh",

@@ -83,3 +83,18 @@ def test_verilator_build_is_reused(require_sim):
     cosim_sim.prepare("mac_array", "verilator", params)
     info, _ = cosim_sim.prepare("mac_array", "verilator", params)
     assert info.reused and info.folder.parent.name == "verilator"
+
+
+def test_verilator_split_model_builds(require_sim, tmp_path):
+    """A model split into several C++ files uses the precompiled header; the wheel's make rules
+    need CFG_CXXFLAGS_PCH_I for that (large arrays split on their own)."""
+    require_sim("verilator")
+    src = write_counter(tmp_path / "counter.v", bits=8)
+    from gen.generate import LINT_WAIVERS
+
+    args = [f"-Wno-{w}" for w in sorted(LINT_WAIVERS)] + ["--output-split", "1",
+                                                          "--output-split-cfuncs", "1"]
+    info = runner.build("verilator", [src], "counter", "split", build_args=args,
+                        root=tmp_path / "b")
+    assert (info.folder / "counter").exists()
+    assert len(list(info.folder.glob("Vtop___024root__*.cpp"))) > 1  # really split
