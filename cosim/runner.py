@@ -1,8 +1,7 @@
 """Build-and-run around ``cocotb_tools.runner``: one build per simulator and configuration.
 
-    folder = build("verilator", sources, "pact_mac_array", "mac_array-w4a4-...")
-    result = run("verilator", folder, "pact_mac_array", "cosim.mac_array_tb",
-                 config={"wbits": 4, ...}, name="seed1")
+    info = build("verilator", sources, "pact_mac_array", "mac_array-w4a4-...")
+    result = run("verilator", info, "cosim.mac_array_tb", config={"params": ...}, name="seed1")
 
 - Every build lives in ``sim_build/<sim>/<config>`` (``<config>-waves`` when traced: Verilator
   needs ``--trace`` at build time). A stamp file records what was built (simulator, sources'
@@ -13,6 +12,9 @@
   summary JSON, waveforms), so runs that share a build can go in parallel.
 - Benches get their parameters from a JSON file named by ``PACT_TB_CONFIG`` and write their
   summary to the JSON file named by ``PACT_TB_RESULT`` (see ``cosim.bench``).
+- Verilator's run-time objects (``verilated*.o``, most of a build's compile time) are shared
+  between builds with the same flags through ``sim_build/verilator/_runtime-<key>``.
+- ``$PACT_SIM_BUILD`` moves the whole tree (default: ``sim_build/`` in the repository).
 """
 
 import contextlib
