@@ -51,8 +51,10 @@ from amaranth.lib.wiring import In, Out
 from golden.integer import LOGIT_BITS
 
 from . import chip_format as fmt
+from .gearbox import Gearbox
 from .mac_array import MacArray, accumulator_width
 from .pact_unit import PactUnit
+from .plane_codec import PlanePack, PlaneUnpack
 
 __all__ = ["ChipParams", "PactChip", "write_layout", "KERNEL_MAX",
            "ERR_UNKNOWN_OP", "ERR_BUFFER", "ERR_MEMORY"]
@@ -337,14 +339,10 @@ class PactChip(wiring.Component):
             m.d.sync += in_ci.eq(in_ci + 1)
             with m.If(~(take & _eq(tag, _TAG_INPUT) & (in_k == cw_in - 1))):
                 m.d.sync += in_pend.eq(0)
-        in_plane = Signal(MP * LB)
-        with m.Switch(d.in_bits):
-            for b in range(1, LB + 1):
-                # The widest case is the default: every Switch is complete (Verilator).
-                with m.Case(b) if b < LB else m.Default():
-                    lanes = [Cat(in_dense[q * b:(q + 1) * b], Const(0, LB - b))
-                             for q in range(MP)]
-                    m.d.comb += in_plane.eq(Cat(*lanes))
+        m.submodules.unpack = unpack = PlaneUnpack(lanes=MP, lane_bits=LB,
+                                                   dense_width=PW * MW)
+        m.d.comb += [unpack.dense.eq(in_dense), unpack.bits.eq(d.in_bits)]
+        in_plane = unpack.plane
 
         # Constants: one record per output channel, into the constants buffer.
         m.submodules.cbuf = cbuf = Memory(shape=unsigned(fmt.CONSTS.size), depth=MC, init=[])
@@ -365,29 +363,21 @@ class PactChip(wiring.Component):
         # Weights: gearbox from words to beats, into the weight buffer.
         m.submodules.wbuf = wbuf = Memory(shape=unsigned(RW), depth=p.wbuf_depth, init=[])
         wbuf_w = wbuf.write_port()
-        GB = MW + RW
-        gb_buf = Signal(GB)
-        gb_cnt = Signal(range(GB + 1))
+        m.submodules.gearbox = gearbox = Gearbox(MW, RW)
         w_loaded = Signal(40)
         gb_pop = Signal()
-        gb_after = Signal(range(GB + 1))
-        gb_room = Signal()
         m.d.comb += [
-            gb_pop.eq((gb_cnt >= RW) & (w_loaded < nb_total)),
-            gb_after.eq(gb_cnt - Mux(gb_pop, RW, 0)),
-            gb_room.eq(gb_after <= RW),
+            gearbox.i.valid.eq(rsp_ok & _eq(tag, _TAG_WEIGHT)),
+            gearbox.i.payload.eq(word),
+            # The bits after the layer's last beat are padding: never written.
+            gearbox.o.ready.eq(w_loaded < nb_total),
+            gb_pop.eq(gearbox.o.valid & gearbox.o.ready),
             wbuf_w.en.eq(gb_pop),
             wbuf_w.addr.eq(w_loaded),
-            wbuf_w.data.eq(gb_buf[:RW]),
+            wbuf_w.data.eq(gearbox.o.payload),
         ]
-        gb_push = take & _eq(tag, _TAG_WEIGHT)
-        gb_base = Mux(gb_pop, gb_buf >> RW, gb_buf)
-        m.d.sync += [
-            gb_buf.eq(Mux(gb_push, gb_base | (word << gb_after), gb_base)),
-            gb_cnt.eq(gb_after + Mux(gb_push, MW, 0)),
-            w_loaded.eq(w_loaded + gb_pop),
-        ]
-        m.d.comb += take.eq(rsp_ok & (~_eq(tag, _TAG_WEIGHT) | gb_room))
+        m.d.sync += w_loaded.eq(w_loaded + gb_pop)
+        m.d.comb += take.eq(rsp_ok & (~_eq(tag, _TAG_WEIGHT) | gearbox.i.ready))
 
         # ------------------------------------------------------------------ banks
         banks = []
@@ -642,14 +632,9 @@ class PactChip(wiring.Component):
         wb_adv = Signal()
         wb_issue = Signal()
         m.d.comb += wb_plane.eq(Mux(wb_bank, banks[1][2].data, banks[0][2].data))
-        compact = Signal(PW * MW)
-        masked = Signal(MP * LB)
-        m.d.comb += masked.eq(Cat(*(Mux(wb_lanes[q], wb_plane[q * LB:(q + 1) * LB], 0)
-                                    for q in range(MP))))
-        with m.Switch(wb_ob):
-            for b in range(1, LB + 1):
-                with m.Case(b) if b < LB else m.Default():
-                    m.d.comb += compact.eq(Cat(*(masked[q * LB:q * LB + b] for q in range(MP))))
+        m.submodules.pack = pack = PlanePack(lanes=MP, lane_bits=LB, dense_width=PW * MW)
+        m.d.comb += [pack.plane.eq(wb_plane), pack.valid.eq(wb_lanes), pack.bits.eq(wb_ob)]
+        compact = pack.dense
         wb_last_word = wb_k == wb_cw - 1
         m.d.comb += [
             wb_fire.eq(wb_on & wb_have & self.mem_wr.ready),
@@ -739,7 +724,7 @@ class PactChip(wiring.Component):
 
         def clear_layer():
             return [desc_k.eq(0), in_k.eq(0), in_ci.eq(0), in_pend.eq(0), c_k.eq(0),
-                    c_loaded.eq(0), w_loaded.eq(0), gb_cnt.eq(0), gb_buf.eq(0)]
+                    c_loaded.eq(0), w_loaded.eq(0)]
 
         state = Signal(range(_S_DONE + 1))
 
@@ -755,6 +740,7 @@ class PactChip(wiring.Component):
                              pc.eq(self.prog_addr), in_addr.eq(self.in_addr),
                              out_base.eq(self.out_base), nb_total.eq(0)]
                 m.d.sync += clear_layer()
+                m.d.comb += gearbox.clear.eq(1)
                 m.d.sync += load_segment(self.prog_addr, DW, _TAG_DESC)
                 m.d.sync += state.eq(_S_FETCH)
         with m.Elif(_eq(state, _S_FETCH)):
@@ -838,6 +824,7 @@ class PactChip(wiring.Component):
         with m.Elif(_eq(state, _S_NEXT)):
             m.d.sync += [pc.eq(pc + DW), self.layer.eq(self.layer + 1)]
             m.d.sync += clear_layer()
+            m.d.comb += gearbox.clear.eq(1)
             m.d.sync += load_segment(pc + DW, DW, _TAG_DESC)
             with m.If(~d.logits):
                 m.d.sync += cur.eq(~cur)
