@@ -28,3 +28,29 @@ def lint(session):
     """ruff over the whole tree."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def flow(session):
+    """Main job: digits CNN w4a4 on the 8x8 chip, 100 images on Verilator, bit-exact check.
+
+    Trains (or reuses) the run, exports, generates the chip, compiles, simulates; the report
+    goes to flow.json. Other settings after ``--`` (e.g. ``-- --wbits 2 --abits 2 ...``).
+    """
+    _install(session)
+    args = session.posargs or ["--wbits", "4", "--abits", "4", "--sim", "verilator",
+                               "--images", "100", "--json", "flow.json"]
+    session.run("pact", "flow", *args)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("sim", ["icarus", "verilator"])
+def cosim(session, sim):
+    """Whole-chip co-simulation tests on one simulator (bit-exact, back-pressure, checker).
+
+    Bit-exact for w/a in 2/2, 4/4, 8/8, under memory back-pressure, a corrupted weight
+    reported at its layer, and pact flow.
+    """
+    _install(session)
+    session.run("pytest", "tests/test_chip_tb.py", "tests/test_flow.py", "-k", sim,
+                "--durations=10", *session.posargs)

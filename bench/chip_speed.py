@@ -43,13 +43,13 @@ def build_plain(hw_dir, mem_words):
     bdir.mkdir(parents=True, exist_ok=True)
     exe = bdir / "plain"
     stamp = bdir / "stamp.json"
-    key = json.dumps([compiler_sha(verilog), compiler_sha(chip_tb.HARNESS), mem_words])
+    key = json.dumps([compiler_sha(verilog), compiler_sha(chip_tb.HARNESS),
+                      chip_tb.verilator_args(hw_dir, mem_words)])
     if exe.exists() and stamp.exists() and stamp.read_text() == key:
         return exe, 0.0
     cmd = (["verilator", "--binary", "-j", "2", "--top-module", chip_tb.TOPLEVEL,
-            "-Mdir", str(bdir), "-o", "plain", f"-GMEM_WORDS={mem_words}",
-            "--timescale", "1ns/1ps", "-MAKEFLAGS", " ".join(chip_tb.VERILATOR_MAKE_VARS)]
-           + chip_tb.VERILATOR_ARGS + [str(verilog), str(chip_tb.HARNESS)])
+            "-Mdir", str(bdir), "-o", "plain", "--timescale", "1ns/1ps"]
+           + chip_tb.verilator_args(hw_dir, mem_words) + [str(verilog), str(chip_tb.HARNESS)])
     t = time.perf_counter()
     log = bdir / "build.log"
     with open(log, "w") as f:

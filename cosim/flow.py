@@ -78,8 +78,8 @@ def train_and_export(cfg, log):
     tc = train_mod.TrainConfig(wbits=cfg.wbits, abits=cfg.abits, model=cfg.model, seed=cfg.seed,
                                epochs=cfg.epochs)
     run_dir = cfg.runs / train_mod.run_key(tc)
-    reused = train_mod._cached(run_dir, tc)
-    log(("reusing" if reused else "training") + f" run {run_dir}")
+    cached = (run_dir / train_mod.METRICS).is_file()
+    log(("reusing" if cached else "training") + f" run {run_dir}")
     run_dir = train_mod.train(tc, run_dir, reuse=True, progress=cfg.progress)
     path = run_dir / train_mod.IMAGE_NAME
     try:
@@ -111,36 +111,42 @@ def chip_dir(params, root=None):
 
 def generate_chip(params, log=print, root=None):
     """Generate the chip for ``params`` (``wbits``, ``abits``, ``rows``, ``cols`` and any chip
-    option) unless an up-to-date one exists; returns its folder."""
+    option) unless an up-to-date one exists; returns its folder. Parallel callers (pytest
+    workers) wait on a lock and share one generation."""
+    import fcntl
+    import shutil
+
     from gen.generate import DEFAULT_MAX_REDUCTION, generate
 
     out = chip_dir(params, root)
-    manifest = out / "manifest.json"
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        verilog = out / m.get("verilog", "pact_chip.v")
-        if verilog.exists() and hashlib.sha256(verilog.read_bytes()).hexdigest() == m.get(
-                "verilog_sha256"):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _chip_ok(out):
             log(f"reusing chip {out}")
             return out
-    log(f"generating chip {out}")
-    full = {"max_reduction": DEFAULT_MAX_REDUCTION, **params}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Generate next to the final folder and rename, so a crash leaves no half-made chip.
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        generate("chip", full, tmp)
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            import shutil
-
+        log(f"generating chip {out}")
+        full = {"max_reduction": DEFAULT_MAX_REDUCTION, **params}
+        # Generate next to the final folder and rename: a crash leaves no half-made chip.
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            generate("chip", full, tmp)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _chip_ok(out):
+    manifest = out / "manifest.json"
+    if not manifest.exists():
+        return False
+    m = json.loads(manifest.read_text())
+    verilog = out / m.get("verilog", "pact_chip.v")
+    return verilog.exists() and hashlib.sha256(verilog.read_bytes()).hexdigest() == m.get(
+        "verilog_sha256")
 
 
 def test_images(image, count):
@@ -221,6 +227,9 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         hw_dir = generate_chip(cfg.chip_params(), log)
     times["generate_s"] = time.perf_counter() - t
     hw = compiler.load_hardware(hw_dir)
+    if (hw.wbits, hw.abits) != (cfg.wbits, cfg.abits):
+        raise UserError(f"the chip in {hw_dir} has wbits={hw.wbits} abits={hw.abits}, not the "
+                        f"--wbits {cfg.wbits} --abits {cfg.abits} asked for")
 
     t = time.perf_counter()
     program = compiler.compile_image(image, hw)

@@ -12,8 +12,9 @@
 // mem_wr.ready at random (a fixed LFSR, so runs repeat) to exercise back-pressure. An access
 // outside the memory counts in `mem_errors` (and is reported once), reads return 0.
 //
-// Waveforms: with +WAVES=<file> (Icarus: any build; Verilator: a --trace build) the harness
-// opens a dump that records only while `wave_on` is high, so a bench can capture a window.
+// Waveforms: with +WAVES=<file> (Icarus: any build, run with -fst; Verilator: a --trace
+// build) the dump opens when `wave_on` first rises and pauses while it is low (Icarus; Verilator
+// keeps recording to the end of the run), so a bench can capture a window.
 //
 // +AUTOSTART (no cocotb; for a plain `verilator --binary --timing` build): the harness resets
 // the chip and runs +IMAGES=<n> inferences itself, image i with in_addr = +IN_ADDR + i *
@@ -98,16 +99,23 @@ module chip_harness #(
         load_memory();
         if (!$value$plusargs("DUMPFILE=%s", dumpfile)) dumpfile = "";
         if (!$value$plusargs("MEM_STALL=%d", stall_pct)) stall_pct = 0;
-        if ($value$plusargs("WAVES=%s", wavefile)) begin
-            $dumpfile(wavefile);
-            $dumpvars(0, chip_harness);
-            $dumpoff;
-        end
+        if (!$value$plusargs("WAVES=%s", wavefile)) wavefile = "";
     end
     always @(posedge load) load_memory();
     always @(posedge dump) if (dumpfile != "") $writememh(dumpfile, mem, 0, dump_last);
-    always @(posedge wave_on) $dumpon;
-    always @(negedge wave_on) $dumpoff;
+    // The dump opens at the first rising edge of wave_on (Verilator ignores $dumpoff, so a
+    // dump opened at time 0 would hold the whole run), pauses while wave_on is low.
+    logic wave_open = 1'b0;
+    always @(posedge wave_on) begin
+        if (wavefile != "" && !wave_open) begin
+            $dumpfile(wavefile);
+            $dumpvars(0, chip_harness);
+            wave_open = 1'b1;
+        end else if (wave_open) begin
+            $dumpon;
+        end
+    end
+    always @(negedge wave_on) if (wave_open) $dumpoff;
 
     // Back-pressure: a 32-bit Galois LFSR; each channel stalls when its byte is below the
     // threshold (stall_pct percent of 256).

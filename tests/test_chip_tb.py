@@ -1,0 +1,154 @@
+"""The whole-chip bench: bit-exact runs on both simulators, and a checker that can fail.
+
+The simulator tests use a reduced chip (4x4 array, 16 channels) and a small random network, so
+that each configuration builds in seconds on Icarus and in about a minute on Verilator; the
+digits CNN on the 8x8 chip runs in ``pact flow`` (``nox -s flow``) and the benches.
+``PACT_CHIP_IMAGES`` sets the images per configuration (default 4).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosim import chip_tb
+from cosim.chip_model import random_image, random_inputs
+from cosim.chip_tb import Mismatch, check_outputs, first_mismatch, layer_windows
+from cosim.flow import generate_chip
+from gen import compiler
+from golden.reference import run
+
+IMAGES = int(os.environ.get("PACT_CHIP_IMAGES", "4"))
+SMALL_CHIP = dict(rows=4, cols=4, max_channels=16, max_plane=64, wbuf_depth=2048)
+SPECS = [
+    dict(name="conv0", op="conv", in_shape=(1, 6, 6), out_shape=(6, 6, 6), kernel=3, stride=1,
+         padding=1),
+    dict(name="conv1", op="conv", in_shape=(6, 6, 6), out_shape=(5, 3, 3), kernel=3, stride=2,
+         padding=1),
+    dict(name="conv2", op="conv", in_shape=(5, 3, 3), out_shape=(4, 3, 3), kernel=1, stride=1,
+         padding=0),
+    dict(name="fc", op="fc", in_shape=(36,), out_shape=(7,)),
+]
+
+
+def small_chip(wbits, abits):
+    return generate_chip(dict(wbits=wbits, abits=abits, **SMALL_CHIP), log=lambda msg: None)
+
+
+def small_network(seed, wbits, abits):
+    return random_image(seed, wbits=wbits, abits=abits, input_shape=(1, 6, 6), specs=SPECS)
+
+
+# -- the checker, without a simulator ---------------------------------------------------------
+
+
+def test_first_mismatch_finds_layer_channel_position():
+    expected = [np.arange(24).reshape(2, 3, 4), np.arange(5)]
+    got = [e.copy() for e in expected]
+    assert first_mismatch(expected, got) is None
+    got[0][1, 2, 0] = 99
+    got[0][1, 2, 3] = 98
+    got[1][0] = 7
+    assert first_mismatch(expected, got) == (0, 1, (2, 0), 20, 99)
+    got[0] = expected[0].copy()
+    assert first_mismatch(expected, got) == (1, 0, (), 0, 7)
+    with pytest.raises(ValueError, match="shapes"):
+        first_mismatch(expected, [expected[0], np.zeros(4)])
+
+
+def test_check_outputs_reports_the_cycle_window():
+    expected = [np.zeros((2, 2, 2)), np.array([3, -4])]
+    got = [np.zeros((2, 2, 2)), np.array([3, -5])]
+    mm = check_outputs(expected, got, names=["c", "fc"], image=7,
+                       windows=[(0, 99), (100, 180)])
+    assert isinstance(mm, Mismatch)
+    assert (mm.image, mm.layer, mm.name, mm.channel, mm.expected, mm.got) == (7, 1, "fc", 1,
+                                                                              -4, -5)
+    assert mm.window == (100, 180)
+    assert "layer 1 (fc), channel 1" in str(mm) and "cycles 100..180" in str(mm)
+    assert check_outputs(expected, [e.copy() for e in expected], names=["c", "fc"]) is None
+
+
+def test_layer_windows_from_marks():
+    rec = {"marks": [(0, 0), (0, 0), (1, 50), (2, 80), (3, 200)], "cycles": 260}
+    assert layer_windows(rec, 3) == [(0, 49), (50, 79), (80, 259)]
+
+
+def test_relayout_moves_only_the_slots():
+    image = small_network(0, 4, 4)
+    hw = compiler.Hardware(wbits=4, abits=4, mem_width=64, max_bits=8, **SMALL_CHIP)
+    one = compiler.compile_image(image, hw, slots=1)
+    five = chip_tb._relayout(one, 5)
+    direct = compiler.compile_image(image, hw, slots=5)
+    assert five.words == direct.words and five.layout["slots"] == direct.layout["slots"]
+
+
+# -- on the simulators ------------------------------------------------------------------------
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("wbits,abits", [(2, 2), (4, 4), (8, 8)])
+def test_bit_exact(require_sim, tmp_path, sim, wbits, abits):
+    require_sim(sim)
+    hw_dir = small_chip(wbits, abits)
+    hw = compiler.load_hardware(hw_dir)
+    image = small_network(wbits * 8 + abits, wbits, abits)
+    program = compiler.compile_image(image, hw)
+    xs = random_inputs(wbits, image, IMAGES)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                              work=tmp_path)
+    assert [str(m) for m in result.mismatches] == []
+    assert result.per_image == [None] * IMAGES
+    beats = sum(lay["mac_beats"] for lay in program.layout["layers"])
+    for rec in result.records:
+        assert rec["error"] == 0 and rec["mem_errors"] == 0 and not rec["timeout"]
+        assert rec["mac_beats"] == beats
+        assert rec["cycles"] >= beats
+        assert all(w is not None for w in layer_windows(rec, len(image.layers)))
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_bit_exact_under_memory_back_pressure(require_sim, tmp_path, sim):
+    require_sim(sim)
+    hw_dir = small_chip(4, 4)
+    hw = compiler.load_hardware(hw_dir)
+    image = small_network(3, 4, 4)
+    xs = random_inputs(3, image, 2)
+    free = chip_tb.run_chip(compiler.compile_image(image, hw), hw_dir, xs,
+                            [run(image, x) for x in xs], sim=sim, work=tmp_path / "free")
+    stalled = chip_tb.run_chip(compiler.compile_image(image, hw), hw_dir, xs,
+                               [run(image, x) for x in xs], sim=sim, work=tmp_path / "stall",
+                               mem_stall=40)
+    assert free.mismatches == [] and stalled.mismatches == []
+    assert stalled.records[0]["cycles"] > free.records[0]["cycles"]
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_a_corrupt_weight_is_reported_at_its_layer(require_sim, tmp_path, sim):
+    """One flipped weight bit of conv1 in the memory image: the first two images' conv0 still
+    match, conv1 does not; the report names layer 1 and its cycle window, and a waveform of
+    that window is written."""
+    require_sim(sim)
+    hw_dir = small_chip(4, 4)
+    hw = compiler.load_hardware(hw_dir)
+    image = small_network(5, 4, 4)
+    program = compiler.compile_image(image, hw)
+    conv1 = program.layout["layers"][1]
+    program.words[conv1["w_addr"] + 3] ^= 1 << 9
+    xs = random_inputs(6, image, 2)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                              work=tmp_path)
+    assert len(result.mismatches) == 2
+    mm = result.mismatches[0]
+    assert (mm.image, mm.layer, mm.name) == (0, 1, "conv1")
+    start, end = mm.window
+    rec = result.records[0]
+    assert 0 < start < end < rec["cycles"]
+    assert np.array_equal(result.outputs[0][0], run(image, xs[0])[0])
+    wave = Path(mm.waves)
+    assert wave.exists() and wave.stat().st_size > 1000
+    assert "conv1" in str(mm) and f"cycles {start}..{end}" in str(mm)
