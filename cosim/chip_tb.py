@@ -53,19 +53,26 @@ class Mismatch:
     """The first output of an image that differs from the reference."""
 
     image: int
-    layer: int
-    name: str
-    channel: int
+    layer: int | None
+    name: str | None
+    channel: int | None
     position: tuple
-    expected: int
-    got: int
+    expected: int | None
+    got: int | None
     window: tuple | None = None  # (first cycle, last cycle) of the layer, since start
     waves: str | None = None
+    reason: str | None = None  # the chip's own complaint: error flags, timeout, bad accesses
 
     def __str__(self):
         where = f"position {self.position}" if self.position else "position ()"
-        text = (f"image {self.image}: first mismatch at layer {self.layer} ({self.name}), "
-                f"channel {self.channel}, {where}: expected {self.expected}, got {self.got}")
+        if self.channel is None:
+            text = f"image {self.image}: outputs match but {self.reason}"
+        else:
+            text = (f"image {self.image}: first mismatch at layer {self.layer} ({self.name}), "
+                    f"channel {self.channel}, {where}: expected {self.expected}, got "
+                    f"{self.got}")
+            if self.reason:
+                text += f" ({self.reason})"
         if self.window is not None:
             text += f"; layer ran in cycles {self.window[0]}..{self.window[1]}"
         if self.waves:
@@ -76,7 +83,8 @@ class Mismatch:
         return {"image": self.image, "layer": self.layer, "name": self.name,
                 "channel": self.channel, "position": list(self.position),
                 "expected": self.expected, "got": self.got,
-                "window": list(self.window) if self.window else None, "waves": self.waves}
+                "window": list(self.window) if self.window else None, "waves": self.waves,
+                "reason": self.reason}
 
 
 def first_mismatch(expected, got, names=None):
@@ -452,21 +460,38 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
             run.outputs.append(outs)
             windows = layer_windows(rec, nl) if rec else None
             mm = check_outputs(expected[image], outs, names=names, image=image, windows=windows)
-            if mm is None and (rec is None or rec["timeout"] or rec["error"]
-                               or rec["mem_errors"]):
-                mm = Mismatch(image, nl - 1, names[-1], 0, (), 0, 0, None)
+            reason = _complaint(rec)
+            if reason and mm is None:
+                mm = Mismatch(image, None, None, None, (), None, None, None, reason=reason)
+            elif reason:
+                mm.reason = reason
             run.per_image.append(mm)
             if mm is not None:
                 run.mismatches.append(mm)
             image += 1
         if progress is not None:
             progress(len(chunks[b]))
-    if waves_on_mismatch and run.mismatches:
-        mm = run.mismatches[0]
+    located = [m for m in run.mismatches if m.layer is not None]
+    if waves_on_mismatch and located:
+        mm = located[0]
         mm.waves = str(_rerun_with_waves(program, hw_dir, inputs[mm.image], mm, sim=sim,
                                          work=work, mem_words=mem_words))
     run.wall_seconds = time.perf_counter() - t_start
     return run
+
+
+def _complaint(rec):
+    """What the chip or the harness reported besides the outputs, or ``None``."""
+    if rec is None:
+        return "the bench did not reach this image"
+    parts = []
+    if rec["timeout"]:
+        parts.append(f"no done within the timeout ({rec['cycles']} cycles counted)")
+    if rec["error"]:
+        parts.append(f"error flags 0b{rec['error']:04b}")
+    if rec["mem_errors"]:
+        parts.append(f"{rec['mem_errors']} memory accesses outside the harness memory")
+    return ", ".join(parts) or None
 
 
 def _plusargs(memfile, dumpfile, last, mem_stall=0, waves=None):

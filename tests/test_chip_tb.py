@@ -152,3 +152,28 @@ def test_a_corrupt_weight_is_reported_at_its_layer(require_sim, tmp_path, sim):
     wave = Path(mm.waves)
     assert wave.exists() and wave.stat().st_size > 1000
     assert "conv1" in str(mm) and f"cycles {start}..{end}" in str(mm)
+
+
+@pytest.mark.sim
+def test_a_layer_the_chip_refuses_is_reported_with_its_flags(require_sim, tmp_path):
+    """A descriptor asking for 3 weight slices on a chip that has at most 2 (8-bit operands
+    on a 4-bit array): the chip raises error bit 1 and stops; the outputs from that layer on
+    are missing and the report carries the flags."""
+    require_sim("icarus")
+    from rtl import chip_format as cf
+
+    hw_dir = small_chip(4, 4)
+    hw = compiler.load_hardware(hw_dir)
+    image = small_network(7, 4, 4)
+    program = compiler.compile_image(image, hw)
+    dw = cf.descriptor_words(64)
+    d = cf.unpack_record(cf.DESCRIPTOR, cf.words_to_record(program.words[dw:2 * dw], 64))
+    program.words[dw:2 * dw] = cf.record_to_words(
+        cf.pack_record(cf.DESCRIPTOR, **dict(d, w_slices=3)), dw, 64)
+    xs = random_inputs(8, image, 1)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim="icarus",
+                              work=tmp_path, waves_on_mismatch=False)
+    mm = result.mismatches[0]
+    assert mm.layer == 1 and mm.reason == "error flags 0b0010"
+    assert result.records[0]["error"] == 2
+    assert "error flags 0b0010" in str(mm)
