@@ -214,6 +214,8 @@ def add_arguments(parser):
 def run(args):
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be positive, not {args.limit}")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise UserError(f"--json {args.json}: directory {args.json.parent} does not exist")
     if args.check and args.run_dir is None and not (args.image.parent / CHECKPOINT).is_file():
         raise UserError("--check needs the run's checkpoint: pass --run DIR")
     result = evaluate(args.image, run_dir=args.run_dir, data=args.data, limit=args.limit)

@@ -126,6 +126,8 @@ def test_cli_check_fails_when_a_target_is_missed(exported, tmp_path, capsys):
     shutil.copy(image_path, lone)
     assert pact_main(["golden", str(lone), "--check"]) == 2
     assert pact_main(["golden", str(lone), "--limit", "0"]) == 2
+    assert pact_main(["golden", str(lone), "--json", str(tmp_path / "no" / "r.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_fake_quant_trace_runs_in_eval_mode(exported):
