@@ -263,7 +263,6 @@ class PactChip(wiring.Component):
         d = fmt.DESCRIPTOR(desc_raw[:fmt.DESCRIPTOR.size])
 
         # Per-layer derived values (registered in DECODE; the descriptor itself stays put).
-        p_in = Signal(16)
         p_out = Signal(16)
         bpt = Signal(32)         # weight beats per channel tile: in_c * K * K * w_slices
         tile_bits = Signal(48)   # bits of one channel tile's beats
@@ -741,6 +740,9 @@ class PactChip(wiring.Component):
                              out_base.eq(self.out_base), nb_total.eq(0)]
                 m.d.sync += clear_layer()
                 m.d.comb += gearbox.clear.eq(1)
+                # Pipelines a memory error may have stopped mid-way start empty.
+                m.d.sync += [running.eq(0), tile_on.eq(0), b_valid.eq(0), d1_valid.eq(0),
+                             d_cnt.eq(0), wk_busy.eq(0), wk_done.eq(0), wb_on.eq(0)]
                 m.d.sync += load_segment(self.prog_addr, DW, _TAG_DESC)
                 m.d.sync += state.eq(_S_FETCH)
         with m.Elif(_eq(state, _S_FETCH)):
@@ -749,7 +751,7 @@ class PactChip(wiring.Component):
             abort_on_memory_error()
         with m.Elif(_eq(state, _S_DECODE)):
             m.d.sync += [
-                p_in.eq(dec_p_in), p_out.eq(dec_p_out), bpt.eq(dec_bpt),
+                p_out.eq(dec_p_out), bpt.eq(dec_bpt),
                 tile_bits.eq(dec_bpt * RW), nb_total.eq(dec_nb),
                 cw_in.eq(dec_cw_in), cw_out.eq(dec_cw_out),
                 in_words.eq(d.in_c * dec_cw_in),

@@ -303,16 +303,19 @@ def test_a_good_descriptor_sets_no_flag():
     assert sorted(set(mem.writes)) == [160]
 
 
-def test_a_response_without_a_request_is_a_memory_error():
+@pytest.mark.parametrize("at", [2, 150, 400])
+def test_a_response_without_a_request_is_a_memory_error(at):
     params, image, _ = network("cnn-w4a4-2x3")
     x = random_inputs(SEED, image, 1)[0]
     program = compile_image(image, hardware(params))
     words = memory_words(program, [x])
     runs = [(0, *slot_addresses(program.layout, 0))] * 2
     mem = MemoryModel(words, latency=(3, 3))
-    # The first run stops early; the second (after a new start) runs clean.
-    mem, results = run_chip(params, words, runs, mem=mem, spurious_at=2)
+    # The first run stops where the error happens (before or during the compute); the
+    # second, after a new start, runs clean from empty pipelines.
+    mem, results = run_chip(params, words, runs, mem=mem, spurious_at=at)
     assert results[0]["error"] == ERR_MEMORY
+    assert (results[0]["mac_beats"] > 0) == (at > 2)
     assert results[1]["error"] == 0
     assert first_mismatch(image, program, mem.words, x) is None
 
