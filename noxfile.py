@@ -54,3 +54,15 @@ def cosim(session, sim):
     _install(session)
     session.run("pytest", "tests/test_chip_tb.py", "tests/test_flow.py", "-k", sim,
                 "--durations=10", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def report(session):
+    """The bit-width trade-off report (area, cycles, memory bytes, accuracy, simulation speed)
+    into report/: ``nox -s report`` (about half an hour cold; training runs and syntheses are
+    cached), or ``nox -s report -- --quick --bits 2,4`` for a reduced sweep."""
+    _install(session)
+    args = session.posargs or []
+    if "--out" not in args:
+        args = ["--out", "report", *args]
+    session.run("pact", "report", *args)
