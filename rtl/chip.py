@@ -461,19 +461,28 @@ class PactChip(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(tile_on & adv & (wa < w_loaded))
 
-        with m.If(running & ~tile_on & wk_done):
+        def start_tile(tile_last_pt, tile_last_ct, tile_wtile):
+            """Begin the tile whose per-column origins the walker has ready (``wk_done``) and
+            kick the walker for the tile after it, if any."""
             m.d.sync += [tile_on.eq(1), first.eq(1), ci.eq(0), ky.eq(0), kx.eq(0), si.eq(0),
-                         sj.eq(0), koff.eq(0), ash.eq(0), sh.eq(0), wa.eq(wtile),
+                         sj.eq(0), koff.eq(0), ash.eq(0), sh.eq(0), wa.eq(tile_wtile),
                          wk_done.eq(0)]
             for c in range(C):
                 m.d.sync += [cur_lane0[c].eq(nxt_lane0[c]), cur_iy0[c].eq(nxt_iy0[c]),
                              cur_ix0[c].eq(nxt_ix0[c])]
-            with m.If(~(last_pt & last_ct)):
-                with m.If(last_pt):
+            with m.If(~(tile_last_pt & tile_last_ct)):
+                with m.If(tile_last_pt):
                     m.d.sync += walker_kick(True)
                 with m.Else():
                     m.d.sync += walker_kick(False)
 
+        with m.If(running & ~tile_on & wk_done):
+            start_tile(last_pt, last_ct, wtile)
+
+        # The tile after the current one (its origins are in the walker's registers).
+        n_p0 = Mux(last_pt, 0, a_p0 + C)
+        n_ch = Mux(last_pt, a_ch + R, a_ch)
+        n_wtile = Mux(last_pt, wtile + bpt, wtile)
         with m.If(issue):
             m.d.sync += first.eq(0)
             with m.If(~last_j):
@@ -490,13 +499,14 @@ class PactChip(wiring.Component):
                 with m.Elif(~last_ci):
                     m.d.sync += [kx.eq(0), ky.eq(0), koff.eq(0), ci.eq(ci + 1)]
                 with m.Else():
-                    m.d.sync += tile_on.eq(0)
-                    with m.If(last_pt):
-                        m.d.sync += [a_p0.eq(0), a_ch.eq(a_ch + R), wtile.eq(wtile + bpt)]
-                        with m.If(last_ct):
-                            m.d.sync += running.eq(0)
+                    m.d.sync += [a_p0.eq(n_p0), a_ch.eq(n_ch), wtile.eq(n_wtile)]
+                    with m.If(last_pt & last_ct):
+                        m.d.sync += [tile_on.eq(0), running.eq(0)]
+                    with m.Elif(wk_done):
+                        # Back to back: the next tile's first beat issues in the next cycle.
+                        start_tile(n_p0 + C >= p_out, n_ch + R >= d.out_c, n_wtile)
                     with m.Else():
-                        m.d.sync += [a_p0.eq(a_p0 + C), wa.eq(wtile)]
+                        m.d.sync += tile_on.eq(0)
 
         # Stage B: memory data, lane select, into the MAC array.
         b_valid = Signal()
