@@ -195,6 +195,19 @@ def _select(value, index, width):
     return (value >> (index * width))[:width]
 
 
+def _div_by_const(value, divisor, value_max):
+    """``value // divisor`` for ``0 <= value <= value_max`` as a multiply and a shift (a Verilog
+    division would be a large, lint-unclean block). The constants are the smallest exact ones,
+    checked here for every value in range."""
+    if divisor & (divisor - 1) == 0:
+        return value >> (divisor.bit_length() - 1)
+    for shift in range(1, 64):
+        mult = -(-(1 << shift) // divisor)
+        if all((x * mult) >> shift == x // divisor for x in range(value_max + 1)):
+            return (value * mult) >> shift
+    raise AssertionError(f"no multiply-shift division by {divisor} up to {value_max}")
+
+
 def _bits_for(n):
     """Unsigned bits that hold ``0..n``."""
     return max(1, int(n).bit_length())
@@ -714,7 +727,7 @@ class PactChip(wiring.Component):
         dec_p_in = d.in_h * d.in_w
         dec_p_out = d.out_h * d.out_w
         dec_bpt = d.in_c * (d.kernel * d.kernel) * d.w_slices
-        n_ct = (d.out_c + R - 1) // R if R & (R - 1) else (d.out_c + R - 1) >> (R.bit_length() - 1)
+        n_ct = _div_by_const(d.out_c + R - 1, R, (1 << len(d.out_c)) + R - 2)
         dec_nb = n_ct * dec_bpt
         dec_cw_in = (dec_p_in * d.in_bits + MW - 1) >> LOG_MW
         dec_cw_out = (dec_p_out * d.out_bits + MW - 1) >> LOG_MW

@@ -441,3 +441,13 @@ def test_input_load_waits_for_the_write_back():
     got = read_outputs(mem.words, program.layout)
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert np.array_equal(g, w), f"layer {i}"
+
+
+@pytest.mark.parametrize("out_c, flag", [(12, 0), (13, ERR_BUFFER)])
+def test_weight_buffer_limit_with_rows_not_a_power_of_two(out_c, flag):
+    """ceil(out_c / rows) channel tiles of 9 beats against a 36-beat weight buffer, rows=3."""
+    params = ChipParams(wbits=4, abits=4, rows=3, cols=2, mem_width=32, max_channels=16,
+                        max_plane=4, wbuf_depth=36)
+    words = _descriptor_program(params, out_c=out_c, kernel=3, pad=1)
+    mem, results = run_chip(params, words, [(0, 150, 160)], max_cycles=2000)
+    assert results[0]["error"] == flag

@@ -81,12 +81,18 @@ def default_verilog(tmp_path_factory):
     return gen(tmp_path_factory.mktemp("chip"), DEFAULT) / "pact_chip.v"
 
 
-def test_verilator_lint_is_clean_with_the_chip_waivers(default_verilog, require_sim):
+ODD = ["--wbits", "2", "--abits", "8", "--rows", "3", "--cols", "5", "--mem-width", "32",
+       "--max-bits", "12", "--max-channels", "20", "--max-plane", "30", "--wbuf-depth", "300"]
+
+
+@pytest.mark.parametrize("extra", [DEFAULT, ODD, SMALL], ids=["default", "odd", "small"])
+def test_verilator_lint_is_clean_with_the_chip_waivers(tmp_path, extra, require_sim):
     require_sim("verilator")
+    verilog = gen(tmp_path, extra) / "pact_chip.v"
     prepare_environment("verilator")
     waivers = [f"-Wno-{w}" for w in sorted(CHIP_LINT_WAIVERS)]
     r = subprocess.run(["verilator", "--lint-only", "-Wall", *waivers, "--top-module",
-                        "pact_chip", str(default_verilog)], capture_output=True, text=True)
+                        "pact_chip", str(verilog)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "%Warning" not in r.stderr
 
