@@ -110,7 +110,7 @@ module chip_harness #(
         if (wavefile != "" && !wave_open) begin
             $dumpfile(wavefile);
             $dumpvars(0, chip_harness);
-            wave_open = 1'b1;
+            wave_open <= 1'b1;
         end else if (wave_open) begin
             $dumpon;
         end
