@@ -224,6 +224,14 @@ class PactChip(wiring.Component):
     ``mac_beats`` (beats accepted by the MAC array since start). Memory master: ``mem_rd_cmd``
     (word address), ``mem_rd_data`` (in request order, any latency >= 1), ``mem_wr``
     (``write_layout``). At most ``max_reads`` reads are in flight.
+
+    Timing of a layer (memory latency ``L``, no back-pressure): descriptor fetch ``DW + L + 3``
+    cycles; for ``in_from_mem`` the input load (one word per cycle); then one MAC beat per
+    cycle (``mac_beats``) from about ``L + 2 * rows * consts_words`` cycles after the run
+    starts (the first tile's constants come first, then its weights stream in faster than
+    they are used); the last tile drains in ``rows + 5`` cycles. The write-back of a PACT
+    layer (one word per cycle) overlaps the next layer. The digits CNN on 8x8 at 4 bits runs
+    its conv layers at 96% of peak (``bench/chip_utilization.py``).
     """
 
     def __init__(self, params):
