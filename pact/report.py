@@ -160,6 +160,25 @@ class ReportConfig:
         lo, hi = TRAIN_BITS
         return [k for k in self.bits if lo <= k <= hi]
 
+    def command(self, out="DIR"):
+        """The ``pact report`` command line that regenerates this sweep."""
+        parts = ["pact", "report", "--out", out]
+        if self.quick:
+            parts.append("--quick")
+        parts += ["--bits", ",".join(map(str, self.bits)), "--seeds", str(self.seeds)]
+        if self.chip_bits != sorted(k for k in DEFAULT_CHIP_BITS if k in self.bits):
+            parts += ["--chip-bits", ",".join(map(str, self.chip_bits))]
+        if self.sections != list(ALL_SECTIONS):
+            parts += ["--sections", ",".join(self.sections)]
+        if self.sims != list(SIMS):
+            parts += ["--sims", ",".join(self.sims)]
+        if self.cycles_sim != "verilator":
+            parts += ["--cycles-sim", self.cycles_sim]
+        for name, default in (("rows", 8), ("cols", 8), ("mem_width", 64)):
+            if getattr(self, name) != default:
+                parts += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
+        return " ".join(parts)
+
     def as_dict(self):
         return {
             "bits": self.bits, "chip_bits": self.chip_bits, "seeds": self.seeds,
@@ -171,6 +190,7 @@ class ReportConfig:
             "speed_images": {sim: self.speed_images_for(sim) for sim in self.sims},
             "accuracy_bits": self.accuracy_bits,
             "end_bits": END_BITS, "model": "cnn", "data": "digits",
+            "command": self.command(),
         }
 
 
@@ -391,6 +411,59 @@ def _simulate_cycles(cfg, k, image, program, hw_dir, reference_run, log):
     }
 
 
+def iso_area_array(rows, cols, ratio, limit=64):
+    """The array for a narrower k in the area of a ``rows x cols`` 16-bit array: MACs times the
+    largest power of two ``f <= ratio`` (the per-MAC area ratio), doubling rows, then columns,
+    alternately (each at most ``limit``). Returns ``(rows, cols, f)``.
+
+    >>> iso_area_array(8, 8, 5.6), iso_area_array(8, 8, 8.5), iso_area_array(8, 8, 1.7)
+    ((16, 16, 4), (32, 16, 8), (8, 8, 1))
+    """
+    f, r, c = 1, rows, cols
+    while 2 * f <= ratio:
+        if r <= c and 2 * r <= limit:
+            r *= 2
+        elif 2 * c <= limit:
+            c *= 2
+        else:
+            break
+        f *= 2
+    return r, c, f
+
+
+def iso_area_section(cfg, area, cycles, log=_log_default):
+    """Each k of ``cfg.chip_bits`` below 16 on an array with as many more MACs as fit in the
+    area of the 16-bit ``rows x cols`` array (``iso_area_array`` of the MacArray transistor
+    ratio), simulated like ``cycles_section``; ``{k: entry}`` with ``speedup_vs_16`` measured
+    against the 16-bit chip's simulated cycles."""
+    from cosim.flow import generate_chip
+    from cosim.tools import missing_reason
+    from gen import compiler
+    from golden.reference import run as reference_run
+
+    if missing_reason(cfg.cycles_sim) is not None or "16" not in cycles:
+        return None
+    out = {}
+    for k in cfg.chip_bits:
+        ratio = area["mac_array"].get(str(k), {}).get("ratio_to_16", {}).get("transistors")
+        if k == 16 or ratio is None:
+            continue
+        rows, cols, factor = iso_area_array(cfg.rows, cfg.cols, ratio)
+        params = dict(chip_hw_params(cfg, k), rows=rows, cols=cols)
+        image = chip_network(k)
+        hw_dir = generate_chip(params, log=log)
+        program = compiler.compile_image(image, compiler.load_hardware(hw_dir))
+        entry = {"k": k, "rows": rows, "cols": cols, "mac_factor": factor,
+                 "mac_area_ratio": ratio,
+                 "mac_beats": sum(lay["mac_beats"] for lay in program.layout["layers"]),
+                 "memory_bound_cycles": cycles[str(k)]["memory_bound_cycles"],
+                 "hw_dir": str(hw_dir)}
+        entry.update(_simulate_cycles(cfg, k, image, program, hw_dir, reference_run, log))
+        entry["speedup_vs_16"] = cycles["16"]["cycles"] / entry["cycles"]
+        out[str(k)] = entry
+    return out
+
+
 def speedup(cycles, traffic_by_k, frm="16", to="4", mac_area_ratio=None):
     """Speed-up from ``frm`` to ``to`` bits: measured (cycles), compute bound (MAC beats) and
     bandwidth bound (bytes moved) on the same array; ``None`` when either width is missing.
@@ -410,6 +483,7 @@ def speedup(cycles, traffic_by_k, frm="16", to="4", mac_area_ratio=None):
         "bandwidth_bound": traffic_by_k[frm]["total"] / traffic_by_k[to]["total"],
         "paper": PAPER["speedup_16_to_4"],
         "iso_area_model": None,
+        "iso_area_measured": None,
     }
     if mac_area_ratio:
         slow = max(a["mac_beats"], a["memory_bound_cycles"])
@@ -511,7 +585,8 @@ def build_report(cfg, log=_log_default):
     report = {
         "format": REPORT_FORMAT, "version": REPORT_VERSION,
         "settings": cfg.as_dict(), "paper": PAPER,
-        "area": None, "cycles": None, "bytes": None, "speedup_16_to_4": None,
+        "area": None, "cycles": None, "bytes": None, "cycles_iso_area": None,
+        "speedup_16_to_4": None,
         "accuracy": None, "sim_speed": None, "times": {},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
@@ -528,6 +603,14 @@ def build_report(cfg, log=_log_default):
         ratio = mac.get("4", {}).get("ratio_to_16", {}).get("transistors")
         report["speedup_16_to_4"] = speedup(report["cycles"], report["bytes"],
                                             mac_area_ratio=ratio)
+        if report["area"]:
+            report["cycles_iso_area"] = iso_area_section(cfg, report["area"], report["cycles"],
+                                                         log)
+            iso = (report["cycles_iso_area"] or {}).get("4")
+            if report["speedup_16_to_4"] and iso:
+                report["speedup_16_to_4"]["iso_area_measured"] = {
+                    "speedup": iso["speedup_vs_16"], "rows": iso["rows"], "cols": iso["cols"],
+                    "source": iso["source"]}
         report["times"]["cycles_s"] = round(time.perf_counter() - t, 2)
     if "accuracy" in cfg.sections:
         t = time.perf_counter()
@@ -613,19 +696,41 @@ def tables(report):
             ["k", "end bits", "cycles", "source", "MAC beats", "memory words", "bytes read",
              "bytes written", "bytes total", "weight bytes", "bit-exact"],
             rows))
+    iso = report.get("cycles_iso_area")
+    if iso:
+        rows = []
+        for k in _sorted_keys(iso):
+            e = iso[k]
+            rows.append([k, f"{e['rows']}x{e['cols']}", f"{e['mac_factor']}x",
+                         _fmt(e["mac_area_ratio"]), _fmt(e["cycles"], 0), e["source"],
+                         _fmt(e["mac_beats"]), _fmt(e["memory_bound_cycles"]),
+                         _fmt(e["speedup_vs_16"]),
+                         f"{e.get('bit_exact_images', '-')}/{e.get('images', '-')}"])
+        s = report["settings"]
+        out.append((
+            f"Iso-area: each k on as many MACs as fit in the area of the 16-bit {s['rows']}x"
+            f"{s['cols']} array",
+            "The array grows by the largest power of two not above the MacArray area ratio "
+            "(transistors per MAC, 16-bit over k-bit); simulated like the table above. "
+            "Speed-up: 16-bit cycles on its array over these cycles.",
+            ["k", "array", "MACs", "area ratio", "cycles", "source", "MAC beats",
+             "memory words", "speed-up vs 16", "bit-exact"],
+            rows))
     sp = report.get("speedup_16_to_4")
     if sp:
         out.append((
             "Speed-up from 16 to 4 bits",
-            "Measured: cycles(16)/cycles(4) on the same array and port. Compute bound: MAC "
+            "Measured, same array: cycles(16)/cycles(4) on the same array and port. "
+            "Iso-area (measured): the 4-bit chip of the iso-area table. Compute bound: MAC "
             "beats (the 8-bit first/last layers take 4 slice-beats per MAC at k=4, 1 at 16); "
             "bandwidth bound: bytes moved (a chip limited by its memory port). Iso-area "
             "(modelled): the 4-bit array gets as many times more MACs as fit in the 16-bit "
             "array's area (the MacArray transistor ratio), each chip bounded by max(beats, "
             "memory words). Paper: up to 4.5x (iso-area, memory-bandwidth limited).",
-            ["measured (cycles)", "compute bound", "bandwidth bound", "iso-area (modelled)",
-             "paper"],
+            ["measured, same array", "compute bound", "bandwidth bound",
+             "iso-area (measured)", "iso-area (modelled)", "paper"],
             [[_fmt(sp["cycles"]), _fmt(sp["compute_bound"]), _fmt(sp["bandwidth_bound"]),
+              _fmt((sp.get("iso_area_measured") or {}).get("speedup")),
               _fmt((sp.get("iso_area_model") or {}).get("speedup")), _fmt(sp["paper"], 1)]]))
     acc = report.get("accuracy")
     if acc:
@@ -666,9 +771,9 @@ def tables(report):
             "clock inside the harness, Python only awaits done. cocotb Clock: the clock is "
             "an input driven by cocotb's C++ scheduler (Clock impl='gpi'). Python clock: a "
             "Python coroutine toggles it every half cycle (Clock impl='py'). Ratio: HDL clock "
-            "over Python clock.",
-            ["simulator", "HDL clock cycles/s", "cocotb Clock (gpi) cycles/s",
-             "Python clock cycles/s", "ratio", "note"],
+            "over Python clock (CPU).",
+            ["simulator", "HDL clock (CPU)", "cocotb Clock (CPU)", "Python clock (CPU)",
+             "HDL clock (wall)", "cocotb Clock (wall)", "Python clock (wall)", "ratio", "note"],
             rows))
     return out
 
@@ -693,11 +798,15 @@ def headline(report):
             f"reports ~{PAPER['mac_area_ratio_16_to_2']:.0f}x (16 -> 2).")
     sp = report.get("speedup_16_to_4")
     if sp:
+        iso = sp.get("iso_area_measured")
         lines.append(
-            f"Speed-up 16 -> 4 bits on the chip: {sp['cycles']:.2f}x measured "
-            f"({'/'.join(sp['cycles_source'])}); bounds: compute {sp['compute_bound']:.2f}x, "
-            f"bandwidth {sp['bandwidth_bound']:.2f}x; the paper: up to "
-            f"{PAPER['speedup_16_to_4']}x.")
+            f"Speed-up 16 -> 4 bits on the chip: {sp['cycles']:.2f}x on the same "
+            f"{report['settings']['rows']}x{report['settings']['cols']} array "
+            f"({'/'.join(sp['cycles_source'])})"
+            + (f", {iso['speedup']:.2f}x with the 4-bit array at iso-area ({iso['rows']}x"
+               f"{iso['cols']}, {iso['source']})" if iso else "")
+            + f"; bounds: compute {sp['compute_bound']:.2f}x, bandwidth "
+            f"{sp['bandwidth_bound']:.2f}x; the paper: up to {PAPER['speedup_16_to_4']}x.")
     acc = report.get("accuracy")
     if acc and "float" in acc:
         parts = [f"{k}-bit {100 * acc[k]['mean']:.1f}%" for k in _sorted_keys(acc)
@@ -720,8 +829,7 @@ def render_markdown(report, plots=()):
     s = report["settings"]
     lines = ["# PACT bit-width trade-off report", ""]
     lines += [f"- {h}" for h in headline(report)]
-    lines += ["", f"Regenerate: `pact report --out DIR --bits {','.join(map(str, s['bits']))} "
-              f"--seeds {s['seeds']}" + (" --quick" if s["quick"] else "") + "`", ""]
+    lines += ["", f"Regenerate: `{s['command']}`", ""]
     for title, note, header, rows in tables(report):
         lines += [f"## {title}", "", note, "",
                   "| " + " | ".join(header) + " |",
@@ -748,7 +856,7 @@ def render_html(report, plots=()):
         "</head><body>", "<h1>PACT bit-width trade-off report</h1>", "<ul>",
     ]
     parts += [f"<li>{esc(h)}</li>" for h in headline(report)]
-    parts.append("</ul>")
+    parts += ["</ul>", f"<p>Regenerate: <code>{esc(report['settings']['command'])}</code></p>"]
     for title, note, header, rows in tables(report):
         parts += [f"<h2>{esc(title)}</h2>", f"<p class=\"note\">{esc(note)}</p>", "<table>",
                   "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]

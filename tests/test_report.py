@@ -74,6 +74,7 @@ def test_stable_top_level_keys(reduced):
     assert set(rep["accuracy"]) == {"float", "2", "4"}
     assert set(rep["sim_speed"]) == {"icarus"}
     assert rep["speedup_16_to_4"] is None  # neither 16 nor the pair was swept
+    assert rep["cycles_iso_area"] is None  # no 16-bit chip to compare with
 
 
 def test_area_entries_are_consistent(reduced):
@@ -143,6 +144,7 @@ def test_markdown_and_html_show_the_tables(reduced):
     out, rep = reduced
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
     for title, _, header, rows in rp.tables(rep):
+        assert all(len(r) == len(header) for r in rows), title
         assert f"## {title}" in md
         assert "| " + " | ".join(header) + " |" in md
         for r in rows:
@@ -192,6 +194,19 @@ def test_iso_area_model_scales_the_beats_of_the_narrow_array():
     assert model["speedup"] == 6000 / 2000
     model = rp.speedup(cycles, traffic, mac_area_ratio=12.0)["iso_area_model"]
     assert model["speedup"] == 6000 / 1000  # now the narrow chip waits for its memory
+
+
+@pytest.mark.parametrize("rows, cols, ratio, expected", [
+    (8, 8, 1.99, (8, 8, 1)),
+    (8, 8, 2.0, (16, 8, 2)),
+    (8, 8, 5.59, (16, 16, 4)),
+    (8, 8, 8.52, (32, 16, 8)),
+    (32, 64, 16.0, (64, 64, 2)),  # capped at 64 rows and columns
+])
+def test_iso_area_array_grows_by_powers_of_two_within_the_ratio(rows, cols, ratio, expected):
+    r, c, f = rp.iso_area_array(rows, cols, ratio)
+    assert (r, c, f) == expected
+    assert r * c == f * rows * cols and f <= max(ratio, 1)
 
 
 def test_traffic_counts_every_word_once():
