@@ -232,6 +232,15 @@ def test_digits_cnn_shapes_on_a_small_array():
     check_network(params, image, random_inputs(SEED, image, 1))
 
 
+def test_digits_cnn_on_the_default_chip():
+    """The digits CNN (random weights) on the default 8x8 chip at 4 bits, as ``pact gen`` makes
+    it, with a memory of varying latency."""
+    params = ChipParams(wbits=4, abits=4, rows=8, cols=8)
+    image = random_image(SEED, model="cnn", wbits=4, abits=4)
+    mem = MemoryModel([], seed=SEED, latency=(1, 5), cmd_ready=0.9, wr_ready=0.9)
+    check_network(params, image, random_inputs(SEED, image, 1), mem=mem)
+
+
 def test_checker_sees_a_corrupted_weight_at_its_layer():
     params, image, _ = network("cnn-w4a4-2x3")
     x = random_inputs(SEED, image, 1)[0]
