@@ -177,3 +177,20 @@ def test_a_layer_the_chip_refuses_is_reported_with_its_flags(require_sim, tmp_pa
     assert mm.layer == 1 and mm.reason == "error flags 0b0010"
     assert result.records[0]["error"] == 2
     assert "error flags 0b0010" in str(mm)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_mlp_bit_exact(require_sim, tmp_path, sim):
+    """Fully connected layers only: the first reads the 1x8x8 input with an 8x8 kernel, the
+    others read [N] vectors as [N, 1, 1]."""
+    require_sim(sim)
+    hw_dir = small_chip(4, 4)
+    hw = compiler.load_hardware(hw_dir)
+    image = random_image(9, model="mlp", hidden=(16, 12), wbits=4, abits=4)
+    program = compiler.compile_image(image, hw)
+    assert [lay["kernel"] for lay in program.layout["layers"]] == [8, 1, 1]
+    xs = random_inputs(9, image, 2)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                              work=tmp_path)
+    assert [str(m) for m in result.mismatches] == []
