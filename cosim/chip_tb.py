@@ -400,12 +400,14 @@ def _run_bench(info, sim, job, work, plusargs, waves=False):
 
 
 def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=True,
-             mem_stall=0, progress=None, per_process=None, on_built=None):
+             mem_stall=0, mem_latency=1, progress=None, per_process=None, on_built=None):
     """Run ``inputs`` (input code tensors) through the chip of ``hw_dir`` on ``sim`` and compare
     every layer of every image with ``expected`` (per image, per layer, from
     ``golden.reference.run``). ``program`` is compiled with any slot count; it is re-laid out
     here into batches that fit the harness memory, one simulator process per batch (at most
-    ``per_process`` images each, so that ``progress(n)`` is called often enough)."""
+    ``per_process`` images each, so that ``progress(n)`` is called often enough). The
+    harness memory stalls ``mem_stall`` percent of the cycles on each channel and answers
+    reads after ``mem_latency`` cycles."""
     from cosim.chip_model import read_outputs
     from gen import compiler
 
@@ -448,7 +450,8 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     for b, batch in enumerate(batches):
         shutil.copyfile(batch["hex"], job["memfile"])
         res = _run_bench(info, sim, dict(job, batches=[batch]), work,
-                         _plusargs(job["memfile"], job["dumpfile"], batch["last"], mem_stall))
+                         _plusargs(job["memfile"], job["dumpfile"], batch["last"], mem_stall,
+                                   mem_latency))
         run.sim_seconds += res["sim_s"]
         run.sim_cpu_seconds += res["cpu_s"]
         words = compiler.read_hex(batch["dump"])
@@ -494,10 +497,12 @@ def _complaint(rec):
     return ", ".join(parts) or None
 
 
-def _plusargs(memfile, dumpfile, last, mem_stall=0, waves=None):
+def _plusargs(memfile, dumpfile, last, mem_stall=0, mem_latency=1, waves=None):
     out = [f"+MEMFILE={memfile}", f"+DUMPFILE={dumpfile}", f"+MEM_LAST={last}"]
     if mem_stall:
         out.append(f"+MEM_STALL={int(mem_stall)}")
+    if mem_latency != 1:
+        out.append(f"+MEM_LATENCY={int(mem_latency)}")
     if waves:
         out.append(f"+WAVES={waves}")
     return out

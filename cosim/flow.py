@@ -44,11 +44,12 @@ class FlowConfig:
 
     def __init__(self, *, wbits, abits, sim="verilator", images=100, rows=8, cols=8,
                  model="cnn", seed=0, epochs=40, runs="runs", work=None, mem_stall=0,
-                 waves=True, progress=True):
+                 mem_latency=1, waves=True, progress=True):
         for name, v, lo, hi in (("wbits", wbits, 2, 8), ("abits", abits, 2, 8),
                                 ("images", images, 1, 100_000), ("rows", rows, 1, 64),
                                 ("cols", cols, 1, 64), ("epochs", epochs, 1, 10_000),
-                                ("mem_stall", mem_stall, 0, 90)):
+                                ("mem_stall", mem_stall, 0, 90),
+                                ("mem_latency", mem_latency, 1, 64)):
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise UserError(f"--{name.replace('_', '-')} must be an integer in {lo}..{hi}, "
                                 f"not {v!r}")
@@ -59,6 +60,7 @@ class FlowConfig:
         self.wbits, self.abits, self.sim, self.images = wbits, abits, sim, images
         self.rows, self.cols, self.model, self.seed = rows, cols, model, seed
         self.epochs, self.runs, self.mem_stall = epochs, Path(runs), mem_stall
+        self.mem_latency = mem_latency
         self.work = Path(work) if work else None
         self.waves, self.progress = waves, progress
 
@@ -244,6 +246,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
     try:
         result = chip_tb.run_chip(program, hw_dir, xs, expected, sim=cfg.sim, work=work,
                                   waves_on_mismatch=cfg.waves, mem_stall=cfg.mem_stall,
+                                  mem_latency=cfg.mem_latency,
                                   progress=bar.update if bar else None,
                                   per_process=max(10, -(-cfg.images // 4)),
                                   on_built=lambda s: times.__setitem__("build_s", s))
@@ -346,6 +349,8 @@ def add_arguments(parser):
                         help="use this generated chip instead of generating one")
     parser.add_argument("--mem-stall", default="0", metavar="PCT",
                         help="memory back-pressure, percent of cycles (default 0)")
+    parser.add_argument("--mem-latency", default="1", metavar="N",
+                        help="cycles from a read command to its data (default 1)")
     parser.add_argument("--no-waves", action="store_true",
                         help="do not rerun a failing image to record a waveform")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -361,7 +366,8 @@ def run(args):
         rows=parse_int("rows", args.rows, 1), cols=parse_int("cols", args.cols, 1),
         model=args.model, seed=parse_int("seed", args.seed, 0),
         epochs=parse_int("epochs", args.epochs, 1), runs=args.runs,
-        mem_stall=parse_int("mem_stall", args.mem_stall, 0), waves=not args.no_waves,
+        mem_stall=parse_int("mem_stall", args.mem_stall, 0),
+        mem_latency=parse_int("mem_latency", args.mem_latency, 1), waves=not args.no_waves,
         progress=not args.quiet)
     out = Path(args.json)
     if out.is_dir() or not out.resolve().parent.is_dir():

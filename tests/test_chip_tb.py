@@ -111,7 +111,7 @@ def test_bit_exact(require_sim, tmp_path, sim, wbits, abits):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
-def test_bit_exact_under_memory_back_pressure(require_sim, tmp_path, sim):
+def test_bit_exact_under_memory_back_pressure_and_latency(require_sim, tmp_path, sim):
     require_sim(sim)
     hw_dir = small_chip(4, 4)
     hw = compiler.load_hardware(hw_dir)
@@ -122,8 +122,12 @@ def test_bit_exact_under_memory_back_pressure(require_sim, tmp_path, sim):
     stalled = chip_tb.run_chip(compiler.compile_image(image, hw), hw_dir, xs,
                                [run(image, x) for x in xs], sim=sim, work=tmp_path / "stall",
                                mem_stall=40)
-    assert free.mismatches == [] and stalled.mismatches == []
+    slow = chip_tb.run_chip(compiler.compile_image(image, hw), hw_dir, xs,
+                            [run(image, x) for x in xs], sim=sim, work=tmp_path / "slow",
+                            mem_stall=20, mem_latency=9)
+    assert free.mismatches == [] and stalled.mismatches == [] and slow.mismatches == []
     assert stalled.records[0]["cycles"] > free.records[0]["cycles"]
+    assert slow.records[0]["cycles"] > free.records[0]["cycles"]
 
 
 @pytest.mark.sim

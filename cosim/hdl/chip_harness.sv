@@ -7,8 +7,8 @@
 // cocotb bench only drives reset and the CSRs and awaits `done`: no Python runs per cycle.
 //
 // Memory port (the stream contract of CHIP.md): read commands are accepted while fewer than
-// RD_DEPTH reads are in flight; read data returns in order, one cycle after the command at the
-// earliest. +MEM_STALL=<percent> makes the memory drop mem_rd_cmd.ready, mem_rd_data.valid and
+// RD_DEPTH reads are in flight; read data returns in order, +MEM_LATENCY=<n> cycles (default 1)
+// after the command at the earliest. +MEM_STALL=<percent> makes the memory drop mem_rd_cmd.ready, mem_rd_data.valid and
 // mem_wr.ready at random (a fixed LFSR, so runs repeat) to exercise back-pressure. An access
 // outside the memory counts in `mem_errors` (and is reported once), reads return 0.
 //
@@ -26,7 +26,7 @@
 module chip_harness #(
     parameter int MEM_WIDTH = 64,
     parameter int MEM_WORDS = 65536,
-    parameter int RD_DEPTH = 4
+    parameter int RD_DEPTH = 16
 ) (
     output logic        clk,
     input  logic        rst,
@@ -86,6 +86,7 @@ module chip_harness #(
     logic [MEM_WIDTH-1:0] mem [0:MEM_WORDS-1];
     string memfile, dumpfile, wavefile;
     int stall_pct = 0;
+    int mem_latency = 1;
     int mem_last = MEM_WORDS - 1;
 
     // +MEM_LAST=<n>: the file holds words 0..n (so simulators do not warn about a short file).
@@ -99,6 +100,7 @@ module chip_harness #(
         load_memory();
         if (!$value$plusargs("DUMPFILE=%s", dumpfile)) dumpfile = "";
         if (!$value$plusargs("MEM_STALL=%d", stall_pct)) stall_pct = 0;
+        if (!$value$plusargs("MEM_LATENCY=%d", mem_latency) || mem_latency < 1) mem_latency = 1;
         if (!$value$plusargs("WAVES=%s", wavefile)) wavefile = "";
     end
     always @(posedge load) load_memory();
@@ -126,11 +128,13 @@ module chip_harness #(
     wire stall_data = {1'b0, lfsr[15:8]}  < thresh;
     wire stall_wr   = {1'b0, lfsr[23:16]} < thresh;
 
-    // Read responses wait in a FIFO; at most RD_DEPTH in flight.
+    // Read responses wait in a FIFO, each until its due cycle (the command's cycle plus the
+    // latency); at most RD_DEPTH in flight.
     logic [MEM_WIDTH-1:0] rd_fifo [0:RD_DEPTH-1];
+    logic [31:0]          rd_due  [0:RD_DEPTH-1];
     int rd_head = 0, rd_count = 0;
     assign rd_cmd_ready  = (rd_count < RD_DEPTH) && !stall_cmd;
-    assign rd_data_valid = (rd_count > 0) && !stall_data;
+    assign rd_data_valid = (rd_count > 0) && (harness_cycle >= rd_due[rd_head]) && !stall_data;
     assign rd_data       = rd_fifo[rd_head];
     assign wr_ready      = !stall_wr;
 
@@ -142,6 +146,7 @@ module chip_harness #(
     initial mem_errors = 0;
     always @(posedge clk) begin
         if (rd_push) begin
+            rd_due[(rd_head + rd_count) % RD_DEPTH] <= harness_cycle + 32'(mem_latency);
             if (rd_cmd_addr < MEM_WORDS) begin
                 rd_fifo[(rd_head + rd_count) % RD_DEPTH] <= mem[rd_cmd_addr[AW-1:0]];
             end else begin
