@@ -781,6 +781,13 @@ def tables(report):
 def headline(report):
     """A few sentences with the key figures (for the top of the md/html and the terminal)."""
     lines = []
+    for table in ("cycles", "cycles_iso_area"):
+        for k, c in sorted((report.get(table) or {}).items(), key=lambda kv: int(kv[0])):
+            if c.get("source") == "simulated" and c["bit_exact_images"] != c["images"]:
+                lines.append(
+                    f"WARNING: the {c['rows']}x{c['cols']} chip at k={k} is NOT bit-exact "
+                    f"({c['bit_exact_images']}/{c['images']} images; {c['first_mismatch']}): "
+                    "its cycle count is measured, its outputs are wrong.")
     area = report.get("area")
     if area and area.get("pact_share"):
         share = area["pact_share"]

@@ -251,3 +251,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
 def test_config_rejects_an_unknown_simulator():
     with pytest.raises(UserError, match="unknown simulator"):
         rp.ReportConfig(cycles_sim="xcelium")
+
+
+def test_headline_warns_about_a_chip_that_is_not_bit_exact():
+    entry = {"source": "simulated", "rows": 8, "cols": 8, "images": 4, "bit_exact_images": 3,
+             "first_mismatch": "image 2: first mismatch at layer 0"}
+    lines = rp.headline({"cycles": {"16": entry}, "settings": {"rows": 8, "cols": 8}})
+    assert lines[0].startswith("WARNING: the 8x8 chip at k=16 is NOT bit-exact (3/4 images")
+    assert rp.headline({"cycles": {"16": dict(entry, bit_exact_images=4)}}) == []
