@@ -34,7 +34,7 @@ import numpy as np
 from pact.errors import UserError
 
 __all__ = ["TB", "HARNESS", "Mismatch", "ChipRun", "check_outputs", "first_mismatch",
-           "build", "run_chip", "mem_words_for", "batch_slots", "test_chip"]
+           "build", "run_chip", "relayout", "mem_words_for", "batch_slots", "test_chip"]
 
 HARNESS = Path(__file__).resolve().parent / "hdl" / "chip_harness.sv"
 TOPLEVEL = "chip_harness"
@@ -415,12 +415,12 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     layout = program.layout
-    one = _relayout(program, 1)
+    one = relayout(program, 1)
     mem_words = mem_words_for(one.layout["words_used"])
     per_batch = batch_slots(one.layout, mem_words, len(inputs))
     if per_process:
         per_batch = max(1, min(per_batch, per_process))
-    prog = _relayout(program, per_batch)
+    prog = relayout(program, per_batch)
     layout = prog.layout
     t_build = time.perf_counter()
     info = build(sim, hw_dir, mem_words=mem_words)
@@ -508,7 +508,7 @@ def _plusargs(memfile, dumpfile, last, mem_stall=0, mem_latency=1, waves=None):
     return out
 
 
-def _relayout(program, slots):
+def relayout(program, slots):
     """The same program with ``slots`` slots (only the slot regions move)."""
     from gen import compiler
 
@@ -530,7 +530,7 @@ def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
     """Run one image again on a tracing build, recording the diverging layer's window."""
     from gen import compiler
 
-    prog = _relayout(program, 1)
+    prog = relayout(program, 1)
     info = build(sim, hw_dir, mem_words=mem_words, waves=sim == "verilator")
     wdir = work / f"waves_{mm.image}"
     wdir.mkdir(parents=True, exist_ok=True)

@@ -238,6 +238,8 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
     xs, labels = test_images(image, cfg.images)
     expected_b = run_batch(image, np.stack(xs))
     expected = [[e[i] for e in expected_b] for i in range(len(xs))]
+    model_exact = model_check(program, hw, xs[:MODEL_CHECK_IMAGES],
+                              expected[:MODEL_CHECK_IMAGES])
     times["compile_reference_s"] = time.perf_counter() - t
 
     work = cfg.work or (ROOT / "sim_build" / "flow" / f"{Path(hw_dir).name}-{cfg.sim}")
@@ -267,6 +269,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         "hw_dir": str(hw_dir), "config_hash": hw.config_hash,
         "images": len(xs),
         "bit_exact_images": sum(m is None for m in result.per_image),
+        "chip_model_bit_exact": model_exact,
         "mismatches": [m.as_dict() for m in result.mismatches],
         "hw_accuracy": float(np.mean(hw_pred == labels)),
         "golden_accuracy": float(np.mean(golden_pred == labels)),
@@ -287,6 +290,23 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
     return report
 
 
+#: Images that the instruction-level chip model runs before the simulation.
+MODEL_CHECK_IMAGES = 4
+
+
+def model_check(program, hw, xs, expected):
+    """Run the compiled program on ``cosim.chip_model`` (no RTL) for ``xs``: ``True`` when every
+    layer equals the reference. A ``False`` here and a mismatch on the RTL point at the
+    compiler's encoding rather than at the hardware."""
+    from cosim.chip_model import read_outputs, run_program
+    from cosim.chip_tb import first_mismatch, relayout
+
+    prog = relayout(program, max(1, len(xs)))
+    words, results = run_program(prog, hw, xs)
+    return all(r.error == 0 and first_mismatch(e, read_outputs(words, prog.layout, i)) is None
+               for i, (r, e) in enumerate(zip(results, expected, strict=True)))
+
+
 def _progress_bar(total, enabled, desc):
     if not enabled:
         return None
@@ -302,7 +322,9 @@ def summary(report):
         f"pact flow: {r['model']} w{r['wbits']}a{r['abits']} on a {r['rows']}x{r['cols']} array, "
         f"{r['sim']}",
         f"  bit-exact images   {r['bit_exact_images']}/{r['images']}"
-        + ("" if r["bit_exact_images"] == r["images"] else "   <-- MISMATCH"),
+        + ("" if r["bit_exact_images"] == r["images"] else "   <-- MISMATCH")
+        + ("" if r.get("chip_model_bit_exact", True)
+           else "   (the chip model disagrees too: check the compiler)"),
         f"  accuracy           hw {r['hw_accuracy']:.4f}   golden {r['golden_accuracy']:.4f}",
     ]
     if r["cycles_per_inference"]:

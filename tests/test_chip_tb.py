@@ -75,11 +75,11 @@ def test_layer_windows_from_marks():
     assert layer_windows(rec, 3) == [(0, 49), (50, 79), (80, 259)]
 
 
-def test_relayout_moves_only_the_slots():
+def testrelayout_moves_only_the_slots():
     image = small_network(0, 4, 4)
     hw = compiler.Hardware(wbits=4, abits=4, mem_width=64, max_bits=8, **SMALL_CHIP)
     one = compiler.compile_image(image, hw, slots=1)
-    five = chip_tb._relayout(one, 5)
+    five = chip_tb.relayout(one, 5)
     direct = compiler.compile_image(image, hw, slots=5)
     assert five.words == direct.words and five.layout["slots"] == direct.layout["slots"]
 

@@ -81,6 +81,7 @@ def test_flow_on_icarus_writes_a_bit_exact_report(require_sim, tmp_path, capsys)
                  "--image", str(net), "--hw", str(hw), "--quiet", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["images"] == 3 and r["bit_exact_images"] == 3 and r["mismatches"] == []
+    assert r["chip_model_bit_exact"] is True
     # Bit-exact logits give the reference's predictions: the same accuracy.
     assert r["hw_accuracy"] == r["golden_accuracy"]
     assert r["mac_beats_per_inference"] == r["expected_mac_beats"]
@@ -113,6 +114,7 @@ def test_flow_exits_1_on_a_mismatch(require_sim, tmp_path, capsys, monkeypatch):
                  "--json", str(out)]) == 1
     r = json.loads(out.read_text())
     assert r["bit_exact_images"] < 2
+    assert r["chip_model_bit_exact"] is False  # the encoding itself is wrong
     first = r["mismatches"][0]
     assert (first["layer"], first["name"], first["channel"]) == (2, "conv2", 0)
     assert "MISMATCH" in capsys.readouterr().out
