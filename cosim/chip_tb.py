@@ -526,6 +526,10 @@ def relayout(program, slots):
     return compiler.Program(words=words, layout=layout)
 
 
+#: Old name, still used by pact/sim_speed.py.
+_relayout = relayout
+
+
 def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
     """Run one image again on a tracing build, recording the diverging layer's window."""
     from gen import compiler
