@@ -18,6 +18,7 @@ model image's shapes) and ``random_image`` (random integer networks with codes a
 range, for tests and benches that do not need a trained model).
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -198,8 +199,6 @@ class ChipModel:
 
 def _unpack_chunked(words, count, bits, mem_width):
     """``chip_format.unpack_codes`` over a long stream, a word-aligned chunk at a time."""
-    import math
-
     chunk_words = 64 * bits // math.gcd(bits, mem_width)
     chunk_codes = chunk_words * mem_width // bits
     out = []

@@ -526,7 +526,8 @@ def layout_path(prog):
     return prog.with_suffix(".json") if prog.suffix == ".hex" else Path(str(prog) + ".json")
 
 
-def _write_atomic(path, text):
+def _write_temp(path, text):
+    """Write ``text`` to a temporary file next to ``path``; return its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -553,8 +554,8 @@ def write(program, path):
                       to_hex(program.words, program.mem_width).encode()).hexdigest())
     tmps = []
     try:
-        tmps.append((_write_atomic(path, to_hex(program.words, program.mem_width)), path))
-        tmps.append((_write_atomic(lpath, json.dumps(layout, indent=1, sort_keys=True) + "\n"),
+        tmps.append((_write_temp(path, to_hex(program.words, program.mem_width)), path))
+        tmps.append((_write_temp(lpath, json.dumps(layout, indent=1, sort_keys=True) + "\n"),
                      lpath))
     except BaseException:
         for tmp, _ in tmps:
