@@ -103,7 +103,7 @@ def measure(sim, mode, image, program, hw_dir, *, images, work, seed=1):
                 "cycles_per_cpu_second": cycles / run.sim_cpu_seconds,
                 "bit_exact_images": sum(m is None for m in run.per_image)}
 
-    prog = chip_tb._relayout(program, images)
+    prog = chip_tb.relayout(program, images)
     mem_words = chip_tb.mem_words_for(prog.layout["words_used"])
     info = _external_build(sim, hw_dir, mem_words, work.parent)
     memfile, dumpfile = work / "mem.hex", work / "dump.hex"
