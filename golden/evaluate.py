@@ -89,24 +89,31 @@ def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
     net.eval()
     results = []
     scale = (1 << input_bits) - 1
-    prev = None
+
+    def passed_on(layer, j):
+        # exactly what a PACT passes on: code * alpha / (2^k - 1), of the reference's codes
+        act = net.blocks[layer].act
+        codes = torch.as_tensor(int_outputs[layer][j:j + batch].astype(np.float32))
+        return codes * act.alpha.detach() / ((1 << act.bits) - 1)
+
     for i, block in enumerate(net.blocks):
         if block.act is None:
             break
         bad, worst = 0, 0
+        skip = block.spec.get("skip")
         for j in range(0, len(x_codes), batch):
             if i == 0:
                 x = torch.as_tensor((x_codes[j:j + batch] / scale).astype(np.float32))
             else:
-                # exactly what the previous PACT passes on: code * alpha / (2^k - 1)
-                codes = torch.as_tensor(int_outputs[i - 1][j:j + batch].astype(np.float32))
-                x = codes * prev.alpha.detach() / ((1 << prev.bits) - 1)
-            fq = block.act.codes(block.pre_activation(x)).numpy().astype(np.int64)
+                x = passed_on(i - 1, j)
+            y = block.pre_activation(x)
+            if skip is not None:
+                y = y + passed_on(skip, j)
+            fq = block.act.codes(y).numpy().astype(np.int64)
             diff = np.abs(fq - int_outputs[i][j:j + batch])
             bad += int(np.count_nonzero(diff))
             worst = max(worst, int(diff.max()) if diff.size else 0)
         results.append((bad, worst))
-        prev = block.act
     return results
 
 

@@ -16,6 +16,13 @@ PACT's output code is ``clamp(round(y_c * (2**k - 1) / alpha_out))``, so the cod
 (``1 <= S_c <= 47``), ``M_c = round_half_up(m'_c * 2**S_c)`` and ``B_c = round_half_up(b'_c *
 2**S_c)``; ``golden.integer.requantize`` then computes ``round_half_up_shift(M_c * acc + B_c,
 S_c)``.
+
+A residual layer adds an earlier layer's output ``skip_real = skip_code * alpha_skip / (2**k_skip
+- 1)`` to ``y_c`` before the clip; in output codes that is ``m_skip * skip_code`` with ``m_skip =
+(alpha_skip / alpha_out) * (2**k - 1) / (2**k_skip - 1)``. Then ``S_c`` is the smaller of the two
+shifts that put ``|M_c|`` in 16 and ``|skip_mult_c|`` in 32 signed bits (so in practice ``M_c``'s
+own), and ``skip_mult_c =
+round_half_up(m_skip * 2**S_c)`` (``golden.integer.requantize_residual``).
 """
 
 import math
@@ -28,7 +35,13 @@ from pact.errors import UserError
 
 from . import data as data_mod
 from .image import Layer, ModelImage, content_hash, from_bytes, save
-from .integer import LOGIT_BITS, REQUANT_MAX_SHIFT, REQUANT_MULT_BITS, REQUANT_OFFSET_BITS
+from .integer import (
+    LOGIT_BITS,
+    REQUANT_MAX_SHIFT,
+    REQUANT_MULT_BITS,
+    REQUANT_OFFSET_BITS,
+    REQUANT_SKIP_MULT_BITS,
+)
 from .quant import dorefa_codes
 from .train import (
     IMAGE_NAME,
@@ -45,6 +58,7 @@ __all__ = [
     "round_half_up_float",
     "fixed_point_multiplier",
     "fixed_point_offset",
+    "fixed_point_pair",
     "choose_logit_scale",
     "real_affine",
     "fold",
@@ -76,8 +90,9 @@ def round_half_up_float(v):
     return low + (1 if v - low >= 0.5 else 0)
 
 
-def fixed_point_multiplier(m, where="layer"):
-    """``(M, S)`` with ``M = round_half_up(m * 2**S)`` and ``2**14 <= |M| < 2**15``.
+def fixed_point_multiplier(m, where="layer", bits=REQUANT_MULT_BITS):
+    """``(M, S)`` with ``M = round_half_up(m * 2**S)`` and ``2**14 <= |M| < 2**15`` (for
+    ``bits`` signed bits: ``2**(bits-2) <= |M| < 2**(bits-1)``).
 
     ``S`` is clamped to ``1..47``: a tiny ``m`` gets ``S = 47`` and a smaller ``|M|``; ``m = 0``
     gives ``(0, 1)``. A multiplier too large for ``S = 1`` raises ``ExportError``.
@@ -93,18 +108,37 @@ def fixed_point_multiplier(m, where="layer"):
                           "train it again")
     if m == 0.0:
         return 0, 1
+    limit = 1 << (bits - 1)
     _, e = math.frexp(abs(m))  # |m| in [2**(e-1), 2**e)
-    shift = min(max(REQUANT_MULT_BITS - 1 - e, 1), REQUANT_MAX_SHIFT)
+    shift = min(max(bits - 1 - e, 1), REQUANT_MAX_SHIFT)
     mult = round_half_up_float(math.ldexp(m, shift))
-    if abs(mult) >= _M_LIMIT and shift > 1:
+    if abs(mult) >= limit and shift > 1:
         # m just below 2**e rounded up to 2**15: one bit less of fraction fits.
         shift -= 1
         mult = round_half_up_float(math.ldexp(m, shift))
-    if abs(mult) >= _M_LIMIT:
+    if abs(mult) >= limit:
         raise ExportError(f"{where}: requantization multiplier {m:.6g} needs more than "
-                          f"{REQUANT_MULT_BITS} signed bits even at shift 1; lower the bit-width "
+                          f"{bits} signed bits even at shift 1; lower the bit-width "
                           "or check the batch-norm statistics")
     return mult, shift
+
+
+def fixed_point_pair(m, m_skip, where="layer"):
+    """``(M, skip_mult, S)`` for a residual layer: ``S`` is the smaller of the shifts
+    ``fixed_point_multiplier`` picks for ``m`` (16 signed bits) and for ``m_skip`` (32), so both
+    fit; ``M = round_half_up(m * 2**S)``, ``skip_mult = round_half_up(m_skip * 2**S)``. With
+    ``m_skip`` up to ``2**16`` times ``m``, ``S`` is ``m``'s own and ``M`` keeps 15 bits.
+
+    >>> fixed_point_pair(0.01, 1.5)
+    (20972, 3145728, 21)
+    >>> fixed_point_pair(1.0, 2.0 ** 20)   # the skip multiplier limits S: M loses bits
+    (1024, 1073741824, 10)
+    """
+    _, s1 = fixed_point_multiplier(m, where)
+    _, s2 = fixed_point_multiplier(m_skip, f"{where} (skip)", bits=REQUANT_SKIP_MULT_BITS)
+    shift = min(s1, s2)
+    return (round_half_up_float(math.ldexp(float(m), shift)),
+            round_half_up_float(math.ldexp(float(m_skip), shift)), shift)
 
 
 def fixed_point_offset(b, shift, where="layer"):
@@ -158,8 +192,10 @@ def fold(net, logit_scale):
         raise ExportError("a float baseline has no integer form; train without --float")
     layers = []
     in_scale = 1.0 / ((1 << net.layers[0]["in_bits"]) - 1)
+    out_scales = []  # real value of one output code of each layer (None for logits)
     for block in net.blocks:
         spec = block.spec
+        skip = spec.get("skip")
         m, b = real_affine(block, in_scale)
         if spec["act"] == "pact":
             alpha = float(block.act.alpha.detach())
@@ -167,10 +203,18 @@ def fold(net, logit_scale):
             out_kind = "pact"
         else:
             alpha, to_code, out_kind = None, 1.0 / logit_scale, "logits"
-        mult, offset, shift = [], [], []
+        if skip is not None and (out_kind != "pact" or out_scales[skip] is None):
+            raise ExportError(f"layer {spec['name']}: a skip input needs PACT codes on both "
+                              "ends")
+        mult, offset, shift, skip_mult = [], [], [], []
         for c in range(len(m)):
             where = f"layer {spec['name']} channel {c}"
-            mc, sc = fixed_point_multiplier(m[c] * to_code, where)
+            if skip is None:
+                mc, sc = fixed_point_multiplier(m[c] * to_code, where)
+            else:
+                mc, smc, sc = fixed_point_pair(m[c] * to_code, out_scales[skip] * to_code,
+                                               where)
+                skip_mult.append(smc)
             mult.append(mc)
             shift.append(sc)
             offset.append(fixed_point_offset(b[c] * to_code, sc, where))
@@ -184,9 +228,12 @@ def fold(net, logit_scale):
             mult=np.array(mult, dtype=np.int16), offset=np.array(offset, dtype=np.int64),
             shift=np.array(shift, dtype=np.uint8),
             kernel=spec["kernel"], stride=spec["stride"], padding=spec["padding"], alpha=alpha,
+            skip=skip,
+            skip_mult=None if skip is None else np.array(skip_mult, dtype=np.int32),
         ))
+        out_scales.append(None if alpha is None else alpha / ((1 << spec["out_bits"]) - 1))
         if alpha is not None:
-            in_scale = alpha / ((1 << spec["out_bits"]) - 1)
+            in_scale = out_scales[-1]
     return layers
 
 

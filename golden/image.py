@@ -18,6 +18,15 @@ Encodings in the payload:
   in ``C, H, W`` order.
 - ``mult`` (int16), ``offset`` (int64, < 2**47 in magnitude), ``shift`` (uint8, 1..47): the
   per-output-channel requantization constants of ``golden.integer.requantize``.
+- ``skip_mult`` (int32, one per output channel), only for a residual layer: a layer whose
+  header entry has ``"skip": j`` adds the output codes of the earlier layer ``j`` (a PACT layer
+  with the same output shape) before its own PACT clip, ``golden.integer.requantize_residual``.
+  The offset plus the largest skip term stays inside the signed 48-bit offset range.
+
+Versions: a file is written with the lowest version that can hold it: 1 without residual layers
+(those files are byte-identical to the ones written before residual layers existed), 2 with
+them (so a tool that only knows version 1 refuses them instead of ignoring the skip). Both are
+read.
 
 Loading checks the magic, version, lengths, hash, shapes, code ranges and constant ranges, and
 raises ``ImageError`` with a one-line message naming the problem.
@@ -38,12 +47,19 @@ from .integer import (
     REQUANT_MAX_SHIFT,
     REQUANT_MULT_BITS,
     REQUANT_OFFSET_BITS,
+    REQUANT_SKIP_MULT_BITS,
 )
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "ImageError", "Layer", "ModelImage", "save", "load"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "READABLE_VERSIONS", "ImageError", "Layer", "ModelImage",
+           "format_version", "save", "load"]
 
 MAGIC = b"PACTIMG\0"
-FORMAT_VERSION = 1
+#: The newest format version (written only for images with residual layers; see the docstring).
+FORMAT_VERSION = 2
+#: Versions this module reads.
+READABLE_VERSIONS = (1, 2)
+#: The version of an image without residual layers.
+_PLAIN_VERSION = 1
 _HASH_BYTES = 32
 _PREFIX = struct.Struct("<8sII")
 
@@ -80,6 +96,8 @@ class Layer:
     stride: int = 1
     padding: int = 0
     alpha: float | None = None
+    skip: int | None = None
+    skip_mult: np.ndarray | None = None
 
     @property
     def out_channels(self):
@@ -192,16 +210,64 @@ def validate(image):
         sh = layer.shift.astype(np.int64)
         if np.any(sh < 1) or np.any(sh > REQUANT_MAX_SHIFT):
             _fail(f"{where}: shift outside 1..{REQUANT_MAX_SHIFT}")
+        _validate_skip(image, i, layer, where)
         prev_shape, prev_bits = tuple(layer.out_shape), layer.out_bits
 
 
+def _validate_skip(image, i, layer, where):
+    """A residual layer's ``skip``/``skip_mult`` (see the module docstring)."""
+    if layer.skip is None:
+        if layer.skip_mult is not None:
+            _fail(f"{where}: skip_mult without skip")
+        return
+    j = layer.skip
+    if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < i:
+        _fail(f"{where}: skip must be the index of an earlier layer (0..{i - 1}), not {j!r}")
+    src = image.layers[j]
+    if layer.out_kind != "pact":
+        _fail(f"{where}: only a PACT layer may add a skip input, not a {layer.out_kind} layer")
+    if src.out_kind != "pact":
+        _fail(f"{where}: skip layer {j} ({src.name}) produces {src.out_kind}, not PACT codes")
+    if tuple(src.out_shape) != tuple(layer.out_shape):
+        _fail(f"{where}: skip layer {j} ({src.name}) has output shape {tuple(src.out_shape)}, "
+              f"this layer {tuple(layer.out_shape)}")
+    sm = layer.skip_mult
+    if sm is None:
+        _fail(f"{where}: skip is set but skip_mult is missing")
+    sm = np.asarray(sm)
+    if sm.dtype.kind not in "iu":
+        _fail(f"{where}: skip_mult must be integers, not {sm.dtype}")
+    if sm.shape != (layer.out_shape[0],):
+        _fail(f"{where}: skip_mult must have one entry per output channel "
+              f"({layer.out_shape[0]})")
+    sm = sm.astype(np.int64)
+    if np.any(np.abs(sm) >= 1 << (REQUANT_SKIP_MULT_BITS - 1)):
+        _fail(f"{where}: skip_mult outside the signed {REQUANT_SKIP_MULT_BITS}-bit range")
+    # offset + skip_mult * skip for every skip code must stay a signed 48-bit offset.
+    top = (1 << src.out_bits) - 1
+    ends = np.stack([layer.offset.astype(np.int64), layer.offset.astype(np.int64) + sm * top])
+    if np.any(np.abs(ends) >= 1 << (REQUANT_OFFSET_BITS - 1)):
+        _fail(f"{where}: offset + skip_mult * skip leaves the signed "
+              f"{REQUANT_OFFSET_BITS}-bit range")
+
+
 def _layer_arrays(layer):
-    return {
+    arrays = {
         "weights": np.ascontiguousarray(layer.weights, dtype=_code_dtype(layer.wbits)),
         "mult": np.ascontiguousarray(layer.mult, dtype=np.int16),
         "offset": np.ascontiguousarray(layer.offset, dtype=np.int64),
         "shift": np.ascontiguousarray(layer.shift, dtype=np.uint8),
     }
+    if layer.skip is not None:
+        arrays["skip_mult"] = np.ascontiguousarray(layer.skip_mult, dtype=np.int32)
+    return arrays
+
+
+def format_version(image):
+    """The version ``to_bytes`` writes for ``image``: 2 with residual layers, else 1."""
+    if any(layer.skip is not None for layer in image.layers):
+        return FORMAT_VERSION
+    return _PLAIN_VERSION
 
 
 def to_bytes(image):
@@ -222,13 +288,17 @@ def to_bytes(image):
             chunks.append(data)
             offset += len(data)
         table.append(arrays)
-        layers_json.append({
+        entry = {
             "name": layer.name, "op": layer.op,
             "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
             "kernel": layer.kernel, "stride": layer.stride, "padding": layer.padding,
             "wbits": layer.wbits, "in_bits": layer.in_bits, "out_bits": layer.out_bits,
             "out_kind": layer.out_kind, "alpha": layer.alpha, "arrays": arrays,
-        })
+        }
+        if layer.skip is not None:
+            # absent (not null) without a skip: version-1 files stay byte-identical
+            entry["skip"] = int(layer.skip)
+        layers_json.append(entry)
     header = {
         "input_shape": list(image.input_shape),
         "input_bits": image.input_bits,
@@ -237,7 +307,7 @@ def to_bytes(image):
         "meta": {k: v for k, v in image.meta.items() if k != "content_hash"},
     }
     head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head + b"".join(chunks)
+    body = _PREFIX.pack(MAGIC, format_version(image), len(head)) + head + b"".join(chunks)
     return body + hashlib.sha256(body).digest()
 
 
@@ -253,9 +323,9 @@ def from_bytes(data):
     magic, version, head_len = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         _fail("not a PACT model image (bad magic); create one with 'pact export'")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         _fail(f"model image format version {version} is not supported (this tool reads "
-              f"{FORMAT_VERSION}); re-export it with 'pact export'")
+              f"{', '.join(map(str, READABLE_VERSIONS))}); re-export it with 'pact export'")
     body, digest = data[:-_HASH_BYTES], data[-_HASH_BYTES:]
     start = _PREFIX.size + head_len
     if start > len(body):
@@ -294,7 +364,10 @@ def from_bytes(data):
                 out_kind=lj["out_kind"], alpha=lj["alpha"],
                 weights=arrays["weights"], mult=arrays["mult"],
                 offset=arrays["offset"], shift=arrays["shift"],
+                skip=lj.get("skip"), skip_mult=arrays.get("skip_mult"),
             ))
+            if version < FORMAT_VERSION and lj.get("skip") is not None:
+                _fail(f"layer {lj['name']}: a residual layer in a version-{version} image")
         image = ModelImage(
             input_shape=tuple(header["input_shape"]), input_bits=header["input_bits"],
             layers=layers, meta=header.get("meta", {}),

@@ -12,6 +12,11 @@ the conv output flattened in ``C, H, W`` order. ``in_bits`` is the width of the 
 codes (the network input for the first layer), ``out_bits`` the width of its PACT output codes
 (``golden.integer.LOGIT_BITS`` for the logits). A float baseline has ``None`` for all bit-widths.
 
+A residual layer carries ``"skip": j``, the index of an earlier layer whose output (same shape,
+PACT codes) is added to this layer's batch-norm output before its PACT clip:
+``y = BN(conv(x)) + skip_real``, where ``skip_real`` is layer ``j``'s quantized output as the
+network passes it on (``code * alpha_j / (2**k - 1)``). Layers without the key have no skip.
+
 Bit-width policy (PACT): the first and the last layer have ``end_bits`` weights and the network
 input is quantized to ``end_bits``; all other weights have ``wbits``, and every PACT output has
 ``abits``.
@@ -32,11 +37,12 @@ __all__ = [
     "describe",
     "describe_cnn",
     "describe_mlp",
+    "describe_resnet",
     "input_bits",
     "PactNet",
 ]
 
-MODELS = ("cnn", "mlp")
+MODELS = ("cnn", "mlp", "resnet")
 #: Bit-widths the trainer supports for weights, activations and the end layers.
 BITS_RANGE = (2, 8)
 #: Conv output channels are a multiple of this (the hardware array is 8x8).
@@ -44,6 +50,8 @@ ARRAY_MULTIPLE = 8
 #: Default conv widths of the CNN, and hidden widths of the MLP.
 CNN_CHANNELS = (16, 32, 32)
 MLP_HIDDEN = (64, 64)
+#: Widths of the residual network's two stages.
+RESNET_CHANNELS = (16, 32)
 
 
 def _check_bits(name, bits):
@@ -138,8 +146,43 @@ def describe_mlp(input_shape, num_classes, *, wbits, abits, end_bits=8, hidden=M
     return _assign_bits(layers, wbits, abits, end_bits)
 
 
+def describe_resnet(input_shape, num_classes, *, wbits, abits, end_bits=8,
+                    channels=RESNET_CHANNELS):
+    """A small residual network: two stages, each a 3x3 convolution then one residual block.
+
+    ``conv0`` (stride 1, ``channels[0]``) -> ``conv1`` -> ``conv2`` + skip(``conv0``) ->
+    ``conv3`` (stride 2, ``channels[1]``) -> ``conv4`` -> ``conv5`` + skip(``conv3``) -> ``fc``.
+    Each skip is the output of the layer two before (the chip reads it in place: see
+    ``gen/compiler.py``). 3x3 kernels, pad 1, no bias (batch-norm follows).
+    """
+    _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
+    channels = list(channels)
+    if len(channels) != 2 or any(c < 1 or c % ARRAY_MULTIPLE for c in channels):
+        raise ValueError(f"channels must be two multiples of {ARRAY_MULTIPLE}, not {channels!r}")
+    c, h, w = input_shape
+    layers = []
+    for stage, cout in enumerate(channels):
+        for j, stride in enumerate((1 if stage == 0 else 2, 1, 1)):
+            i = len(layers)
+            ho, wo = _conv_out(h, 3, stride, 1), _conv_out(w, 3, stride, 1)
+            spec = {
+                "name": f"conv{i}", "op": "conv", "in_shape": [c, h, w],
+                "out_shape": [cout, ho, wo], "kernel": 3, "stride": stride, "padding": 1,
+                "bias": False, "bn": True, "act": "pact",
+            }
+            if j == 2:
+                spec["skip"] = i - 2
+            layers.append(spec)
+            c, h, w = cout, ho, wo
+    layers.append(_fc("fc", c * h * w, num_classes, last=True))
+    return _assign_bits(layers, wbits, abits, end_bits)
+
+
 def describe(model, input_shape, num_classes, *, wbits, abits, end_bits=8):
-    """The layer list of ``model`` (``"cnn"`` or ``"mlp"``) for that input and bit policy."""
+    """The layer list of ``model`` (one of ``MODELS``) for that input and bit policy."""
+    if model == "resnet":
+        return describe_resnet(input_shape, num_classes, wbits=wbits, abits=abits,
+                               end_bits=end_bits)
     if model == "cnn":
         return describe_cnn(input_shape, num_classes, wbits=wbits, abits=abits, end_bits=end_bits)
     if model == "mlp":
@@ -182,8 +225,10 @@ class _Block(nn.Module):
         y = self.linear(x)
         return self.bn(y) if self.bn is not None else y
 
-    def forward(self, x):
+    def forward(self, x, skip=None):
         y = self.pre_activation(x)
+        if skip is not None:
+            y = y + skip
         return self.act(y) if self.act is not None else y
 
 
@@ -204,9 +249,17 @@ class PactNet(nn.Module):
         return self.layers[0]["wbits"] is not None
 
     def forward(self, x):
+        outs = []
         for block in self.blocks:
-            x = block(x)
+            x = block(x, self.skip_input(block, outs))
+            outs.append(x)
         return x
+
+    @staticmethod
+    def skip_input(block, outs):
+        """The tensor a residual block adds (an earlier block's output), or ``None``."""
+        j = block.spec.get("skip")
+        return None if j is None else outs[j]
 
     def pacts(self):
         """``(name, PACT module)`` of every hidden layer, in order."""
@@ -234,11 +287,15 @@ class PactNet(nn.Module):
         """
         if not self.quantized:
             raise ValueError("a float baseline has no activation codes")
-        codes = []
+        codes, outs = [], []
         for block in self.blocks:
             y = block.pre_activation(x)
+            skip = self.skip_input(block, outs)
+            if skip is not None:
+                y = y + skip
             if block.act is None:
                 return codes, y
             codes.append(block.act.codes(y))
             x = block.act(y)
+            outs.append(x)
         raise AssertionError("a network ends with a logits layer")

@@ -11,6 +11,7 @@ from .integer import (
     dorefa_odd_values,
     linear_acc,
     requantize,
+    requantize_residual,
     round_half_up_shift,
 )
 
@@ -47,18 +48,33 @@ def layer_accumulators(layer, x):
     return linear_acc(x, s)
 
 
-def run_layer(layer, x):
-    """One layer: accumulate, then requantize (PACT clamp or signed logits)."""
-    acc = layer_accumulators(layer, x)
+def _requantize_layer(layer, acc, skip):
+    """``acc`` (channel first) to output codes; ``skip`` (same shape) for a residual layer."""
+    if layer.skip is not None:
+        if skip is None:
+            raise ValueError(f"layer {layer.name} adds the output of layer {layer.skip}: "
+                             "pass it as skip")
+        return requantize_residual(acc, layer.mult, layer.offset, layer.skip_mult, skip,
+                                   layer.shift, layer.out_bits)
     return requantize(acc, layer.mult, layer.offset, layer.shift, layer.out_bits,
                       signed_out=layer.out_kind == "logits")
+
+
+def run_layer(layer, x, skip=None):
+    """One layer: accumulate, then requantize (PACT clamp or signed logits). A residual layer
+    (``layer.skip`` set) needs ``skip``, the output codes of layer ``layer.skip``."""
+    return _requantize_layer(layer, layer_accumulators(layer, x), skip)
+
+
+def _skip_of(layer, outputs):
+    return None if layer.skip is None else outputs[layer.skip]
 
 
 def run(image, x_codes):
     """Every layer's integer output for one input of codes; the last entry is the logits."""
     outputs, x = [], np.asarray(x_codes, dtype=np.int64).reshape(image.input_shape)
     for layer in image.layers:
-        x = run_layer(layer, x)
+        x = run_layer(layer, x, _skip_of(layer, outputs))
         outputs.append(x)
     return outputs
 
@@ -106,16 +122,17 @@ def linear_acc_batch(x, s):
     return x @ s.T
 
 
-def run_layer_batch(layer, x):
-    """``run_layer`` over a batch (leading axis)."""
+def run_layer_batch(layer, x, skip=None):
+    """``run_layer`` over a batch (leading axis; ``skip`` too)."""
     s = dorefa_odd_values(layer.weights, layer.wbits)
     if layer.op == "conv":
         acc = conv2d_acc_batch(x, s, layer.stride, layer.padding)
     else:
         acc = linear_acc_batch(x, s)
     # requantize wants the channel first
-    out = requantize(np.moveaxis(acc, 1, 0), layer.mult, layer.offset, layer.shift,
-                     layer.out_bits, signed_out=layer.out_kind == "logits")
+    if skip is not None:
+        skip = np.moveaxis(np.asarray(skip, dtype=np.int64).reshape(acc.shape), 1, 0)
+    out = _requantize_layer(layer, np.moveaxis(acc, 1, 0), skip)
     return np.ascontiguousarray(np.moveaxis(out, 0, 1))
 
 
@@ -131,7 +148,7 @@ def run_batch(image, x_codes, *, chunk=512):
     for i in range(0, len(x_codes), chunk):
         x, outs = x_codes[i:i + chunk], []
         for layer in image.layers:
-            x = run_layer_batch(layer, x)
+            x = run_layer_batch(layer, x, _skip_of(layer, outs))
             outs.append(x)
         parts.append(outs)
     if not parts:

@@ -15,12 +15,13 @@ from golden.export import (
     export,
     fixed_point_multiplier,
     fixed_point_offset,
+    fixed_point_pair,
     fold,
     real_affine,
     round_half_up_float,
 )
 from golden.image import load
-from golden.integer import requantize
+from golden.integer import requantize, requantize_residual
 from golden.models import PactNet, describe
 from golden.quant import dorefa_codes
 from golden.reference import conv2d_acc_batch
@@ -107,6 +108,48 @@ def test_fold_matches_the_float_layer_up_to_fixed_point_rounding():
     diff = np.abs(got - want)
     assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.002 * diff.size
     assert 0 < np.count_nonzero(want) < want.size and np.any(want == 15)
+
+
+@given(st.floats(min_value=1e-3, max_value=1e-1), st.floats(min_value=0.05, max_value=20.0),
+       st.sampled_from([1, -1]))
+def test_fixed_point_pair_keeps_m_at_15_bits(m, m_skip, sign):
+    """The skip multiplier (32 bits) does not take precision from M: S is M's own."""
+    mult, skip_mult, shift = fixed_point_pair(sign * m, m_skip)
+    assert (mult, shift) == fixed_point_multiplier(sign * m)
+    assert abs(skip_mult) < 1 << 31
+    assert skip_mult == round_half_up_float(math.ldexp(m_skip, shift))
+
+
+def test_fold_of_a_residual_layer_matches_the_float_layer():
+    """conv2 of the resnet (adds conv0): the integer codes from the reference's inputs equal
+    PACT's codes of BN(conv(x)) + skip, except within fixed-point noise of a tie (1 LSB)."""
+    torch.manual_seed(2)
+    net = PactNet(describe("resnet", (1, 8, 8), 10, wbits=4, abits=4), alpha_init=1.7)
+    with torch.no_grad():
+        for block in net.blocks[:3]:
+            block.bn.running_mean.uniform_(-0.5, 0.5)
+            block.bn.running_var.uniform_(0.2, 2.0)
+            block.act.alpha.uniform_(1.0, 2.5)
+    net.eval()
+    layers = fold(net, logit_scale=2.0 ** -8)
+    conv2 = layers[2]
+    assert conv2.skip == 0 and conv2.skip_mult.dtype == np.int32
+    assert np.all(np.abs(conv2.mult.astype(np.int64)) >= 1 << 13)  # M keeps its precision
+    rng = np.random.default_rng(3)
+    c0 = rng.integers(0, 16, size=(64, 16, 8, 8))  # the skip codes (conv0's output)
+    c1 = rng.integers(0, 16, size=(64, 16, 8, 8))  # conv2's input codes (conv1's output)
+    s = 2 * conv2.weights.astype(np.int64) - 15
+    acc = np.moveaxis(conv2d_acc_batch(c1, s, 1, 1), 1, 0)
+    got = np.moveaxis(requantize_residual(acc, conv2.mult, conv2.offset, conv2.skip_mult,
+                                          np.moveaxis(c0, 1, 0), conv2.shift, 4), 0, 1)
+    a0, a1 = (float(net.blocks[i].act.alpha.detach()) for i in (0, 1))
+    with torch.no_grad():
+        block = net.blocks[2].double()
+        y = block.pre_activation(torch.as_tensor(c1 * a1 / 15)) + torch.as_tensor(c0 * a0 / 15)
+        want = block.act.codes(y).numpy().astype(np.int64)
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.002 * diff.size
+    assert 0 < np.count_nonzero(want) < want.size
 
 
 def test_real_affine_reproduces_the_float_layer():

@@ -183,3 +183,87 @@ def test_image_error_is_a_user_error_and_the_cli_exits_2(tmp_path, capsys):
     assert err.count("\n") == 1
     assert "truncated" in err or "corrupted" in err
     assert "Traceback" not in err
+
+
+# -- residual layers ---------------------------------------------------------------------------
+
+
+def residual_image(seed=0, abits=3):
+    """small_image with a residual conv (8x2x2 -> 8x2x2, adds conv0) before the fc."""
+    rng = np.random.default_rng(seed)
+    image = small_image(seed, abits=abits)
+    res = Layer(
+        name="res", op="conv", in_shape=(8, 2, 2), out_shape=(8, 2, 2), wbits=4, in_bits=abits,
+        out_bits=abits, out_kind="pact",
+        weights=rng.integers(0, 16, size=(8, 8, 3, 3)).astype(np.uint8),
+        mult=rng.integers(1 << 14, 1 << 15, size=8).astype(np.int16),
+        offset=rng.integers(-(1 << 30), 1 << 30, size=8), shift=np.full(8, 20, dtype=np.uint8),
+        kernel=3, stride=1, padding=1, alpha=1.0, skip=0,
+        skip_mult=rng.integers(-(1 << 31) + 1, 1 << 31, size=8).astype(np.int32),
+    )
+    image.layers.insert(1, res)
+    return image
+
+
+def test_residual_round_trip_keeps_skip_and_skip_mult(tmp_path):
+    image = residual_image()
+    save(image, tmp_path / "r.pactimg")
+    back = load(tmp_path / "r.pactimg")
+    assert back.layers[1].skip == 0 and back.layers[0].skip is None
+    assert back.layers[1].skip_mult.dtype == np.int32
+    assert np.array_equal(back.layers[1].skip_mult, image.layers[1].skip_mult)
+    assert back.layers[0].skip_mult is None and back.layers[2].skip_mult is None
+
+
+def test_version_is_1_without_residual_layers_and_2_with_them():
+    plain, res = to_bytes(small_image()), to_bytes(residual_image())
+    assert struct.unpack_from("<I", plain, 8)[0] == 1
+    assert struct.unpack_from("<I", res, 8)[0] == FORMAT_VERSION == 2
+    assert b'"skip"' not in plain  # version-1 files are what they were before skips existed
+    # a version-1 header that names a skip is refused, not read as a plain layer
+    forged = rehash(res[:8] + struct.pack("<I", 1) + res[12:-32])
+    with pytest.raises(ImageError, match="residual layer in a version-1"):
+        from_bytes(forged)
+
+
+def _set(layer_index, **fields):
+    def edit(image):
+        for k, v in fields.items():
+            setattr(image.layers[layer_index], k, v)
+    return edit
+
+
+@pytest.mark.parametrize("edit,message", [
+    (_set(1, skip=1), "earlier layer"),
+    (_set(1, skip=2), "earlier layer"),
+    (_set(1, skip=-1), "earlier layer"),
+    (_set(1, skip=True), "earlier layer"),
+    (_set(1, skip_mult=None), "skip_mult is missing"),
+    (_set(1, skip=None), "skip_mult without skip"),
+    (_set(1, skip_mult=np.ones(4, dtype=np.int32)), "one entry per output channel"),
+    (_set(1, skip_mult=np.full(8, 1 << 31, dtype=np.int64)), "skip_mult outside"),
+    (_set(1, skip_mult=np.full(8, 0.5)), "integers"),
+    (_set(1, offset=np.full(8, (1 << 47) - 10), skip_mult=np.full(8, 2, dtype=np.int32)),
+     "leaves the signed 48-bit"),
+    (_set(2, skip=1, skip_mult=np.ones(3, dtype=np.int32)), "only a PACT layer"),
+    (lambda im: im.layers[0].__setattr__("out_kind", "logits"), "logits"),
+])
+def test_bad_skips_are_rejected(edit, message):
+    image = residual_image()
+    edit(image)
+    with pytest.raises(ImageError, match=message):
+        validate(image)
+
+
+def test_skip_of_another_shape_is_rejected():
+    image = residual_image()
+    # conv0 writes 8x2x2; a skip from a layer with another output shape is refused
+    image.layers.insert(0, Layer(
+        name="pre", op="conv", in_shape=(1, 4, 4), out_shape=(1, 4, 4), wbits=8, in_bits=8,
+        out_bits=8, out_kind="pact", weights=np.zeros((1, 1, 1, 1), dtype=np.uint8),
+        mult=np.ones(1, dtype=np.int16), offset=np.zeros(1, dtype=np.int64),
+        shift=np.ones(1, dtype=np.uint8), alpha=1.0))
+    image.layers[1].in_bits = 8
+    image.layers[2].skip = 0
+    with pytest.raises(ImageError, match="output shape"):
+        validate(image)

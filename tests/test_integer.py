@@ -18,6 +18,8 @@ from golden.integer import (
     dorefa_odd_values,
     linear_acc,
     requantize,
+    requantize_residual,
+    residual_offset,
     round_half_up_shift,
 )
 
@@ -118,6 +120,38 @@ def test_requantize_matches_scalar_formula(data):
     for c, i in itertools.product(range(channels), range(3)):
         want = requantize_one(int(acc[c, i]), mult[c], offset[c], shift[c], out_bits, signed)
         assert int(got[c, i]) == want
+
+
+@given(st.data())
+def test_requantize_residual_matches_scalar_formula(data):
+    channels = data.draw(st.integers(1, 4))
+    bits = data.draw(st.integers(2, 8))
+
+    def per_channel(lo, hi):
+        return data.draw(st.lists(st.integers(lo, hi), min_size=channels, max_size=channels))
+
+    acc = np.array([per_channel(-(1 << 20), 1 << 20) for _ in range(3)]).T
+    skip = np.array([per_channel(0, (1 << bits) - 1) for _ in range(3)]).T
+    mult = per_channel(-(1 << 15) + 1, (1 << 15) - 1)
+    skip_mult = per_channel(-(1 << 31) + 1, (1 << 31) - 1)
+    offset = per_channel(-(1 << 38), 1 << 38)
+    shift = per_channel(1, 47)
+    got = requantize_residual(acc, mult, offset, skip_mult, skip, shift, bits)
+    for c, i in itertools.product(range(channels), range(3)):
+        b = offset[c] + skip_mult[c] * int(skip[c, i])
+        assert int(got[c, i]) == requantize_one(int(acc[c, i]), mult[c], b, shift[c], bits,
+                                                False)
+    # without the skip term it is plain requantize
+    zero = requantize_residual(acc, mult, offset, [0] * channels, skip, shift, bits)
+    assert np.array_equal(zero, requantize(acc, mult, offset, shift, bits))
+
+
+def test_residual_offset_is_per_channel_and_rejects_a_misshapen_skip():
+    got = residual_offset([10, -10], [2, 3], np.array([[[1, 2]], [[3, 4]]]))
+    assert got.tolist() == [[[12, 14]], [[-1, 2]]]
+    with pytest.raises(ValueError, match="skip"):
+        requantize_residual(np.zeros((2, 3)), [1, 1], [0, 0], [1, 1], np.zeros((2, 4)), [1, 1],
+                            4)
 
 
 def naive_conv(x, s, stride, padding):

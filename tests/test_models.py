@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from golden.integer import LOGIT_BITS
-from golden.models import PactNet, describe, describe_cnn, describe_mlp, input_bits
+from golden.models import (
+    PactNet,
+    describe,
+    describe_cnn,
+    describe_mlp,
+    describe_resnet,
+    input_bits,
+)
 
 
 def test_default_cnn_for_digits_is_the_agreed_network():
@@ -62,7 +69,7 @@ def test_bad_bit_widths_are_rejected(kwargs, message):
 
 def test_bad_shapes_models_and_widths_are_rejected():
     with pytest.raises(ValueError, match="unknown model"):
-        describe("resnet", (1, 8, 8), 10, wbits=4, abits=4)
+        describe("vgg", (1, 8, 8), 10, wbits=4, abits=4)
     with pytest.raises(ValueError, match="input_shape"):
         describe("cnn", (8, 8), 10, wbits=4, abits=4)
     with pytest.raises(ValueError, match="multiples of 8"):
@@ -71,7 +78,47 @@ def test_bad_shapes_models_and_widths_are_rejected():
         describe_mlp((1, 8, 8), 10, wbits=4, abits=4, hidden=(60,))
 
 
-@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_resnet_for_digits_is_the_agreed_network():
+    layers = describe("resnet", (1, 8, 8), 10, wbits=4, abits=4)
+    summary = [(lay["name"], lay["in_shape"], lay["out_shape"], lay["stride"], lay.get("skip"))
+               for lay in layers]
+    assert summary == [
+        ("conv0", [1, 8, 8], [16, 8, 8], 1, None),
+        ("conv1", [16, 8, 8], [16, 8, 8], 1, None),
+        ("conv2", [16, 8, 8], [16, 8, 8], 1, 0),
+        ("conv3", [16, 8, 8], [32, 4, 4], 2, None),
+        ("conv4", [32, 4, 4], [32, 4, 4], 1, None),
+        ("conv5", [32, 4, 4], [32, 4, 4], 1, 3),
+        ("fc", [512], [10], 1, None),
+    ]
+    assert all(lay["kernel"] == 3 and lay["act"] == "pact" for lay in layers[:-1])
+    assert [lay["wbits"] for lay in layers] == [8, 4, 4, 4, 4, 4, 8]
+    json.dumps(layers)
+    with pytest.raises(ValueError, match="two multiples of 8"):
+        describe_resnet((1, 8, 8), 10, wbits=4, abits=4, channels=(16, 20))
+
+
+def test_resnet_adds_the_skip_before_pact():
+    """The residual block's codes are PACT's codes of BN(conv(x)) + the skip layer's output as
+    the network passes it on (code * alpha / (2^k - 1))."""
+    torch.manual_seed(1)
+    net = PactNet(describe("resnet", (1, 8, 8), 10, wbits=4, abits=4), alpha_init=1.5)
+    x = torch.rand(8, 1, 8, 8)
+    net.train()
+    net(x)
+    net.eval()
+    codes, logits = net.trace_codes(x)
+    assert torch.equal(logits, net(x))
+    real = [c * b.act.alpha.detach() / 15 for c, b in zip(codes, net.blocks, strict=False)]
+    for i in (2, 5):
+        block = net.blocks[i]
+        want = block.act.codes(block.pre_activation(real[i - 1]) + real[i - 2])
+        assert torch.equal(codes[i], want)
+        # without the skip the codes differ: the add is not a no-op
+        assert not torch.equal(codes[i], block.act.codes(block.pre_activation(real[i - 1])))
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp", "resnet"])
 def test_network_shapes_and_codes_are_consistent_with_forward(model):
     torch.manual_seed(0)
     layers = describe(model, (1, 8, 8), 10, wbits=4, abits=3)

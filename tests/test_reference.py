@@ -47,6 +47,33 @@ def random_image(seed, wbits=4, abits=4, input_bits=8):
     ])
 
 
+def residual_image(seed, wbits=4, abits=4):
+    """conv 1x6x6 -> 8x6x6, conv 8 -> 8, conv 8 -> 8 + skip(conv0), fc 288 -> 5 logits."""
+    rng = np.random.default_rng(seed)
+
+    def consts(n, shift):
+        return (rng.integers(1 << 14, 1 << 15, size=n).astype(np.int16)
+                * rng.choice([-1, 1], size=n).astype(np.int16),
+                rng.integers(-(1 << (shift + 3)), 1 << (shift + 3), size=n),
+                np.full(n, shift, dtype=np.uint8))
+
+    def conv(name, cin, wb, in_bits, shift, **kw):
+        m, b, sh = consts(8, shift)
+        return Layer(name, "conv", (cin, 6, 6), (8, 6, 6), wb, in_bits, abits, "pact",
+                     rng.integers(0, 1 << wb, size=(8, cin, 3, 3)).astype(np.uint8), m, b, sh,
+                     kernel=3, stride=1, padding=1, alpha=2.0, **kw)
+
+    # skip_mult about +-1.5 output codes per skip code at S = 20: the skip matters
+    skip_mult = (rng.uniform(-1.5, 1.5, size=8) * (1 << 20)).astype(np.int32)
+    m3, b3, s3 = consts(5, 14)
+    return ModelImage(input_shape=(1, 6, 6), input_bits=8, layers=[
+        conv("conv0", 1, 8, 8, 22), conv("conv1", 8, wbits, abits, 20),
+        conv("conv2", 8, wbits, abits, 20, skip=0, skip_mult=skip_mult),
+        Layer("fc", "fc", (288,), (5,), 8, abits, LOGIT_BITS, "logits",
+              rng.integers(0, 256, size=(5, 288)).astype(np.uint8), m3, b3, s3),
+    ])
+
+
 def independent_run(image, x_codes):
     """The same network computed another way: float64 torch convolutions (exact: every value
     is an integer below 2**53) and the requantization in exact float64 division."""
@@ -62,6 +89,9 @@ def independent_run(image, x_codes):
         shape = (-1,) + (1,) * (acc.ndim - 1)
         m = torch.as_tensor(layer.mult.astype(np.float64)).reshape(shape)
         b = torch.as_tensor(layer.offset.astype(np.float64)).reshape(shape)
+        if layer.skip is not None:  # the residual add: one more exact integer term
+            sm = torch.as_tensor(layer.skip_mult.astype(np.float64)).reshape(shape)
+            b = b + sm * torch.as_tensor(outs[layer.skip].astype(np.float64))
         scale = torch.as_tensor(2.0 ** layer.shift.astype(np.float64)).reshape(shape)
         y = torch.floor((m * acc + b) / scale + 0.5)
         if layer.out_kind == "logits":
@@ -177,3 +207,36 @@ def test_quantize_input_rounds_ties_up():
     # digits pixels (0..16)/16 at 8 bits are round_half_up(p * 255 / 16)
     p = np.arange(17)
     assert quantize_input(p / 16, 8).tolist() == [(2 * v * 255 + 16) // 32 for v in p.tolist()]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("wbits,abits", [(2, 2), (4, 4), (3, 5)])
+def test_residual_run_equals_independent_computation(seed, wbits, abits):
+    image = residual_image(seed, wbits, abits)
+    x = np.random.default_rng(200 + seed).integers(0, 256, size=(1, 6, 6))
+    got, want = run(image, x), independent_run(image, x)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
+    # the skip changes the residual layer's codes (the test would see a dropped add)
+    plain = residual_image(seed, wbits, abits)
+    plain.layers[2].skip, plain.layers[2].skip_mult = None, None
+    assert not np.array_equal(run(plain, x)[2], got[2])
+    assert 0 < np.count_nonzero(got[2]) < got[2].size
+
+
+def test_residual_batch_equals_run_per_image():
+    image = residual_image(7)
+    x = np.random.default_rng(7).integers(0, 256, size=(9, 1, 6, 6))
+    batched = run_batch(image, x, chunk=4)
+    for i in range(len(x)):
+        for layer_out, single in zip(batched, run(image, x[i]), strict=True):
+            assert np.array_equal(layer_out[i], single)
+
+
+def test_run_layer_of_a_residual_layer_needs_the_skip():
+    image = residual_image(1)
+    x = np.random.default_rng(1).integers(0, 16, size=(8, 6, 6))
+    with pytest.raises(ValueError, match="skip"):
+        run_layer(image.layers[2], x)
+    with pytest.raises(ValueError, match="does not match"):
+        run_layer(image.layers[2], x, skip=np.zeros((8, 3, 3), dtype=np.int64))

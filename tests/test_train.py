@@ -39,6 +39,16 @@ def test_train_writes_checkpoint_and_metrics(tmp_path):
     assert ckpt["fingerprint"] == state_fingerprint(ckpt["state_dict"])
 
 
+def test_resnet_trains(tmp_path):
+    out = train(TrainConfig(model="resnet", wbits=4, abits=4, seed=1, **TINY), tmp_path / "r",
+                progress=False)
+    m = json.loads((out / METRICS).read_text())
+    assert set(m["alpha"]) == {f"conv{i}" for i in range(6)} and m["model"] == "resnet"
+    layers = load_checkpoint(out)["layers"]
+    assert [lay.get("skip") for lay in layers] == [None, None, 0, None, None, 3, None]
+    assert run_key(TrainConfig(model="resnet")).startswith("resnet-w4a4b8-ep40-s0-")
+
+
 def test_training_learns(tmp_path):
     # three short epochs on 400 images: far above chance (10%), for PACT and the baseline
     for name, bits in (("q", 2), ("f", None)):
