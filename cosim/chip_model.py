@@ -5,7 +5,9 @@ memory (``words``, a list of ``mem_width``-bit ints), and for each layer unpacks
 stream and the constants records, reads the input tensor (from memory for ``in_from_mem``, else
 from the activation bank the previous layer wrote), computes with ``golden.integer`` and writes
 the output tensor back into ``words`` at ``out_base + o_addr``, exactly as ``rtl/chip_format.py``
-lays it out. It stops at ``OP_END`` or at an error, with the chip's error flags.
+lays it out. It stops at ``OP_END`` or at an error, with the chip's error flags. Like the chip
+it keeps two activation banks: a layer reads one and writes the other, and a residual layer
+(descriptor ``skip``) adds the codes that the bank it writes holds before it writes them over.
 
 It is a check of the compiler's encoding independent of the RTL: the weights are rebuilt from
 their slices as ``sum_j 2**(wbits*j) * (2 q'_j - (2**wbits - 1))`` and the inputs cut into
@@ -28,9 +30,11 @@ from golden.integer import (
     LOGIT_BITS,
     REQUANT_MAX_SHIFT,
     REQUANT_MULT_BITS,
+    REQUANT_SKIP_MULT_BITS,
     conv2d_acc,
     dorefa_odd_values,
     requantize,
+    requantize_residual,
 )
 from rtl import chip_format as cf
 
@@ -111,7 +115,8 @@ class ChipModel:
                 and 1 <= d["w_slices"] <= hw.max_w_slices
                 and 1 <= d["a_slices"] <= hw.max_a_slices
                 and d["in_bits"] <= hw.lane_bits
-                and d["kernel"] >= 1 and d["stride"] >= 1), wbeats
+                and d["kernel"] >= 1 and d["stride"] >= 1
+                and not (d["skip"] and d["logits"])), wbeats
 
     def weight_slices(self, words, d):
         """Odd values of each weight slice: ``[w_slices, out_c, in_c, K, K]``."""
@@ -133,7 +138,7 @@ class ChipModel:
         recs = [cf.unpack_record(cf.CONSTS, cf.words_to_record(
             self._read(words, d["c_addr"] + c * n, n), self.mw)) for c in range(d["out_c"])]
         return ([r["mult"] for r in recs], [r["offset"] for r in recs],
-                [r["shift"] for r in recs])
+                [r["shift"] for r in recs], [r["skip_mult"] for r in recs])
 
     def accumulate(self, x, s_slices, d):
         """``sum_{i,j} conv(a_i, s_j) << (wbits*j + abits*i)``: the sliced, shifted sum the MAC
@@ -155,7 +160,8 @@ class ChipModel:
         output. Returns a ``RunResult`` (``error`` flags as the chip's, per-layer traces)."""
         result = RunResult()
         dw = cf.descriptor_words(self.mw)
-        bank, bank_bits = None, None
+        # The two activation banks (a tensor and its code bits, or None) and the one read now.
+        banks, cur = [(None, None), (None, None)], 0
         for index in range(MAX_LAYERS):
             d = self.descriptor(words, prog_addr + index * dw)
             if d["op"] == cf.OP_END:
@@ -172,7 +178,9 @@ class ChipModel:
                 n = cf.tensor_words(in_shape, d["in_bits"], self.mw)
                 x = cf.unpack_tensor(self._read(words, in_addr, n), in_shape, d["in_bits"],
                                      self.mw)
+                banks[cur] = (x, d["in_bits"])
             else:
+                bank, bank_bits = banks[cur]
                 if bank is None or bank.shape != in_shape or bank_bits != d["in_bits"]:
                     have = None if bank is None else (bank.shape, bank_bits)
                     raise ModelError(f"descriptor {index} reads a bank of {in_shape} "
@@ -182,18 +190,28 @@ class ChipModel:
             if acc.shape != (d["out_c"], d["out_h"], d["out_w"]):
                 raise ModelError(f"descriptor {index}: the convolution gives {acc.shape}, the "
                                  f"descriptor says {(d['out_c'], d['out_h'], d['out_w'])}")
-            mult, offset, shift = self.constants(words, d)
+            mult, offset, shift, skip_mult = self.constants(words, d)
             if min(shift) < 1 or max(shift) > REQUANT_MAX_SHIFT:
                 raise ModelError(f"descriptor {index}: a shift is outside 1..{REQUANT_MAX_SHIFT}")
-            out = requantize(acc, mult, offset, shift, d["out_bits"],
-                             signed_out=bool(d["logits"]))
+            if d["skip"]:
+                skip = banks[1 - cur][0]
+                if skip is None or skip.shape != acc.shape:
+                    have = None if skip is None else skip.shape
+                    raise ModelError(f"descriptor {index} adds a skip of shape {acc.shape}, the "
+                                     f"bank it writes holds {have}")
+                out = requantize_residual(acc, mult, offset, skip_mult, skip, shift,
+                                          d["out_bits"])
+            else:
+                out = requantize(acc, mult, offset, shift, d["out_bits"],
+                                 signed_out=bool(d["logits"]))
             self._write(words, out_base + d["o_addr"], cf.pack_tensor(out, d["out_bits"],
                                                                         self.mw))
             tiles = -(-d["out_c"] // self.hw.rows) * -(-(d["out_h"] * d["out_w"]) // self.hw.cols)
             beats = tiles * d["in_c"] * d["kernel"] ** 2 * d["w_slices"] * d["a_slices"]
             result.layers.append(LayerTrace(index, d, beats, wbeats, out))
             if not d["logits"]:
-                bank, bank_bits = out, d["out_bits"]
+                banks[1 - cur] = (out, d["out_bits"])
+                cur = 1 - cur
         raise ModelError(f"no OP_END within {MAX_LAYERS} descriptors")
 
 
@@ -256,6 +274,32 @@ def _spec_cnn(input_shape, channels, classes):
     return specs
 
 
+def _spec_resnet(input_shape, channels, classes):
+    """``golden.models.describe_resnet``'s shapes: per stage a conv (stride 1, then 2) and a
+    residual block of two convs whose second adds the stage conv's output."""
+    c, h, w = input_shape
+    specs = []
+    for stage, cout in enumerate(channels):
+        for j, stride in enumerate((1 if stage == 0 else 2, 1, 1)):
+            i = len(specs)
+            ho, wo = (h + 2 - 3) // stride + 1, (w + 2 - 3) // stride + 1
+            sp = dict(name=f"conv{i}", op="conv", in_shape=(c, h, w), out_shape=(cout, ho, wo),
+                      kernel=3, stride=stride, padding=1)
+            if j == 2:
+                sp["skip"] = i - 2
+            specs.append(sp)
+            c, h, w = cout, ho, wo
+    specs.append(dict(name="fc", op="fc", in_shape=(c * h * w,), out_shape=(classes,)))
+    return specs
+
+
+def _random_skip_mult(rng, shift, cout):
+    """Residual constants: up to 1.5 output codes per skip code, either sign."""
+    scale = 2.0 ** int(shift[0])
+    lim = (1 << (REQUANT_SKIP_MULT_BITS - 1)) - 1
+    return np.clip(np.round(scale * rng.uniform(-1.5, 1.5, cout)), -lim, lim).astype(np.int32)
+
+
 def _spec_mlp(input_shape, hidden, classes):
     n = int(np.prod(input_shape))
     specs = []
@@ -284,15 +328,21 @@ def _random_constants(rng, cout, reduction, wbits, in_bits, out_bits, logits):
 
 
 def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape=(1, 8, 8),
-                 channels=(16, 32, 32), hidden=(64, 64), classes=10, specs=None):
+                 channels=None, hidden=(64, 64), classes=10, specs=None):
     """A random, valid ``ModelImage`` with the PACT bit-width policy: first and last layer
     ``end_bits`` weights, ``end_bits`` input codes, hidden ``wbits`` weights, ``abits`` PACT
-    outputs, 16-bit logits. ``specs`` (layer dicts with name/op/in_shape/out_shape and conv
-    kernel/stride/padding) overrides the ``cnn``/``mlp`` shapes."""
+    outputs, 16-bit logits. ``model`` is ``cnn`` (``channels`` default ``(16, 32, 32)``),
+    ``resnet`` (``channels`` default ``(16, 32)``) or ``mlp``; ``specs`` (layer dicts with
+    name/op/in_shape/out_shape, conv kernel/stride/padding and optional ``skip``) overrides
+    them."""
     rng = np.random.default_rng(seed)
     if specs is None:
-        specs = (_spec_cnn(input_shape, channels, classes) if model == "cnn"
-                 else _spec_mlp(input_shape, hidden, classes))
+        if model == "cnn":
+            specs = _spec_cnn(input_shape, channels or (16, 32, 32), classes)
+        elif model == "resnet":
+            specs = _spec_resnet(input_shape, channels or (16, 32), classes)
+        else:
+            specs = _spec_mlp(input_shape, hidden, classes)
     layers, last = [], len(specs) - 1
     for i, sp in enumerate(specs):
         lw = end_bits if i in (0, last) else wbits
@@ -309,12 +359,16 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
                                                                   else np.uint16)
         mult, offset, shift = _random_constants(rng, cout, int(np.prod(wshape[1:])), lw,
                                                 in_bits, out_bits, logits)
+        skip, skip_mult = sp.get("skip"), None
+        if skip is not None:
+            skip_mult = _random_skip_mult(rng, shift, cout)
         layers.append(Layer(
             name=sp["name"], op=sp["op"], in_shape=tuple(sp["in_shape"]),
             out_shape=tuple(sp["out_shape"]), wbits=lw, in_bits=in_bits, out_bits=out_bits,
             out_kind="logits" if logits else "pact", weights=weights, mult=mult,
             offset=offset, shift=shift, kernel=sp.get("kernel", 1), stride=sp.get("stride", 1),
-            padding=sp.get("padding", 0), alpha=None if logits else 1.0))
+            padding=sp.get("padding", 0), alpha=None if logits else 1.0, skip=skip,
+            skip_mult=skip_mult))
     image = ModelImage(input_shape=tuple(input_shape), input_bits=end_bits, layers=layers,
                        meta={"source": f"random seed {seed}"})
     validate(image)

@@ -55,8 +55,10 @@ class FlowConfig:
                                 f"not {v!r}")
         if sim not in SIMS:
             raise UserError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
-        if model not in ("cnn", "mlp"):
-            raise UserError(f"--model must be cnn or mlp, not {model!r}")
+        from golden.models import MODELS
+
+        if model not in MODELS:
+            raise UserError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
         self.wbits, self.abits, self.sim, self.images = wbits, abits, sim, images
         self.rows, self.cols, self.model, self.seed = rows, cols, model, seed
         self.epochs, self.runs, self.mem_stall = epochs, Path(runs), mem_stall
@@ -359,7 +361,8 @@ def add_arguments(parser):
                         help="digits test images to simulate (default 100)")
     parser.add_argument("--rows", default="8", metavar="R", help="array rows (default 8)")
     parser.add_argument("--cols", default="8", metavar="C", help="array columns (default 8)")
-    parser.add_argument("--model", default="cnn", help="cnn (default) or mlp")
+    parser.add_argument("--model", default="cnn",
+                        help="cnn (default), mlp or resnet (residual layers)")
     parser.add_argument("--seed", default="0", metavar="S", help="training seed (default 0)")
     parser.add_argument("--epochs", default="40", metavar="E",
                         help="training epochs (default 40)")

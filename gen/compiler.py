@@ -30,13 +30,17 @@ input plane, pad 0, stride 1, output ``[N, 1, 1]``; an input vector ``[N]`` is `
 Its ``[out, C*H*W]`` weights read the input flattened in ``C, H, W`` order, which is the
 ``[out, C, H, W]`` kernel. Weights wider than the array's ``wbits`` are re-coded and cut into
 slices (``chip_format.recode_weight``), inputs wider than ``abits`` are sliced by the hardware.
+A residual layer (``skip`` in the image) sets the descriptor's ``skip`` bit and its constants'
+``skip_mult``: the chip reads the skip codes in place from the bank the layer writes, which holds
+the output of the layer two before, so that is the only skip it accepts.
 
 Refusals (``UserError``, one line, exit code 2, nothing written): a manifest that is not a
 chip's or whose config hash does not match its parameters; a model whose hidden layers have
 other weight bits than the array's ``wbits`` or whose PACT outputs have other bits than its
 ``abits``; a layer wider than ``max_bits``; a layer that does not fit the buffers (channels >
 ``max_channels``, plane > ``max_plane``, weight beats > ``wbuf_depth``), or that the descriptor
-cannot express.
+cannot express; a residual layer whose skip is not the layer two before; a logits layer
+whose output is not 1x1 (the chip writes logits one word per channel).
 """
 
 import hashlib
@@ -189,6 +193,8 @@ class Lowered:
     mult: np.ndarray
     offset: np.ndarray
     shift: np.ndarray
+    skip: int | None = None
+    skip_mult: np.ndarray | None = None
     w_slices: int = 0
     a_slices: int = 0
 
@@ -224,6 +230,9 @@ def _lower(image):
             mult=np.asarray(layer.mult, dtype=np.int64),
             offset=np.asarray(layer.offset, dtype=np.int64),
             shift=np.asarray(layer.shift, dtype=np.int64),
+            skip=layer.skip,
+            skip_mult=(None if layer.skip is None
+                       else np.asarray(layer.skip_mult, dtype=np.int64)),
         ))
         prev = oshape
     return out
@@ -251,6 +260,19 @@ def _check_precision(layers, hw, meta):
             raise UserError(f"{lay.where} outputs {lay.out_bits}-bit activations but the "
                             f"hardware has abits={hw.abits}; {_REGEN} --abits {lay.out_bits} "
                             "...'")
+
+
+def _check_chip_semantics(lay):
+    """What the chip's datapath cannot do, whatever its size: skips other than the layer two
+    before, and logits that are not 1x1."""
+    if lay.skip is not None and lay.skip != lay.index - 2:
+        raise UserError(f"{lay.where} adds the output of layer {lay.skip}; the chip can only add "
+                        f"the output of the layer two before (layer {lay.index - 2}), which "
+                        "still sits in the bank this layer writes")
+    if lay.logits and lay.out_shape[1:] != (1, 1):
+        raise UserError(f"{lay.where} produces logits over a {lay.out_shape[1]}x"
+                        f"{lay.out_shape[2]} plane; the chip writes logits only for a 1x1 "
+                        "output (end the network with a fully connected layer)")
 
 
 def _check_fit(lay, hw):
@@ -332,10 +354,13 @@ def pack_codes_chunked(codes, bits, mem_width):
 def consts_words(lay, hw):
     """One ``CONSTS`` record per output channel, each ``consts_words(mem_width)`` words."""
     n = cf.consts_words(hw.mem_width)
+    skip_mult = (lay.skip_mult.tolist() if lay.skip is not None
+                 else [0] * len(lay.mult))
     out = []
-    for m, b, s in zip(lay.mult.tolist(), lay.offset.tolist(), lay.shift.tolist(), strict=True):
-        out += cf.record_to_words(cf.pack_record(cf.CONSTS, mult=m, offset=b, shift=s), n,
-                                  hw.mem_width)
+    for m, b, s, sm in zip(lay.mult.tolist(), lay.offset.tolist(), lay.shift.tolist(),
+                           skip_mult, strict=True):
+        out += cf.record_to_words(
+            cf.pack_record(cf.CONSTS, mult=m, offset=b, shift=s, skip_mult=sm), n, hw.mem_width)
     return out
 
 
@@ -347,7 +372,8 @@ def _descriptor(lay, *, first, w_addr, c_addr, o_addr):
         kernel=lay.kernel, stride=lay.stride, pad=lay.pad,
         w_slices=lay.w_slices, a_slices=lay.a_slices,
         in_bits=lay.in_bits, out_bits=lay.out_bits, logits=int(lay.logits),
-        in_from_mem=int(first), w_addr=w_addr, c_addr=c_addr, o_addr=o_addr,
+        in_from_mem=int(first), skip=int(lay.skip is not None),
+        w_addr=w_addr, c_addr=c_addr, o_addr=o_addr,
     )
     try:
         return cf.pack_record(cf.DESCRIPTOR, **fields)
@@ -381,6 +407,7 @@ def compile_image(image, hw, *, slots=1):
     for lay in layers:
         lay.w_slices = cf.weight_slices(lay.wbits, hw.wbits)
         lay.a_slices = cf.activation_slices(lay.in_bits, hw.abits)
+        _check_chip_semantics(lay)
         _check_fit(lay, hw)
     mw = hw.mem_width
     dw = cf.descriptor_words(mw)
@@ -456,7 +483,7 @@ def _layer_layout(lay, m, hw):
         "image_out_shape": list(lay.image_out_shape),
         "kernel": lay.kernel, "stride": lay.stride, "pad": lay.pad,
         "wbits": lay.wbits, "in_bits": lay.in_bits, "out_bits": lay.out_bits,
-        "signed": lay.logits,
+        "signed": lay.logits, "skip": lay.skip,
         "w_slices": lay.w_slices, "a_slices": lay.a_slices,
         "w_addr": m["w_addr"], "w_words": m["w_words"], "w_beats": weight_beats(lay, hw),
         "c_addr": m["c_addr"], "c_words": m["c_words"],

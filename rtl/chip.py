@@ -30,11 +30,19 @@ Microarchitecture (one layer at a time, each layer one convolution descriptor):
   ``cols``-lane PactUnit (signed 16-bit saturation) with that channel's constants; PACT layers
   clamp to ``[0, 2**out_bits - 1]`` and write the bank, logits (1x1 output) are written to
   memory directly, one word per channel. The drain overlaps the next tile's reduction.
+- **Residual layers** (descriptor ``skip``): the bank a layer writes still holds the output of
+  the layer two before (the banks ping-pong), which is the skip tensor. The drain reads plane
+  ``r`` of it with channel ``r``'s constants, on that bank's second read port (the write-back
+  reads the other bank meanwhile), and gives lane ``c`` the offset ``B + skip_mult * skip[r,
+  p0 + c]`` (one ``32 x lane_bits`` multiplier per column). Each skip code is read once, before
+  this row's own PACT result overwrites it in place; nothing else writes those lanes.
 - **Write-back**: after a PACT layer, a background engine compacts each output plane to the
   dense tensor format and writes it, one memory word per cycle, while the next layer runs (the
   banks have a second read port for it); it has priority on the write port over the logits.
   The next layer reads that bank too but writes the other one, and does not finish before the
-  write-back has; an input load into that bank waits for it.
+  write-back has; an input load into that bank waits for it. So the layer after next, which
+  writes that bank again (and a residual one reads its skip from it), starts after the
+  write-back is over.
 
 Exactness: the MacArray accumulators are ``acc_width`` bits for ``max_reduction =
 max_channels * 15**2 * w_slices_max * a_slices_max`` beats shifted by at most ``max_shift`` (see
@@ -220,7 +228,8 @@ class PactChip(wiring.Component):
     ``prog_addr``, ``in_addr``, ``out_base`` (word addresses); ``busy``; ``done`` (from the end
     of a program until the next start); ``cycles`` (since start, frozen at done); ``error``
     (sticky: bit 0 unknown op, bit 1 a layer does not fit the buffers or the descriptor is
-    inconsistent, bit 2 a read response without a request); ``layer`` (descriptor index);
+    inconsistent, e.g. logits with a skip, bit 2 a read response without a request);
+    ``layer`` (descriptor index);
     ``mac_beats`` (beats accepted by the MAC array since start). Memory master: ``mem_rd_cmd``
     (word address), ``mem_rd_data`` (in request order, any latency >= 1), ``mem_wr``
     (``write_layout``). At most ``max_reads`` reads are in flight.
@@ -598,11 +607,25 @@ class PactChip(wiring.Component):
         row_acc = Signal(C * AW)
         m.d.comb += row_acc.eq(_select(mac.o.payload.as_value(), d1_r, C * AW))
         m.d.comb += pact.i.valid.eq(d1_valid)
+        # Residual layers: the bank this layer writes holds the skip tensor (the output of the
+        # layer two before). Its plane d_co is read with the constants (same address timing,
+        # the write-back read port of that bank, idle during this layer's RUN); lane d_p0 + c
+        # of it is the skip code of column c. Nothing has written those lanes yet: only this
+        # row's own PACT result will, a few cycles later.
+        skip_plane = Signal(MP * LB)
+        skip_codes = Signal(C * LB)
+        m.d.comb += [
+            skip_plane.eq(Mux(cur, banks[0][2].data, banks[1][2].data)),
+            skip_codes.eq((Cat(skip_plane, Const(0, C * LB)) >> (d_p0[:lane_idx] * LB))
+                          [:C * LB]),
+        ]
         for c in range(C):
+            skip_term = Mux(d.skip, consts.skip_mult * skip_codes[c * LB:(c + 1) * LB], 0)
             m.d.comb += [
                 pact.i.payload.acc[c].eq(row_acc[c * AW:(c + 1) * AW]),
                 pact.i.payload.mult[c].eq(Mux(d1_ok, consts.mult, 0)),
-                pact.i.payload.offset[c].eq(Mux(d1_ok, consts.offset, 0)),
+                # The image format keeps offset + skip_mult * skip inside 48 signed bits.
+                pact.i.payload.offset[c].eq(Mux(d1_ok, consts.offset + skip_term, 0)),
                 pact.i.payload.shift[c].eq(Mux(d1_ok, consts.shift, 1)),
             ]
 
@@ -707,9 +730,13 @@ class PactChip(wiring.Component):
             m.d.comb += [
                 rp.addr.eq(comp_addr),
                 rp.en.eq(adv),
-                wbp.addr.eq(wb_rd[:ch_idx]),
-                wbp.en.eq(wb_adv),
             ]
+            # The second read port: the write-back's while it reads this bank, else the drain's
+            # skip read (a residual layer writes the bank whose write-back ended before it ran).
+            with m.If(wb_on & (wb_bank == b)):
+                m.d.comb += [wbp.addr.eq(wb_rd[:ch_idx]), wbp.en.eq(wb_adv)]
+            with m.Else():
+                m.d.comb += [wbp.addr.eq(d_co[:ch_idx]), wbp.en.eq(d_move)]
             with m.If(is_cur):
                 m.d.comb += [
                     wp.addr.eq(in_ci),
@@ -749,7 +776,7 @@ class PactChip(wiring.Component):
             | _eq(d.a_slices, 0) | (d.a_slices > p.a_slices_max)
             | _eq(d.in_bits, 0) | (d.in_bits > LB) | (d.in_bits > d.a_slices * A)
             | (~d.logits & (_eq(d.out_bits, 0) | (d.out_bits > LB)))
-            | (d.logits & (d.out_bits != LOGIT_BITS))
+            | (d.logits & (d.out_bits != LOGIT_BITS)) | (d.logits & d.skip)
             | (dec_nb > p.wbuf_depth))
 
         def clear_layer():

@@ -22,6 +22,16 @@ External memory holds:
   starts on a word boundary: channel ``c`` at word ``base + c * channel_words(H*W, bits,
   mem_width)``. Logits are 16-bit two's complement codes in the same format (``H = W = 1``).
 
+Residual layers (descriptor bit ``skip``): the layer adds ``skip_mult * skip_code`` (a signed
+32-bit ``skip_mult`` per output channel in its ``CONSTS`` record) to the requantization offset,
+``golden.integer.requantize_residual``. The skip tensor is the output of the layer two before:
+the activation banks ping-pong, so it still sits in the bank this layer writes, each plane in
+the lanes of its own positions. Code ``(r, p)`` is read once, in the drain, before ``out[r, p]``
+is written over it, so it is read in place. The compiler emits no other skip.
+
+Sizes (checked in tests/test_chip_format.py): ``DESCRIPTOR`` is 181 bits (3 words of 64),
+``CONSTS`` 102 bits (2 words of 64).
+
 Wide operands on the k-bit array (bit slicing): a layer with ``wbits_layer`` bit weights on a
 ``wbits``-bit array uses ``w_slices = ceil(wbits_layer / wbits)`` slices. Its code ``q`` is first
 re-coded to ``K' = w_slices * wbits`` bits, ``q' = q + 2**(K'-1) - 2**(wbits_layer-1)`` (the same
@@ -35,7 +45,7 @@ exactly the layer's odd weight value. Input codes are cut into ``abits``-bit uns
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
-from golden.integer import REQUANT_MULT_BITS, REQUANT_OFFSET_BITS
+from golden.integer import REQUANT_MULT_BITS, REQUANT_OFFSET_BITS, REQUANT_SKIP_MULT_BITS
 
 __all__ = [
     "OP_END", "OP_CONV", "DESCRIPTOR", "CONSTS", "ADDR_BITS",
@@ -67,6 +77,9 @@ DESCRIPTOR = data.StructLayout({
     # 1: read the input tensor from external memory at the CSR in_addr; 0: from the bank that
     # the previous layer wrote.
     "in_from_mem": unsigned(1),
+    # 1: a residual layer: before its PACT clip, add skip_mult (CONSTS) times the codes that the
+    # bank it writes holds (the output of the layer two before), read in place (see above).
+    "skip": unsigned(1),
     "w_addr": unsigned(ADDR_BITS),
     "c_addr": unsigned(ADDR_BITS),
     # Where the output tensor is written, relative to the CSR out_base.
@@ -77,6 +90,8 @@ CONSTS = data.StructLayout({
     "mult": signed(REQUANT_MULT_BITS),
     "offset": signed(REQUANT_OFFSET_BITS),
     "shift": unsigned(6),
+    # Residual layers only (0 otherwise): the multiplier of the skip codes.
+    "skip_mult": signed(REQUANT_SKIP_MULT_BITS),
 })
 
 

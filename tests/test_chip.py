@@ -199,6 +199,20 @@ NETWORKS = {
         [conv("c0", 1, 6, 5), conv("c1", 6, 6, 5, k=1, p=0), conv("c2", 6, 6, 5, k=1, p=0),
          fc("fc", 150, 2)],
         (1, 5, 5), dict(latency=(1, 2), wr_ready=0.1)),
+    # Residual layers (skip = the layer two before, read in place from the bank being
+    # written): partial channel and position tiles; two residual layers back to back.
+    "resnet-w4a4-2x3": (
+        SMALL,
+        [conv("c0", 1, 3, 5), conv("c1", 3, 3, 5), dict(conv("c2", 3, 3, 5), skip=0),
+         fc("fc", 75, 3)],
+        (1, 5, 5), dict(latency=(1, 4), cmd_ready=0.7, wr_ready=0.6)),
+    "resnet-w2a2-3x2": (
+        ChipParams(wbits=2, abits=2, rows=3, cols=2, mem_width=64, max_channels=6,
+                   max_plane=16, wbuf_depth=1024),
+        [conv("c0", 2, 4, 4, s=2), conv("c1", 4, 4, 2, k=1, p=0),
+         dict(conv("c2", 4, 4, 2), skip=0), dict(conv("c3", 4, 4, 2, k=1, p=0), skip=1),
+         fc("fc", 16, 4)],
+        (2, 4, 4), dict(latency=(1, 3), cmd_ready=0.8, wr_ready=0.3)),
     "mlp-w4a4-4x1": (
         ChipParams(wbits=4, abits=4, rows=4, cols=1, mem_width=64, max_channels=12,
                    max_plane=4, wbuf_depth=256),
@@ -288,6 +302,7 @@ def _descriptor_program(params, **fields):
     (dict(in_bits=8, a_slices=1), ERR_BUFFER),
     (dict(out_bits=16), ERR_BUFFER),
     (dict(logits=1, out_bits=16), ERR_BUFFER),  # logits need a 1x1 output
+    (dict(logits=1, out_bits=16, out_h=1, out_w=1, skip=1), ERR_BUFFER),  # no residual logits
     (dict(in_c=8, out_c=8, kernel=3, pad=1), ERR_BUFFER),  # 4 tiles x 72 beats > 256
     (dict(kernel=0), ERR_BUFFER),
     (dict(stride=0), ERR_BUFFER),

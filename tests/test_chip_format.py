@@ -10,10 +10,22 @@ from rtl import chip_format as cf
 def test_descriptor_fits_three_64_bit_words():
     assert cf.descriptor_words(64) == 3
     assert cf.consts_words(64) == 2
+    # with the residual fields (skip bit, 32-bit skip_mult): sizes stated in the docstring
+    assert (cf.DESCRIPTOR.size, cf.CONSTS.size) == (181, 102)
+
+
+def test_residual_fields_round_trip():
+    fields = dict(mult=-5, offset=7, shift=20, skip_mult=-(1 << 31))
+    value = cf.pack_record(cf.CONSTS, **fields)
+    assert cf.unpack_record(cf.CONSTS, value) == fields
+    d = cf.unpack_record(cf.DESCRIPTOR, cf.pack_record(cf.DESCRIPTOR, op=cf.OP_CONV, skip=1))
+    assert d["skip"] == 1 and d["logits"] == 0 and d["in_from_mem"] == 0
+    with pytest.raises(ValueError, match="skip_mult"):
+        cf.pack_record(cf.CONSTS, skip_mult=1 << 31)
 
 
 def test_record_round_trip_with_signed_fields():
-    fields = dict(mult=-32768, offset=-(1 << 47), shift=47)
+    fields = dict(mult=-32768, offset=-(1 << 47), shift=47, skip_mult=0)
     value = cf.pack_record(cf.CONSTS, **fields)
     words = cf.record_to_words(value, cf.consts_words(64), 64)
     assert cf.unpack_record(cf.CONSTS, cf.words_to_record(words, 64)) == fields

@@ -39,7 +39,7 @@ def check_equal(image, program, hw, inputs):
 # k = 2, 3, 4, 5, 8 for the array; the 8-bit end layers are cut into 4, 3, 2, 2, 1 slices.
 @pytest.mark.parametrize("wbits,abits", [(2, 2), (3, 3), (4, 4), (5, 5), (8, 8), (2, 4),
                                          (4, 2), (3, 5), (8, 3)])
-@pytest.mark.parametrize("model", ["cnn", "mlp"])
+@pytest.mark.parametrize("model", ["cnn", "mlp", "resnet"])
 def test_every_layer_equals_the_reference(wbits, abits, model):
     image = random_image(wbits * 10 + abits, model=model, wbits=wbits, abits=abits)
     hw = hardware(wbits=wbits, abits=abits)
@@ -155,3 +155,46 @@ def test_inconsistent_program_is_a_model_error():
     words = compiler.memory_words(program, random_inputs(5, image, 1))
     with pytest.raises(chip_model.ModelError, match="outside memory"):
         ChipModel(hw).run(words, in_addr=len(words) - 2, out_base=0)
+
+
+def test_residual_layers_read_the_skip_from_the_bank_they_write():
+    """The resnet: the skip term is applied (a wrong skip_mult in memory changes exactly that
+    layer), and the program's skip bit is what makes the model add it."""
+    image = random_image(21, model="resnet")
+    hw = hardware()
+    program = compiler.compile_image(image, hw)
+    xs = random_inputs(21, image, 1)
+    check_equal(image, program, hw, xs)
+    lay = program.layout["layers"][2]
+    assert lay["skip"] == 0 and program.layout["layers"][3]["skip"] is None
+    # channel 0's skip_mult, + 2**shift: one more output code per skip code
+    n = cf.consts_words(hw.mem_width)
+    rec = cf.unpack_record(cf.CONSTS, cf.words_to_record(
+        program.words[lay["c_addr"]:lay["c_addr"] + n], hw.mem_width))
+    assert rec["skip_mult"] == int(image.layers[2].skip_mult[0])
+    rec["skip_mult"] += 1 << rec["shift"]
+    program.words[lay["c_addr"]:lay["c_addr"] + n] = cf.record_to_words(
+        cf.pack_record(cf.CONSTS, **rec), n, hw.mem_width)
+    words, _ = run_program(program, hw, xs)
+    got, want = read_outputs(words, program.layout), run(image, xs[0])
+    assert np.array_equal(got[1], want[1]) and not np.array_equal(got[2][0], want[2][0])
+    assert np.array_equal(got[2][1:], want[2][1:])
+    # a cleared skip bit: the layer runs without the add
+    program = compiler.compile_image(image, hw)
+    patched_descriptor(program, 2, skip=0)
+    words, _ = run_program(program, hw, xs)
+    assert not np.array_equal(read_outputs(words, program.layout)[2], want[2])
+
+
+def test_skip_flags_and_model_errors():
+    image = random_image(22, model="resnet")
+    hw = hardware()
+    xs = random_inputs(22, image, 1)
+    program = compiler.compile_image(image, hw)
+    patched_descriptor(program, 1, skip=1)  # layer 1 writes the bank of the input: 1x8x8
+    with pytest.raises(chip_model.ModelError, match="skip"):
+        run_program(program, hw, xs)
+    program = compiler.compile_image(image, hw)
+    patched_descriptor(program, 6, skip=1)  # residual logits: the chip's buffer flag
+    _, results = run_program(program, hw, xs)
+    assert results[0].error == ERR_BUFFER and len(results[0].layers) == 6

@@ -198,3 +198,21 @@ def test_mlp_bit_exact(require_sim, tmp_path, sim):
     result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
                               work=tmp_path)
     assert [str(m) for m in result.mismatches] == []
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_resnet_bit_exact(require_sim, tmp_path, sim):
+    """Residual layers (the digits resnet's shapes, narrower): each adds the output of the
+    layer two before, read in place from the bank it writes."""
+    require_sim(sim)
+    hw_dir = small_chip(4, 4)
+    hw = compiler.load_hardware(hw_dir)
+    image = random_image(11, model="resnet", channels=(8, 16), wbits=4, abits=4)
+    assert [layer.skip for layer in image.layers] == [None, None, 0, None, None, 3, None]
+    program = compiler.compile_image(image, hw)
+    xs = random_inputs(11, image, 2)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                              work=tmp_path)
+    assert [str(m) for m in result.mismatches] == []
+    assert all(rec["error"] == 0 for rec in result.records)

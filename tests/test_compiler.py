@@ -100,13 +100,13 @@ def test_descriptors_constants_and_memory_map():
                          w_slices=ll["w_slices"], a_slices=ll["a_slices"],
                          in_bits=layer.in_bits, out_bits=layer.out_bits,
                          logits=int(layer.out_kind == "logits"), in_from_mem=int(i == 0),
-                         w_addr=ll["w_addr"], c_addr=ll["c_addr"], o_addr=ll["o_addr"])
+                         skip=0, w_addr=ll["w_addr"], c_addr=ll["c_addr"], o_addr=ll["o_addr"])
         cw = cf.consts_words(64)
         for c in range(cout):
             rec = cf.unpack_record(cf.CONSTS, cf.words_to_record(
                 prog.words[d["c_addr"] + c * cw:d["c_addr"] + (c + 1) * cw], 64))
             assert rec == dict(mult=int(layer.mult[c]), offset=int(layer.offset[c]),
-                               shift=int(layer.shift[c]))
+                               shift=int(layer.shift[c]), skip_mult=0)
         regions += [(ll["w_addr"], ll["w_addr"] + ll["w_words"]),
                     (ll["c_addr"], ll["c_addr"] + cout * cw)]
         assert ll["o_addr"] == o_end
@@ -276,3 +276,47 @@ def test_refuses_unexpressible_descriptor_and_nonsquare_fc():
     image = random_image(0, input_shape=(1, 4, 8), specs=specs)
     with pytest.raises(UserError, match="non-square 4x8"):
         compiler.compile_image(image, hardware())
+
+
+def resnet_specs(skip=0):
+    """conv 2x5x5 -> 4x5x5, conv 4 -> 4, conv 4 -> 4 adding layer ``skip``, fc 100 -> 3."""
+    def conv(name, cin):
+        return dict(name=name, op="conv", in_shape=(cin, 5, 5), out_shape=(4, 5, 5), kernel=3,
+                    stride=1, padding=1)
+    return [conv("c0", 2), conv("c1", 4), dict(conv("c2", 4), skip=skip),
+            dict(name="fc", op="fc", in_shape=(100,), out_shape=(3,))]
+
+
+def test_residual_layer_sets_skip_bit_and_skip_mult():
+    image = random_image(3, input_shape=(2, 5, 5), specs=resnet_specs())
+    hw = hardware()
+    program = compiler.compile_image(image, hw)
+    dw, mw = cf.descriptor_words(64), 64
+    descs = [cf.unpack_record(cf.DESCRIPTOR, cf.words_to_record(
+        program.words[i * dw:(i + 1) * dw], mw)) for i in range(4)]
+    assert [d["skip"] for d in descs] == [0, 0, 1, 0]
+    n = cf.consts_words(mw)
+    for i, layer in enumerate(image.layers):
+        base = program.layout["layers"][i]["c_addr"]
+        got = [cf.unpack_record(cf.CONSTS, cf.words_to_record(
+            program.words[base + c * n:base + (c + 1) * n], mw))["skip_mult"]
+            for c in range(layer.out_shape[0])]
+        want = [0] * layer.out_shape[0] if layer.skip is None else layer.skip_mult.tolist()
+        assert got == want
+    assert [lay["skip"] for lay in program.layout["layers"]] == [None, None, 0, None]
+
+
+def test_refuses_a_skip_that_is_not_the_layer_two_before(tmp_path, capsys):
+    specs = resnet_specs(skip=1)
+    image = random_image(4, input_shape=(2, 5, 5), specs=specs)
+    refuse(tmp_path, capsys, image, "layer 2 (c2) adds the output of layer 1; the chip can only "
+           "add the output of the layer two before (layer 0)")
+
+
+def test_refuses_logits_that_are_not_1x1(tmp_path, capsys):
+    specs = [dict(name="c0", op="conv", in_shape=(1, 4, 4), out_shape=(4, 4, 4), kernel=3,
+                  stride=1, padding=1),
+             dict(name="c1", op="conv", in_shape=(4, 4, 4), out_shape=(3, 2, 2), kernel=3,
+                  stride=2, padding=1)]
+    image = random_image(5, input_shape=(1, 4, 4), specs=specs)
+    refuse(tmp_path, capsys, image, "layer 1 (c1) produces logits over a 2x2 plane")

@@ -53,7 +53,7 @@ def test_chip_dir_depends_on_parameters():
     (["--sim", "modelsim"], "--sim must be one of"),
     (["--images", "0"], "--images must be >= 1"),
     (["--wbits", "9"], "--wbits must be an integer in 2..8"),
-    (["--model", "rnn"], "--model must be cnn or mlp"),
+    (["--model", "rnn"], "--model must be one of cnn, mlp, resnet"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, argv, match):
     args = {"--wbits": "4", "--abits": "4", "--json": str(tmp_path / "r.json")}
