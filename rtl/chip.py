@@ -420,8 +420,12 @@ class PactChip(wiring.Component):
         m.submodules.mac = mac = ResetInserter(flush)(MacArray(
             wbits=W, abits=A, rows=R, cols=C, max_reduction=p.max_reduction,
             max_shift=p.max_shift))
+        # One requantizer serves both kinds of layer: it saturates to signed ``pact_bits``, and
+        # clamping that to a narrower range equals clamping the exact value, as long as the
+        # range holds both the logits' 16 bits and every PACT code (lane_bits + 1 bits signed).
+        pact_bits = max(LOGIT_BITS, LB + 1)
         m.submodules.pact = pact = ResetInserter(flush)(PactUnit(
-            acc_width=p.acc_width, out_bits=LOGIT_BITS, lanes=C, signed_out=True))
+            acc_width=p.acc_width, out_bits=pact_bits, lanes=C, signed_out=True))
         wbuf_r = wbuf.read_port()
         cbuf_r = cbuf.read_port()
 
@@ -645,6 +649,9 @@ class PactChip(wiring.Component):
         for c in range(C):
             y = pact.o.payload[c]
             codes.append(Mux(y < 0, 0, Mux(y > maxcode, maxcode, y))[:LB])
+        lo, hi = -(1 << (LOGIT_BITS - 1)), (1 << (LOGIT_BITS - 1)) - 1
+        y0 = pact.o.payload[0]
+        logit0 = Mux(y0 < lo, lo, Mux(y0 > hi, hi, y0))[:LOGIT_BITS].as_signed()
         group_data = Cat(*codes)
         bank_wdata = Cat(*([group_data] * _ceil_div(MP, C)))[:MP * LB]
         bank_wen = Signal(MP)
@@ -719,7 +726,7 @@ class PactChip(wiring.Component):
             m.d.comb += [
                 self.mem_wr.valid.eq(logit_wr),
                 self.mem_wr.payload.addr.eq(obase + o_co),
-                self.mem_wr.payload.data.eq(pact.o.payload[0].as_unsigned()),
+                self.mem_wr.payload.data.eq(logit0.as_unsigned()),
             ]
 
         # Bank ports: the current bank is read by the compute and written by the input load;

@@ -213,6 +213,13 @@ NETWORKS = {
          dict(conv("c2", 4, 4, 2), skip=0), dict(conv("c3", 4, 4, 2, k=1, p=0), skip=1),
          fc("fc", 16, 4)],
         (2, 4, 4), dict(latency=(1, 3), cmd_ready=0.8, wr_ready=0.3)),
+    # 16-bit activations: PACT codes up to 65535 must pass the requantizer unsaturated, and
+    # logits must still saturate at 16 bits signed.
+    "cnn-w16a16-2x2": (
+        ChipParams(wbits=16, abits=16, rows=2, cols=2, mem_width=64, max_bits=16,
+                   max_channels=4, max_plane=16, wbuf_depth=128),
+        [conv("c0", 1, 3, 4), conv("c1", 3, 2, 4, k=1, p=0), fc("fc", 32, 3)],
+        (1, 4, 4), dict(latency=(1, 3))),
     "mlp-w4a4-4x1": (
         ChipParams(wbits=4, abits=4, rows=4, cols=1, mem_width=64, max_channels=12,
                    max_plane=4, wbuf_depth=256),
@@ -224,7 +231,7 @@ NETWORKS = {
 def network(name, seed=SEED):
     params, specs, in_shape, memory = NETWORKS[name]
     image = random_image(seed, wbits=params.wbits, abits=params.abits, input_shape=in_shape,
-                         specs=specs)
+                         specs=specs, end_bits=max(8, params.abits))
     return params, image, memory
 
 
