@@ -2,59 +2,13 @@
 """MacArray in Amaranth's simulator: exact sums against golden.integer, bubbles, back-pressure,
 and the no-bubble throughput between reductions."""
 
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from streams import run_stream
 
 from cosim.stimulus import mac_beats, mac_expected, mac_reductions
 from golden.integer import accumulator_width
 from rtl.mac_array import MacArray, accumulator_bound
-
-
-def run_stream(dut, beats, *, n_results, bubbles=0.0, backpressure=0.0, seed=0):
-    """Drive ``beats`` into ``dut.i`` and collect ``n_results`` payloads from ``dut.o``.
-
-    Returns ``(results, accept_cycles, result_cycles)``: the cycle of each accepted input beat
-    and of each accepted output.
-    """
-    rng = random.Random(seed)
-    results, accepted, emitted = [], [], []
-    cycle = [0]
-
-    async def clock(ctx):
-        async for _ in ctx.tick():
-            cycle[0] += 1
-
-    async def producer(ctx):
-        for beat in beats:
-            while rng.random() < bubbles:
-                await ctx.tick()
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, beat)
-            await ctx.tick().until(dut.i.ready)
-            accepted.append(cycle[0] - 1)
-            ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        prng = random.Random(seed + 1)
-        while len(results) < n_results:
-            ready = prng.random() >= backpressure
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if ready and valid:
-                results.append(payload)
-                emitted.append(cycle[0] - 1)
-        ctx.set(dut.o.ready, 0)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_process(clock)
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return results, accepted, emitted
 
 
 def as_array(payload, rows, cols):
