@@ -62,6 +62,7 @@ from . import chip_format as fmt
 from .gearbox import Gearbox
 from .mac_array import MacArray, accumulator_width
 from .pact_unit import PactUnit
+from .params import check_int
 from .plane_codec import PlanePack, PlaneUnpack
 
 __all__ = ["ChipParams", "PactChip", "write_layout", "KERNEL_MAX",
@@ -87,13 +88,6 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value!r}")
-
-
 @dataclass(frozen=True)
 class ChipParams:
     """The chip's parameters (validated) and the sizes derived from them."""
@@ -110,18 +104,18 @@ class ChipParams:
     max_reads: int = 16
 
     def __post_init__(self):
-        _check_int("wbits", self.wbits, 2, 16)
-        _check_int("abits", self.abits, 2, 16)
-        _check_int("rows", self.rows, 1, 64)
-        _check_int("cols", self.cols, 1, 64)
-        _check_int("mem_width", self.mem_width, 16, 1024)
+        check_int("wbits", self.wbits, 2, 16)
+        check_int("abits", self.abits, 2, 16)
+        check_int("rows", self.rows, 1, 64)
+        check_int("cols", self.cols, 1, 64)
+        check_int("mem_width", self.mem_width, 16, 1024)
         if self.mem_width & (self.mem_width - 1):
             raise ValueError(f"mem_width must be a power of two, not {self.mem_width}")
-        _check_int("max_bits", self.max_bits, 2, 16)
-        _check_int("max_channels", self.max_channels, 1, 4095)
-        _check_int("max_plane", self.max_plane, 1, 4096)
-        _check_int("wbuf_depth", self.wbuf_depth, 1, 1 << 20)
-        _check_int("max_reads", self.max_reads, 2, 256)
+        check_int("max_bits", self.max_bits, 2, 16)
+        check_int("max_channels", self.max_channels, 1, 4095)
+        check_int("max_plane", self.max_plane, 1, 4096)
+        check_int("wbuf_depth", self.wbuf_depth, 1, 1 << 20)
+        check_int("max_reads", self.max_reads, 2, 256)
         for name, n in (("weight", self.w_slices_max), ("activation", self.a_slices_max)):
             if n > 7:
                 raise ValueError(f"max_bits {self.max_bits} needs {n} {name} slices on this "

@@ -13,6 +13,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_int
+
 __all__ = ["MacArray", "input_layout", "output_layout", "accumulator_bound", "accumulator_width",
            "check_parameters"]
 
@@ -59,22 +61,14 @@ def output_layout(acc_width, rows, cols):
     return data.ArrayLayout(data.ArrayLayout(signed(acc_width), cols), rows)
 
 
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be {rng}, not {value!r}")
-
-
 def check_parameters(*, wbits, abits, rows, cols, max_reduction, max_shift=0):
     """Raise ``ValueError`` (``TypeError`` for a non-integer) naming the first bad parameter."""
-    _check_int("wbits", wbits, MIN_BITS, MAX_BITS)
-    _check_int("abits", abits, MIN_BITS, MAX_BITS)
-    _check_int("rows", rows, 1)
-    _check_int("cols", cols, 1)
-    _check_int("max_reduction", max_reduction, 1)
-    _check_int("max_shift", max_shift, 0)
+    check_int("wbits", wbits, MIN_BITS, MAX_BITS)
+    check_int("abits", abits, MIN_BITS, MAX_BITS)
+    check_int("rows", rows, 1)
+    check_int("cols", cols, 1)
+    check_int("max_reduction", max_reduction, 1)
+    check_int("max_shift", max_shift, 0)
 
 
 class MacArray(wiring.Component):

@@ -15,6 +15,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.integer import REQUANT_MAX_SHIFT, REQUANT_MULT_BITS, REQUANT_OFFSET_BITS
 
+from .params import check_int
+
 __all__ = ["PactUnit", "input_layout", "output_layout", "LATENCY"]
 
 #: Cycles from an accepted input beat to its result on ``o`` (without back-pressure).
@@ -41,14 +43,6 @@ def output_layout(out_bits, lanes, signed_out=False):
     """Payload layout of ``PactUnit.o``: one code per lane."""
     shape = signed(out_bits) if signed_out else unsigned(out_bits)
     return data.ArrayLayout(shape, lanes)
-
-
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be {rng}, not {value!r}")
 
 
 class PactUnit(wiring.Component):
@@ -81,9 +75,9 @@ class PactUnit(wiring.Component):
 
     def __init__(self, *, acc_width, out_bits, lanes=1, signed_out=False):
         try:
-            _check_int("acc_width", acc_width, MIN_ACC_WIDTH, MAX_ACC_WIDTH)
-            _check_int("out_bits", out_bits, MIN_OUT_BITS, MAX_OUT_BITS)
-            _check_int("lanes", lanes, 1)
+            check_int("acc_width", acc_width, MIN_ACC_WIDTH, MAX_ACC_WIDTH)
+            check_int("out_bits", out_bits, MIN_OUT_BITS, MAX_OUT_BITS)
+            check_int("lanes", lanes, 1)
             if not isinstance(signed_out, bool):
                 raise TypeError(f"signed_out must be a bool, not {signed_out!r}")
         except (TypeError, ValueError):
