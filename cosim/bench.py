@@ -196,6 +196,29 @@ def rngs(seed):
     return random.Random(f"{seed}-driver"), random.Random(f"{seed}-monitor")
 
 
+async def run_stream_bench(tb, config, words, checker, *, sink=None):
+    """Reset, then stream ``words`` into ``i`` (random bubbles) while ``o`` (random
+    back-pressure) feeds ``sink`` (default: ``checker``), until ``checker`` has every result.
+
+    ``config`` gives ``seed``, ``bubbles`` and ``backpressure``. Returns ``(driver, cycles,
+    wall_start)``: the driver (its accepted-beat cycles), the cycles from the end of reset to
+    the last result, and the ``time.perf_counter()`` at the end of reset.
+    """
+    dut = tb.dut
+    drv_rng, mon_rng = rngs(config["seed"])
+    driver = StreamDriver(dut, "i", rng=drv_rng, bubbles=config.get("bubbles", 0.0), tb=tb)
+    monitor = StreamMonitor(dut, "o", tb, checker if sink is None else sink, rng=mon_rng,
+                            backpressure=config.get("backpressure", 0.0))
+    await tb.reset()
+    wall = time.perf_counter()
+    start = tb.cycle
+    driver.send(words)
+    cocotb.start_soon(driver.run())
+    cocotb.start_soon(monitor.run())
+    await run_until_checked(tb, checker, max_cycles=20 * len(words) + 1000)
+    return driver, (checker.last_cycle or tb.cycle) - start, wall
+
+
 def summarize(block, config, checker, cycles, wall_start, **extra):
     """The bench summary (also what ``pact sim`` prints and writes); ``cycles`` from the end of
     reset to the last result."""

@@ -12,22 +12,10 @@ fail), ``random_only`` (skip the corner cases, for throughput runs), ``min_len``
 (random reduction lengths, default 1..16).
 """
 
-import time
-
 import cocotb
 import numpy as np
 
-from cosim.bench import (
-    TB,
-    InOrderChecker,
-    StreamDriver,
-    StreamMonitor,
-    load_config,
-    rngs,
-    run_until_checked,
-    summarize,
-    write_summary,
-)
+from cosim.bench import TB, InOrderChecker, load_config, run_stream_bench, summarize, write_summary
 from cosim.stimulus import (
     mac_beats,
     mac_corner_reductions,
@@ -73,19 +61,8 @@ async def mac_array_regression(dut):
             first_result.append(cycle)
         checker(raw, cycle)
 
-    drv_rng, mon_rng = rngs(cfg["seed"])
-    driver = StreamDriver(dut, "i", rng=drv_rng, bubbles=cfg.get("bubbles", 0.0), tb=tb)
-    monitor = StreamMonitor(dut, "o", tb, sink, rng=mon_rng,
-                            backpressure=cfg.get("backpressure", 0.0))
-    await tb.reset()
-    wall = time.perf_counter()
-    start = tb.cycle
-    driver.send(words)
-    cocotb.start_soon(driver.run())
-    cocotb.start_soon(monitor.run())
-    await run_until_checked(tb, checker, max_cycles=20 * len(words) + 1000)
+    driver, cycles, wall = await run_stream_bench(tb, cfg, words, checker, sink=sink)
     mismatches = checker.finish()
-    cycles = (checker.last_cycle or tb.cycle) - start
     summary = summarize("mac_array", cfg, checker, cycles, wall, beats=len(words),
                         macs=len(words) * p["rows"] * p["cols"], acc_width=acc_width)
     # Steady state: from the first to the last accepted beat, and first to last result.

@@ -10,21 +10,9 @@ Config (``PACT_TB_CONFIG``): ``params`` (acc_width, out_bits, lanes, signed_out,
 ``vectors``, ``seed``, ``bubbles``, ``backpressure``, ``inject_error``.
 """
 
-import time
-
 import cocotb
 
-from cosim.bench import (
-    TB,
-    InOrderChecker,
-    StreamDriver,
-    StreamMonitor,
-    load_config,
-    rngs,
-    run_until_checked,
-    summarize,
-    write_summary,
-)
+from cosim.bench import TB, InOrderChecker, load_config, run_stream_bench, summarize, write_summary
 from cosim.stimulus import pack, pact_beats, pact_expected, unpack
 from rtl.pact_unit import input_layout, output_layout
 
@@ -48,19 +36,8 @@ async def pact_unit_regression(dut):
 
     tb = TB(dut)
     checker = InOrderChecker(expected, lambda raw: unpack(out_layout, raw))
-    drv_rng, mon_rng = rngs(cfg["seed"])
-    driver = StreamDriver(dut, "i", rng=drv_rng, bubbles=cfg.get("bubbles", 0.0))
-    monitor = StreamMonitor(dut, "o", tb, checker, rng=mon_rng,
-                            backpressure=cfg.get("backpressure", 0.0))
-    await tb.reset()
-    wall = time.perf_counter()
-    start = tb.cycle
-    driver.send(words)
-    cocotb.start_soon(driver.run())
-    cocotb.start_soon(monitor.run())
-    await run_until_checked(tb, checker, max_cycles=20 * len(words) + 1000)
+    _, cycles, wall = await run_stream_bench(tb, cfg, words, checker)
     mismatches = checker.finish()
-    cycles = (checker.last_cycle or tb.cycle) - start
     summary = summarize("pact_unit", cfg, checker, cycles, wall, beats=len(words))
     write_summary(summary)
     assert mismatches == 0, f"{mismatches} mismatches; first: {checker.first}"
