@@ -36,22 +36,6 @@ def reduced(tmp_path_factory, require_sim_module):
     return out, json.loads((out / "report.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def require_sim_module():
-    """``require_sim`` for module-scoped fixtures (same rule: skip, or fail under CI=true)."""
-    from cosim.tools import missing_reason
-
-    def check(sim):
-        reason = missing_reason(sim)
-        if reason is None:
-            return
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{sim} is required under CI=true: {reason}")
-        pytest.skip(f"{sim} unavailable: {reason}")
-
-    return check
-
-
 def test_files_exist_and_are_not_empty(reduced):
     out, _ = reduced
     for name in ("report.json", "report.md", "report.html", *rp.PLOTS):
