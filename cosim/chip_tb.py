@@ -374,29 +374,10 @@ def layer_windows(record, nlayers):
 
 def _run_bench(info, sim, job, work, plusargs, waves=False):
     """One simulator process running the cocotb bench on the build ``info``."""
-    from cocotb_tools.runner import get_runner
+    from cosim.runner import run_job
 
-    from cosim.runner import TIMESCALE
-    from cosim.tools import prepare_environment
-
-    prepare_environment(sim)
-    job_path = work / "job.json"
-    job_path.write_text(json.dumps(job))
-    results = Path(job["results"])
-    results.unlink(missing_ok=True)
-    log = work / "sim.log"
-    runner = get_runner(sim)
-    try:
-        runner.test(test_module="cosim.chip_tb", hdl_toplevel=TOPLEVEL, build_dir=info.folder,
-                    hdl_toplevel_lang="verilog", test_dir=work, plusargs=plusargs,
-                    extra_env={"PACT_CHIP_JOB": str(job_path)}, timescale=TIMESCALE,
-                    results_xml=str(work / "results.xml"), log_file=log, waves=waves)
-    except (RuntimeError, SystemExit):
-        pass  # judged by the results file below
-    if not results.exists():
-        tail = log.read_text()[-2000:] if log.exists() else ""
-        raise RuntimeError(f"the {sim} bench wrote no results; see {log}\n{tail}")
-    return json.loads(results.read_text())
+    return run_job(sim, info.folder, "cosim.chip_tb", TOPLEVEL, job, work,
+                   job_env="PACT_CHIP_JOB", plusargs=plusargs, waves=waves)
 
 
 def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=True,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from cosim.tools import prepare_environment
 
-__all__ = ["SIM_BUILD", "BuildInfo", "RunResult", "build", "run", "build_folder",
+__all__ = ["SIM_BUILD", "BuildInfo", "RunResult", "build", "run", "run_job", "build_folder",
            "config_name"]
 
 #: Root of all build folders (git-ignored): ``sim_build/`` in the repository, or
@@ -252,3 +252,34 @@ def _run_locked(sim, info, test_module, folder, config, seed, extra_env):
     return RunResult(passed, summary, folder, log, waves if waves and waves.exists() else None,
                      seconds)
 
+
+
+def run_job(sim, build_dir, test_module, toplevel, job, work, *, job_env, plusargs=(),
+            waves=False, what="bench"):
+    """Run the cocotb ``test_module`` on the build in ``build_dir`` for a bench driven by a job
+    file (the chip benches); return the results the bench wrote, parsed.
+
+    ``job`` is written to ``<work>/job.json``, named by the environment variable ``job_env``;
+    the bench writes its results to ``job["results"]``. A failed simulation does not raise (the
+    caller judges the results); no results file raises ``RuntimeError`` with the log's tail.
+    """
+    from cocotb_tools.runner import get_runner
+
+    prepare_environment(sim)
+    job_path = work / "job.json"
+    job_path.write_text(json.dumps(job))
+    results = Path(job["results"])
+    results.unlink(missing_ok=True)
+    log = work / "sim.log"
+    runner = get_runner(sim)
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+                    hdl_toplevel_lang="verilog", test_dir=work, plusargs=list(plusargs),
+                    extra_env={job_env: str(job_path)}, timescale=TIMESCALE,
+                    results_xml=str(work / "results.xml"), log_file=log, waves=waves)
+    except (RuntimeError, SystemExit):
+        pass  # judged by the results file below
+    if not results.exists():
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise RuntimeError(f"the {sim} {what} wrote no results; see {log}\n{tail}")
+    return json.loads(results.read_text())

@@ -126,30 +126,11 @@ def measure(sim, mode, image, program, hw_dir, *, images, work, seed=1):
 
 
 def _run(sim, info, job, work, memfile, dumpfile):
-    from cocotb_tools.runner import get_runner
+    from cosim.runner import run_job
 
-    from cosim.runner import TIMESCALE
-    from cosim.tools import prepare_environment
-
-    prepare_environment(sim)
-    job_path = work / "job.json"
-    job_path.write_text(json.dumps(job))
-    results = Path(job["results"])
-    results.unlink(missing_ok=True)
-    log = work / "sim.log"
     plusargs = [f"+MEMFILE={memfile}", f"+DUMPFILE={dumpfile}", f"+MEM_LAST={job['last']}"]
-    try:
-        get_runner(sim).test(
-            test_module="pact.sim_speed", hdl_toplevel="chip_harness", build_dir=info.folder,
-            hdl_toplevel_lang="verilog", test_dir=work, plusargs=plusargs,
-            extra_env={"PACT_SPEED_JOB": str(job_path)}, timescale=TIMESCALE,
-            results_xml=str(work / "results.xml"), log_file=log)
-    except (RuntimeError, SystemExit):
-        pass  # judged by the results file
-    if not results.exists():
-        tail = log.read_text()[-2000:] if log.exists() else ""
-        raise RuntimeError(f"the {sim} speed bench wrote no results; see {log}\n{tail}")
-    return json.loads(results.read_text())
+    return run_job(sim, info.folder, "pact.sim_speed", "chip_harness", job, work,
+                   job_env="PACT_SPEED_JOB", plusargs=plusargs, what="speed bench")
 
 
 try:
