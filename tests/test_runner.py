@@ -16,6 +16,20 @@ endmodule
 """
 
 
+# A job-file bench for run_job: echoes the job's "echo" into its results file.
+JOB_BENCH = """
+import json, os
+from pathlib import Path
+
+import cocotb
+
+@cocotb.test()
+async def echo(dut):
+    job = json.loads(Path(os.environ["TEST_JOB"]).read_text())
+    Path(job["results"]).write_text(json.dumps({"echo": job["echo"]}))
+"""
+
+
 def write_counter(path, bits=4):
     path.write_text(COUNTER.format(msb=bits - 1))
     return path
@@ -75,6 +89,26 @@ def test_bench_error_is_a_failed_run_not_an_exception(require_sim, tmp_path, sim
     result = runner.run(sim, info, "cosim.pact_unit_tb", config={"params": {}}, name="broken")
     assert not result.passed and result.summary == {}
     assert result.log.exists() and result.folder == info.folder / "runs" / "broken"
+
+
+def test_run_job_returns_the_results_and_names_the_log_when_there_are_none(
+        require_sim, tmp_path, monkeypatch):
+    require_sim("icarus")
+    info = runner.build("icarus", [write_counter(tmp_path / "counter.v")], "counter", "cfg",
+                        root=tmp_path / "b")
+    (tmp_path / "job_bench.py").write_text(JOB_BENCH)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the simulator's Python gets sys.path
+    work = tmp_path / "work"
+    work.mkdir()
+    job = {"results": str(work / "results.json"), "echo": 7}
+    got = runner.run_job("icarus", info.folder, "job_bench", "counter", job, work,
+                         job_env="TEST_JOB")
+    assert got == {"echo": 7}
+    # The bench now fails before writing: the previous results file must not be read back.
+    del job["echo"]
+    with pytest.raises(RuntimeError, match=r"the icarus speed bench wrote no results; see .*sim"):
+        runner.run_job("icarus", info.folder, "job_bench", "counter", job, work,
+                       job_env="TEST_JOB", what="speed bench")
 
 
 def test_verilator_build_is_reused(require_sim):
