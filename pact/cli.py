@@ -30,23 +30,15 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            p.set_defaults(_run=None, _module=module)
-            continue
+        mod = importlib.import_module(module)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run, _module=module)
+        p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args._run is None:
-        parser.error(f"'{args.command}' is not available in this build")
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
