@@ -149,6 +149,8 @@ def test_cli_trains_and_prints_a_summary(tmp_path, capsys):
     (["--wbits", "4"], "--abits"),
     (["--wbits", "4", "--abits", "12"], "abits"),
     (["--wbits", "4", "--abits", "4", "--data", "mnist:/no/such/dir"], "does not exist"),
+    (["--wbits", "4", "--abits", "4", "--model", "lenet", "--data", "digits"],
+     "lenet cannot take the 1x8x8 images of digits"),
 ])
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
