@@ -216,3 +216,27 @@ def test_resnet_bit_exact(require_sim, tmp_path, sim):
                               work=tmp_path)
     assert [str(m) for m in result.mismatches] == []
     assert all(rec["error"] == 0 for rec in result.records)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim, max_reads", [("icarus", 2), ("icarus", 3), ("verilator", 2)])
+def test_few_reads_in_flight_finish_under_stalls_and_latency(require_sim, tmp_path, sim,
+                                                             max_reads):
+    """Issue 12's hang: with two reads in flight, a stalling or slow memory used to get an
+    answer dropped (no room in the response FIFO) and the chip waited forever. On a 16-bit
+    port (the most reads per layer), stalled and slow, every image is bit-exact with no
+    error flag. (Every max_reads is covered on the Amaranth simulator, tests/test_chip.py.)"""
+    require_sim(sim)
+    hw_dir = generate_chip(dict(wbits=4, abits=4, **SMALL_CHIP, mem_width=16,
+                                max_reads=max_reads), log=lambda msg: None)
+    hw = compiler.load_hardware(hw_dir)
+    image = small_network(13, 4, 4)
+    program = compiler.compile_image(image, hw)
+    xs = random_inputs(13, image, 1)
+    for stall, latency in ((30, 1), (1, 3)):
+        result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                                  work=tmp_path / f"s{stall}l{latency}", mem_stall=stall,
+                                  mem_latency=latency, waves_on_mismatch=False)
+        assert [str(m) for m in result.mismatches] == []
+        rec = result.records[0]
+        assert rec["error"] == 0 and not rec["timeout"]
