@@ -238,6 +238,14 @@ def load_checkpoint(run_dir):
                         "train the run again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint; train the run again")
+    # A file damaged in place still loads; only the fingerprint tells its weights changed.
+    try:
+        intact = state_fingerprint(ckpt["state_dict"]) == ckpt.get("fingerprint")
+    except (KeyError, AttributeError, TypeError):
+        intact = False
+    if not intact:
+        raise UserError(f"{path} is damaged: its weights do not match the fingerprint stored "
+                        "with them; train the run again")
     return ckpt
 
 
