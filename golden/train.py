@@ -31,6 +31,8 @@ import torch
 from torch.nn import functional as F
 
 from pact.errors import UserError
+from pact.paths import check_output, locked
+from pact.paths import runs_root as _runs_root
 
 from . import data as data_mod
 from .models import BITS_RANGE, MODELS, PactNet, describe
@@ -221,9 +223,13 @@ def _progress(iterable, enabled, desc):
 
 
 def _atomic_write(path, write):
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(run_dir):
@@ -271,18 +277,29 @@ def is_cached(out, config):
 _cached = is_cached  # the name cosim.flow used first
 
 
-def train(config, out=None, *, reuse=False, progress=True, runs_root=DEFAULT_RUNS):
-    """Train ``config`` into ``out`` (default ``runs_root/run_key(config)``); return the dir.
+def train(config, out=None, *, reuse=False, progress=True, runs_root=None):
+    """Train ``config`` into ``out`` (default ``runs_root/run_key(config)``, ``runs_root``
+    defaulting to ``$PACT_RUNS`` or ``runs/``); return the dir.
 
     With ``reuse=True`` a directory that already holds a finished run of the same configuration
-    is returned as is.
+    is returned as is. Processes training into the same directory take turns (a lock beside
+    it), so two identical flows started together train once.
     """
     config.validate()
-    out = Path(out) if out is not None else Path(runs_root) / run_key(config)
+    root = _runs_root() if runs_root is None else Path(runs_root)
+    out = Path(out) if out is not None else root / run_key(config)
     if reuse and is_cached(out, config):
         return out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked(out.with_name(f".{out.name}.lock")):
+        if reuse and is_cached(out, config):
+            return out
+        return _train_locked(config, out, progress)
+
+
+def _train_locked(config, out, progress):
     dataset = data_mod.load(config.data)
 
     torch.set_num_threads(config.threads)
@@ -374,7 +391,8 @@ def add_arguments(parser):
     parser.add_argument("--subset", type=int,
                         help="train on the first N training images only (quick checks)")
     parser.add_argument("--out", type=Path,
-                        help=f"run directory (default: {DEFAULT_RUNS}/<configuration key>)")
+                        help=f"run directory (default: $PACT_RUNS or {DEFAULT_RUNS}, then "
+                             "/<configuration key>)")
     parser.add_argument("--reuse", action="store_true",
                         help="return at once if --out already holds this exact configuration")
     parser.add_argument("--quiet", action="store_true",
@@ -397,6 +415,8 @@ def config_from_args(args):
 
 def run(args):
     config = config_from_args(args)
+    if args.out is not None:
+        check_output(args.out, "--out", folder=True)
     progress = not args.quiet and os.environ.get("PACT_NO_PROGRESS") is None
     out = train(config, args.out, reuse=args.reuse, progress=progress)
     metrics = json.loads((out / METRICS).read_text())

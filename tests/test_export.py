@@ -206,7 +206,7 @@ def test_export_is_deterministic(run_dir, tmp_path):
 def test_export_errors(tmp_path, run_dir):
     with pytest.raises(UserError, match="does not exist"):
         export(tmp_path / "none")
-    with pytest.raises(UserError, match="is a directory"):
+    with pytest.raises(UserError, match="is a folder"):
         export(run_dir, tmp_path)
     with pytest.raises(UserError, match="does not exist"):
         export(run_dir, tmp_path / "no" / "dir" / "x.pactimg")
