@@ -10,6 +10,13 @@
 4. Run the first N digits test images through the simulated chip (``cosim.chip_tb``) and check
    every layer's output of every image against ``golden/reference.py`` with ``==``.
 
+Several flows may run at once: each simulates in its own work folder under
+``sim_build/flow/`` (removed after a bit-exact run, kept with its dumps and waveform after a
+failing one: ``work_dir`` in the report); the training run, the chip and the simulator build
+are each made once, under a file lock (``pact.paths.locked``), and then shared. ``runs/`` and
+``sim_build/`` are in the working directory unless ``$PACT_RUNS``/``$PACT_SIM_BUILD`` say
+otherwise.
+
 The JSON report holds ``images``, ``bit_exact_images``, ``mismatches`` (the first diverging
 layer, channel, position and cycle window of each failing image), ``hw_accuracy`` (argmax of the
 chip's logits against the labels), ``golden_accuracy`` (the integer reference's),
@@ -378,7 +385,8 @@ def summary(report):
     lines.append("  times              " + "  ".join(f"{k[:-2]} {v:.1f}s"
                                                     for k, v in r["times"].items()))
     for m in r["mismatches"][:5]:
-        # The cause first (timeout, which error flag, at which layer), then the first value.
+        # The first differing value, then the chip's own cause (timeout, or which error
+        # flag, at which layer), which the JSON alone used to carry.
         reason = m.get("reason")
         if m["layer"] is None:
             lines.append(f"  image {m['image']}: outputs match but {reason}")
