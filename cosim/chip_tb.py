@@ -22,6 +22,7 @@ with their CSR values), program address, a timeout in cycles, and optionally the
 record waves over.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pact.errors import UserError
+from pact.paths import write_file
 
 __all__ = ["TB", "HARNESS", "Mismatch", "ChipRun", "check_outputs", "first_mismatch",
            "build", "run_chip", "relayout", "mem_words_for", "batch_slots", "test_chip"]
@@ -264,9 +266,10 @@ def _verilog(hw_dir):
 
 
 def _config(hw_dir, mem_words):
-    """Build folder name: ``chip-<12 hex of the Verilog>-m<mem_words>``."""
-    _, manifest = _verilog(hw_dir)
-    tag = manifest.get("verilog_sha256") or manifest.get("config_hash", "unknown")
+    """Build folder name: ``chip-<12 hex of the Verilog file's content>-m<mem_words>`` (the
+    file's own hash, not the manifest's claim: two different files never share a build)."""
+    verilog, _ = _verilog(hw_dir)
+    tag = hashlib.sha256(verilog.read_bytes()).hexdigest()
     return f"chip-{tag[:12]}-m{mem_words}"
 
 
@@ -291,16 +294,14 @@ HARNESS_PORTS = ("clk", "rst", "start", "prog_addr", "in_addr", "out_base", "loa
 
 def verilator_control_file():
     """``sim_build/verilator/chip_harness.vlt``: the harness ports, public for cocotb."""
-    from cosim.runner import SIM_BUILD
+    from pact.paths import sim_build_root
 
-    path = SIM_BUILD / "verilator" / f"{TOPLEVEL}.vlt"
+    path = sim_build_root() / "verilator" / f"{TOPLEVEL}.vlt"
     text = "`verilator_config\n" + "".join(
         f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in HARNESS_PORTS)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_file(path, text)
     return path
 
 
@@ -319,11 +320,14 @@ def build(sim, hw_dir, *, mem_words, waves=False):
     size (``cosim.runner``: reused while the sources and arguments are unchanged; a lock lets
     parallel workers share it). Returns the ``cosim.runner.BuildInfo``."""
     from cosim import runner
+    from gen.compiler import check_verilog_hash
 
-    verilog, _ = _verilog(hw_dir)
+    verilog, manifest = _verilog(hw_dir)
     if not verilog.exists():
         raise UserError(f"{verilog} does not exist; generate the chip with "
                         "'pact gen --block chip --out DIR'")
+    if "verilog_sha256" in manifest:
+        check_verilog_hash(hw_dir, manifest)
     sources = [verilog, HARNESS]
     if sim == "verilator":
         # (first: cocotb takes the language of the top level from the last source)
@@ -464,15 +468,40 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     return run
 
 
+#: The chip's ``error`` bits by name, with what each means (``rtl.chip``).
+ERROR_FLAGS = {
+    1: ("ERR_UNKNOWN_OP", "a descriptor with an unknown op"),
+    2: ("ERR_BUFFER", "a layer that does not fit the buffers or an inconsistent descriptor"),
+    4: ("ERR_MEMORY", "a read response without a request"),
+}
+
+
+def flag_names(error):
+    """``'ERR_BUFFER (a layer that ...)'`` for each bit set in ``error``, joined."""
+    names = [f"{name} ({what})" for bit, (name, what) in ERROR_FLAGS.items() if error & bit]
+    unknown = error & ~sum(ERROR_FLAGS)
+    if unknown:
+        names.append(f"unknown bits 0b{unknown:b}")
+    return ", ".join(names)
+
+
+def _last_layer(rec):
+    marks = rec.get("marks") or []
+    return marks[-1][0] if marks else 0
+
+
 def _complaint(rec):
-    """What the chip or the harness reported besides the outputs, or ``None``."""
+    """What the chip or the harness reported besides the outputs (the cause: timeout or which
+    error flag, and the layer the chip was in), or ``None``."""
     if rec is None:
-        return "the bench did not reach this image"
+        return "the bench did not reach this image (an earlier image timed out)"
     parts = []
     if rec["timeout"]:
-        parts.append(f"no done within the timeout ({rec['cycles']} cycles counted)")
+        parts.append(f"timeout: no done within {rec['cycles']} cycles, stuck in layer "
+                     f"{_last_layer(rec)} after {rec['mac_beats']} MAC beats")
     if rec["error"]:
-        parts.append(f"error flags 0b{rec['error']:04b}")
+        parts.append(f"error flags 0b{rec['error']:04b}: {flag_names(rec['error'])} at layer "
+                     f"{_last_layer(rec)}")
     if rec["mem_errors"]:
         parts.append(f"{rec['mem_errors']} memory accesses outside the harness memory")
     return ", ".join(parts) or None

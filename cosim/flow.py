@@ -10,6 +10,13 @@
 4. Run the first N digits test images through the simulated chip (``cosim.chip_tb``) and check
    every layer's output of every image against ``golden/reference.py`` with ``==``.
 
+Several flows may run at once: each simulates in its own work folder under
+``sim_build/flow/`` (removed after a bit-exact run, kept with its dumps and waveform after a
+failing one: ``work_dir`` in the report); the training run, the chip and the simulator build
+are each made once, under a file lock (``pact.paths.locked``), and then shared. ``runs/`` and
+``sim_build/`` are in the working directory unless ``$PACT_RUNS``/``$PACT_SIM_BUILD`` say
+otherwise.
+
 The JSON report holds ``images``, ``bit_exact_images``, ``mismatches`` (the first diverging
 layer, channel, position and cycle window of each failing image), ``hw_accuracy`` (argmax of the
 chip's logits against the labels), ``golden_accuracy`` (the integer reference's),
@@ -24,13 +31,21 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from pact.errors import UserError
+from pact.paths import (
+    check_output,
+    locked,
+    publish_folder,
+    runs_root,
+    sim_build_root,
+    temp_folder,
+    write_file,
+)
 
 __all__ = ["FlowConfig", "flow", "chip_dir", "generate_chip", "utilization", "add_arguments",
            "run"]
@@ -43,7 +58,7 @@ class FlowConfig:
     """The parameters of one flow (validated on construction: ``UserError`` on a bad one)."""
 
     def __init__(self, *, wbits, abits, sim="verilator", images=100, rows=8, cols=8,
-                 model="cnn", seed=0, epochs=40, runs="runs", work=None, mem_stall=0,
+                 model="cnn", seed=0, epochs=40, runs=None, work=None, mem_stall=0,
                  mem_latency=1, waves=True, progress=True):
         for name, v, lo, hi in (("wbits", wbits, 2, 8), ("abits", abits, 2, 8),
                                 ("images", images, 1, 100_000), ("rows", rows, 1, 64),
@@ -61,7 +76,8 @@ class FlowConfig:
             raise UserError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
         self.wbits, self.abits, self.sim, self.images = wbits, abits, sim, images
         self.rows, self.cols, self.model, self.seed = rows, cols, model, seed
-        self.epochs, self.runs, self.mem_stall = epochs, Path(runs), mem_stall
+        self.epochs, self.mem_stall = epochs, mem_stall
+        self.runs = Path(runs) if runs is not None else runs_root()
         self.mem_latency = mem_latency
         self.work = Path(work) if work else None
         self.waves, self.progress = waves, progress
@@ -106,7 +122,7 @@ def _generator_sources_hash():
 def chip_dir(params, root=None):
     """``sim_build/chips/chip-w<W>a<A>r<R>c<C>-<hash>``: one folder per parameters and
     generator sources."""
-    root = Path(root) if root else ROOT / "sim_build" / "chips"
+    root = Path(root) if root else sim_build_root() / "chips"
     key = json.dumps({"params": params, "sources": _generator_sources_hash()}, sort_keys=True)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     p = params
@@ -117,27 +133,24 @@ def generate_chip(params, log=print, root=None):
     """Generate the chip for ``params`` (``wbits``, ``abits``, ``rows``, ``cols`` and any chip
     option) unless an up-to-date one exists; returns its folder. Parallel callers (pytest
     workers) wait on a lock and share one generation."""
-    import fcntl
     import shutil
 
     from gen.generate import DEFAULT_MAX_REDUCTION, generate
 
     out = chip_dir(params, root)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(out.with_name(out.name + ".lock")):
         if _chip_ok(out):
             log(f"reusing chip {out}")
             return out
         log(f"generating chip {out}")
         full = {"max_reduction": DEFAULT_MAX_REDUCTION, **params}
-        # Generate next to the final folder and rename: a crash leaves no half-made chip.
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        # Generate next to the final folder and rename: a crash leaves no half-made chip, and
+        # a kill leaves a temporary folder that the next generation here removes.
+        tmp = temp_folder(out)
         try:
             generate("chip", full, tmp)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            publish_folder(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -151,6 +164,16 @@ def _chip_ok(out):
     verilog = out / m.get("verilog", "pact_chip.v")
     return verilog.exists() and hashlib.sha256(verilog.read_bytes()).hexdigest() == m.get(
         "verilog_sha256")
+
+
+def _check_image_count(cfg, image_path):
+    from golden import data as data_mod
+    from golden import image as image_mod
+
+    name = image_mod.load(image_path).meta.get("dataset", "digits") if image_path else "digits"
+    available = len(data_mod.load(name).x_test)
+    if cfg.images > available:
+        raise UserError(f"--images {cfg.images} is more than the {available} test images")
 
 
 def test_images(image, count):
@@ -221,6 +244,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
 
     times = {}
     t = time.perf_counter()
+    _check_image_count(cfg, image_path)  # before hours of training, not after
     if image_path is None:
         image_path = train_and_export(cfg, log)
     times["train_export_s"] = time.perf_counter() - t
@@ -244,7 +268,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
                               expected[:MODEL_CHECK_IMAGES])
     times["compile_reference_s"] = time.perf_counter() - t
 
-    work = cfg.work or (ROOT / "sim_build" / "flow" / f"{Path(hw_dir).name}-{cfg.sim}")
+    work = cfg.work or temp_folder(sim_build_root() / "flow" / f"{Path(hw_dir).name}-{cfg.sim}")
     t = time.perf_counter()
     bar = _progress_bar(cfg.images, cfg.progress, f"{cfg.sim} build+sim")
     try:
@@ -258,6 +282,11 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         if bar:
             bar.close()
     times["simulate_s"] = time.perf_counter() - t - times.get("build_s", 0.0)
+    if cfg.work is None:
+        old, work = work, _finish_work(work, keep=bool(result.mismatches))
+        for m in result.mismatches:
+            if m.waves and work is not None:
+                m.waves = m.waves.replace(str(old), str(work))
 
     golden_pred = np.argmax(expected_b[-1], axis=1)
     hw_pred = np.array([int(np.argmax(o[-1])) for o in result.outputs])
@@ -288,6 +317,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         "errors": sorted({r["error"] for r in result.records if r and r["error"]}),
         "times": {k: round(v, 3) for k, v in times.items()},
         "build_dir": result.build_dir,
+        "work_dir": str(work) if work is not None else None,
     }
     return report
 
@@ -307,6 +337,19 @@ def model_check(program, hw, xs, expected):
     words, results = run_program(prog, hw, xs)
     return all(r.error == 0 and first_mismatch(e, read_outputs(words, prog.layout, i)) is None
                for i, (r, e) in enumerate(zip(results, expected, strict=True)))
+
+
+def _finish_work(work, keep):
+    """A run's own work folder: removed after a clean run; after a failing one (it holds the
+    dumps and the waveform) renamed from its temporary name, so that it stays."""
+    import shutil
+
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+    kept = work.with_name(work.name.split("-", 2)[2])  # drop ".tmp-<pid>-"
+    os.replace(work, kept)
+    return kept
 
 
 def _progress_bar(total, enabled, desc):
@@ -342,11 +385,19 @@ def summary(report):
     lines.append("  times              " + "  ".join(f"{k[:-2]} {v:.1f}s"
                                                     for k, v in r["times"].items()))
     for m in r["mismatches"][:5]:
+        # The first differing value, then the chip's own cause (timeout, or which error
+        # flag, at which layer), which the JSON alone used to carry.
+        reason = m.get("reason")
+        if m["layer"] is None:
+            lines.append(f"  image {m['image']}: outputs match but {reason}")
+            continue
         window = f", cycles {m['window'][0]}..{m['window'][1]}" if m["window"] else ""
         lines.append(f"  mismatch: image {m['image']} layer {m['layer']} ({m['name']}) "
                      f"channel {m['channel']} position {tuple(m['position'])}: expected "
                      f"{m['expected']}, got {m['got']}{window}"
                      + (f"; waves {m['waves']}" if m.get("waves") else ""))
+        if reason:
+            lines.append(f"    cause: {reason}")
     return "\n".join(lines)
 
 
@@ -366,8 +417,8 @@ def add_arguments(parser):
     parser.add_argument("--seed", default="0", metavar="S", help="training seed (default 0)")
     parser.add_argument("--epochs", default="40", metavar="E",
                         help="training epochs (default 40)")
-    parser.add_argument("--runs", default="runs", metavar="DIR",
-                        help="training runs folder (default runs/)")
+    parser.add_argument("--runs", default=None, metavar="DIR",
+                        help="training runs folder (default $PACT_RUNS or runs/)")
     parser.add_argument("--image", metavar="FILE",
                         help="use this model image instead of training")
     parser.add_argument("--hw", metavar="DIR",
@@ -385,6 +436,9 @@ def add_arguments(parser):
 def run(args):
     from gen.generate import parse_int
 
+    out = check_output(args.json, "--json")
+    if args.runs is not None:
+        check_output(args.runs, "--runs", folder=True)
     cfg = FlowConfig(
         wbits=parse_int("wbits", args.wbits), abits=parse_int("abits", args.abits),
         sim=args.sim, images=parse_int("images", args.images, 1),
@@ -394,9 +448,6 @@ def run(args):
         mem_stall=parse_int("mem_stall", args.mem_stall, 0),
         mem_latency=parse_int("mem_latency", args.mem_latency, 1), waves=not args.no_waves,
         progress=not args.quiet)
-    out = Path(args.json)
-    if out.is_dir() or not out.resolve().parent.is_dir():
-        raise UserError(f"--json {out}: give a file in an existing folder")
     from cosim.tools import prepare_environment
 
     prepare_environment(cfg.sim)  # a missing simulator fails before any work
@@ -405,9 +456,7 @@ def run(args):
     t = time.perf_counter()
     report = flow(cfg, image_path=args.image, hw_dir=args.hw, log=log)
     report["times"]["total_s"] = round(time.perf_counter() - t, 3)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    write_file(out, json.dumps(report, indent=1, sort_keys=True) + "\n")
     print(summary(report))
     print(f"  report             {out}")
     return 0 if report["bit_exact_images"] == report["images"] else 1

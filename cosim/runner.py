@@ -14,28 +14,30 @@
   summary to the JSON file named by ``PACT_TB_RESULT`` (see ``cosim.bench``).
 - Verilator's run-time objects (``verilated*.o``, most of a build's compile time) are shared
   between builds with the same flags through ``sim_build/verilator/_runtime-<key>``.
-- ``$PACT_SIM_BUILD`` moves the whole tree (default: ``sim_build/`` in the repository).
+- ``$PACT_SIM_BUILD`` moves the whole tree (default: ``sim_build/`` in the working directory,
+  like ``runs/``; see ``pact.paths``).
+- The stamp, written last, also records the SHA-256 of the built simulator binary; a build is
+  reused only while its binary still has that hash, so a damaged (e.g. truncated) build is
+  rebuilt instead of failing every run.
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 from cosim.tools import prepare_environment
+from pact.paths import locked, sim_build_root, write_file
 
 __all__ = ["SIM_BUILD", "BuildInfo", "RunResult", "build", "run", "run_job", "build_folder",
            "config_name"]
 
-#: Root of all build folders (git-ignored): ``sim_build/`` in the repository, or
-#: ``$PACT_SIM_BUILD`` (e.g. to time cold builds without touching the shared one).
-SIM_BUILD = Path(os.environ.get("PACT_SIM_BUILD")
-                 or Path(__file__).resolve().parent.parent / "sim_build").resolve()
+#: Root of all build folders (git-ignored) when this module was imported: ``sim_build/`` in the
+#: working directory, or ``$PACT_SIM_BUILD`` (``pact.paths.sim_build_root``, which the
+#: functions here call each time).
+SIM_BUILD = sim_build_root()
 
 #: Icarus needs a timescale; Verilator gets the same one so that times agree.
 TIMESCALE = ("1ns", "1ps")
@@ -75,19 +77,33 @@ def config_name(prefix, params):
 
 def build_folder(sim, config, *, waves=False, root=None):
     """``<root>/<sim>/<config>[-waves]``."""
-    root = Path(root) if root is not None else SIM_BUILD
+    root = Path(root) if root is not None else sim_build_root()
     return root / sim / (f"{config}-waves" if waves else config)
 
 
-@contextlib.contextmanager
-def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+_locked = locked  # the name used before pact.paths had it
+
+
+def _binary(sim, folder, toplevel):
+    """The simulator binary a build makes: Verilator's ``<toplevel>``, Icarus's ``sim.vvp``."""
+    return folder / (toplevel if sim == "verilator" else "sim.vvp")
+
+
+def _file_sha256(path):
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _reusable(stamp_file, stamp, binary):
+    """True when the stamp says this build was made from ``stamp`` and its binary is intact."""
+    try:
+        done = json.loads(stamp_file.read_text())
+    except (OSError, ValueError):
+        return False
+    have = {k: v for k, v in done.items() if k != "binary_sha256"}
+    return have == stamp and done.get("binary_sha256") == _file_sha256(binary)
 
 
 def _stamp(sim, sources, toplevel, build_args, waves):
@@ -166,8 +182,8 @@ def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=
     stamp = _stamp(sim, sources, toplevel, build_args, waves)
     with _locked(folder.with_name(folder.name + ".lock")):
         stamp_file = folder / _STAMP
-        if (not always and stamp_file.exists()
-                and json.loads(stamp_file.read_text()) == stamp):
+        binary = _binary(sim, folder, toplevel)
+        if not always and _reusable(stamp_file, stamp, binary):
             return BuildInfo(sim, folder, toplevel, waves, True, 0.0)
         if folder.exists():
             shutil.rmtree(folder)
@@ -175,7 +191,7 @@ def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=
         log = folder / "build.log"
         start = time.perf_counter()
         if sim == "verilator":
-            root_dir = Path(root) if root is not None else SIM_BUILD
+            root_dir = Path(root) if root is not None else sim_build_root()
             runner = _verilator_runner(_runtime_cache(root_dir, build_args, waves))
         else:
             runner = get_runner(sim)
@@ -186,7 +202,11 @@ def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=
         except (RuntimeError, SystemExit) as exc:
             raise RuntimeError(f"{sim} build of {toplevel} failed ({exc}); see {log}") from None
         seconds = time.perf_counter() - start
-        stamp_file.write_text(json.dumps(stamp, indent=1, sort_keys=True))
+        digest = _file_sha256(binary)
+        if digest is None:
+            raise RuntimeError(f"{sim} build of {toplevel} made no {binary.name}; see {log}")
+        write_file(stamp_file, json.dumps({**stamp, "binary_sha256": digest}, indent=1,
+                                          sort_keys=True))
         return BuildInfo(sim, folder, toplevel, waves, False, seconds)
 
 

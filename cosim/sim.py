@@ -18,7 +18,6 @@ the terminal say where.
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from cosim import runner
 from cosim.tools import SIMULATORS
 from gen import generate
 from pact.errors import UserError
+from pact.paths import check_output, sim_build_root, write_file
 
 __all__ = ["BENCHES", "regress", "block_params", "add_arguments", "run"]
 
@@ -89,7 +89,7 @@ def prepare(block, sim, params, *, waves=False, root=None):
     """Generate (once) and build (once per simulator) ``block``; ``(BuildInfo, manifest)``."""
     params = dict(params)
     name = config_of(block, params)
-    root = Path(root) if root is not None else runner.SIM_BUILD
+    root = Path(root) if root is not None else sim_build_root()
     gen_dir = root / "gen" / name
     with runner._locked(root / "gen" / f"{name}.lock"):
         manifest_file = gen_dir / "manifest.json"
@@ -154,16 +154,11 @@ def add_arguments(parser):
 
 
 def _write_json(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_file(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def run(args):
+    check_output(args.json, "--json")
     num = {name: generate.parse_int(name, getattr(args, name), 0)
            for name in ("wbits", "abits", "rows", "cols", "max_reduction")}
     vectors = (env_int("PACT_VECTORS", DEFAULT_VECTORS) if args.vectors is None

@@ -55,6 +55,7 @@ import numpy as np
 
 from golden import image as image_mod
 from pact.errors import UserError
+from pact.paths import FILE_MODE, check_output
 from rtl import chip_format as cf
 
 __all__ = [
@@ -150,9 +151,14 @@ def hardware_from_manifest(manifest, where="the manifest"):
     return Hardware(**values, config_hash=stored)
 
 
-def load_hardware(hw_dir):
-    """Read and check ``hw_dir/manifest.json``."""
+def load_hardware(hw_dir, *, check_verilog=False):
+    """Read and check ``hw_dir/manifest.json``; with ``check_verilog``, also that the chip's
+    Verilog is the one the manifest describes (its SHA-256): a swapped or edited file would
+    otherwise be compiled for, and simulated as, the chip of the manifest."""
     path = Path(hw_dir) / "manifest.json"
+    if not Path(hw_dir).is_dir():
+        raise UserError(f"--hw {hw_dir} is not a folder; give the folder of "
+                        "'pact gen --block chip --out DIR'")
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
@@ -160,7 +166,26 @@ def load_hardware(hw_dir):
                         "'pact gen --block chip --out DIR'") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); regenerate it") from None
-    return hardware_from_manifest(manifest, where=str(path))
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror}); regenerate the chip") from None
+    hw = hardware_from_manifest(manifest, where=str(path))
+    if check_verilog and "verilog_sha256" in manifest:  # (hand-written manifests have none)
+        check_verilog_hash(hw_dir, manifest)
+    return hw
+
+
+def check_verilog_hash(hw_dir, manifest):
+    """``UserError`` unless the chip's Verilog file has the manifest's ``verilog_sha256``."""
+    verilog = Path(hw_dir) / manifest.get("verilog", "pact_chip.v")
+    try:
+        digest = hashlib.sha256(verilog.read_bytes()).hexdigest()
+    except OSError:
+        raise UserError(f"{verilog} is missing; regenerate the chip with "
+                        "'pact gen --block chip'") from None
+    if digest != manifest.get("verilog_sha256"):
+        raise UserError(f"{verilog} is not the Verilog its manifest describes (SHA-256 "
+                        f"{digest[:12]}, manifest {str(manifest.get('verilog_sha256'))[:12]}); "
+                        "regenerate the chip with 'pact gen --block chip'")
 
 
 # -- lowering -----------------------------------------------------------------------------------
@@ -560,6 +585,7 @@ def _write_temp(path, text):
     """Write ``text`` to a temporary file next to ``path``; return its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         return tmp
@@ -573,12 +599,8 @@ def write(program, path):
 
     Both are written to temporary files first and renamed only when both are complete.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"--out {path} is a directory; give a file name such as prog.hex")
-    if not path.parent.is_dir():
-        raise UserError(f"the folder of --out {path} does not exist; create it first")
-    lpath = layout_path(path)
+    path = check_output(path, "--out")
+    lpath = check_output(layout_path(path), "--out's layout")
     layout = dict(program.layout, memory_file=path.name,
                   memory_sha256=hashlib.sha256(
                       to_hex(program.words, program.mem_width).encode()).hexdigest())
@@ -614,7 +636,9 @@ def run(args):
     from gen.generate import parse_int
 
     slots = parse_int("slots", args.slots, 1)
-    hw = load_hardware(args.hw)
+    check_output(args.out, "--out")
+    check_output(layout_path(args.out), "--out's layout")
+    hw = load_hardware(args.hw, check_verilog=True)
     image = image_mod.load(args.image)
     program = compile_image(image, hw, slots=slots)
     lpath = write(program, args.out)

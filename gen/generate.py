@@ -24,9 +24,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from amaranth.hdl import Shape
@@ -35,6 +33,7 @@ from amaranth.lib.wiring import Flow
 
 from golden.integer import LOGIT_BITS
 from pact.errors import UserError
+from pact.paths import check_output, write_file
 
 __all__ = ["BLOCKS", "OPTIONS", "PLUGINS", "LINT_WAIVERS", "Option", "register", "emit",
            "generate", "validate", "module_name", "config_hash", "add_arguments", "run"]
@@ -55,6 +54,9 @@ PLUGINS = ("gen.chip",)
 
 #: Default ``max_reduction``: beats of the longest reduction (e.g. 113 input channels x 3 x 3).
 DEFAULT_MAX_REDUCTION = 1024
+#: Largest ``rows`` and ``cols`` of a MAC array or PACT unit block, the chip's own limit: a
+#: 1000 x 1000 array would take gigabytes and hours to elaborate.
+MAX_SIDE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +103,18 @@ def config_hash(block, params):
 # -- the built-in blocks --------------------------------------------------------------------------
 
 
+def _check_side(params):
+    for name in ("rows", "cols"):
+        value = params[name]
+        if isinstance(value, int) and not 1 <= value <= MAX_SIDE:
+            raise ValueError(f"{name} must be in 1..{MAX_SIDE} (the size limit of a block), "
+                             f"not {value}")
+
+
 def _build_mac_array(params):
     from rtl.mac_array import MacArray, accumulator_bound
 
+    _check_side(params)
     dut = MacArray(wbits=params["wbits"], abits=params["abits"], rows=params["rows"],
                    cols=params["cols"], max_reduction=params["max_reduction"],
                    max_shift=params["max_shift"])
@@ -120,6 +131,7 @@ def _build_pact_unit(params):
     from rtl.mac_array import accumulator_width, check_parameters
     from rtl.pact_unit import LATENCY, PactUnit
 
+    _check_side(params)
     check_parameters(**{k: params[k] for k in (*_COMMON, "max_shift")})
     acc_width = accumulator_width(params["wbits"], params["abits"], params["max_reduction"],
                                   params["max_shift"])
@@ -214,14 +226,7 @@ def tool_versions():
 
 
 def _write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, text)  # a temporary name, then rename; mode 0644
 
 
 def emit(component, name, out_dir, params, extra):
@@ -341,6 +346,7 @@ def params_from_args(args):
 
 
 def run(args):
+    check_output(args.out, "--out", folder=True)
     params = params_from_args(args)
     manifest = generate(args.block, params, args.out)
     print(f"pact gen: wrote {Path(args.out) / manifest['verilog']} and manifest.json "

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from pact.errors import UserError
+from pact.paths import check_output, write_file
 
 from . import data as data_mod
 from .image import load
@@ -226,8 +227,8 @@ def add_arguments(parser):
 def run(args):
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be positive, not {args.limit}")
-    if args.json is not None and not args.json.parent.is_dir():
-        raise UserError(f"--json {args.json}: directory {args.json.parent} does not exist")
+    if args.json is not None:
+        check_output(args.json, "--json")
     if args.check and args.run_dir is None and not (args.image.parent / CHECKPOINT).is_file():
         raise UserError("--check needs the run's checkpoint: pass --run DIR")
     result = evaluate(args.image, run_dir=args.run_dir, data=args.data, limit=args.limit)
@@ -241,9 +242,7 @@ def run(args):
     else:
         print("no checkpoint next to the image: agreement not measured (pass --run DIR)")
     if args.json is not None:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        tmp.replace(args.json)
+        write_file(args.json, json.dumps(result, indent=2, sort_keys=True) + "\n")
     if args.check and not all(result["targets_met"].values()):
         failed = [k for k, ok in result["targets_met"].items() if not ok]
         print(f"targets missed: {', '.join(failed)}")

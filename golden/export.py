@@ -35,6 +35,7 @@ q``, which negates its odd weights and so its accumulator exactly; ``M_c`` is th
 magnitude and the codes are unchanged (``mirror_negative_channels``).
 """
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 
 from pact.errors import UserError
+from pact.paths import check_output
 
 from . import data as data_mod
 from .image import Layer, ModelImage, content_hash, from_bytes, save
@@ -318,12 +320,10 @@ def export(run_dir, out=None):
     """Write the image of ``run_dir`` to ``out`` (default ``run_dir/model.pactimg``); return
     the path."""
     run_dir = Path(run_dir)
+    if out is not None:
+        check_output(out, "--out")
     ckpt = load_checkpoint(run_dir)
-    out = Path(out) if out is not None else run_dir / IMAGE_NAME
-    if out.is_dir():
-        raise UserError(f"--out {out} is a directory; name the image file")
-    if not out.parent.is_dir():
-        raise UserError(f"directory {out.parent} does not exist; create it first")
+    out = check_output(out if out is not None else run_dir / IMAGE_NAME, "--out")
     image = image_from_checkpoint(ckpt)
     save(image, out)
     return out
@@ -339,7 +339,8 @@ def run(args):
     path = export(args.run_dir, args.out)
     data = path.read_bytes()
     image = from_bytes(data)
-    print(f"wrote {path} ({len(data)} bytes, sha256 {content_hash(data)[:16]}...)")
+    print(f"wrote {path} ({len(data)} bytes, file sha256 {hashlib.sha256(data).hexdigest()}, "
+          f"image hash {content_hash(data)[:16]}...)")
     for layer in image.layers:
         kind = f"alpha {layer.alpha:.4g}" if layer.alpha is not None else "logits"
         print(f"  {layer.name:6s} {layer.op:4s} {list(layer.in_shape)} -> "

@@ -494,11 +494,10 @@ def from_bytes(data):
 
 def save(image, path):
     """Write an image atomically (a partial file never appears under ``path``)."""
-    path = Path(path)
+    from pact.paths import write_file
+
     data = to_bytes(image)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_file(path, data)
     return content_hash(data)
 
 

@@ -31,6 +31,8 @@ import torch
 from torch.nn import functional as F
 
 from pact.errors import UserError
+from pact.paths import check_output, locked
+from pact.paths import runs_root as _runs_root
 
 from . import data as data_mod
 from .models import BITS_RANGE, MODELS, PactNet, describe
@@ -221,9 +223,13 @@ def _progress(iterable, enabled, desc):
 
 
 def _atomic_write(path, write):
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(run_dir):
@@ -238,6 +244,14 @@ def load_checkpoint(run_dir):
                         "train the run again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint; train the run again")
+    # A file damaged in place still loads; only the fingerprint tells its weights changed.
+    try:
+        intact = state_fingerprint(ckpt["state_dict"]) == ckpt.get("fingerprint")
+    except (KeyError, AttributeError, TypeError):
+        intact = False
+    if not intact:
+        raise UserError(f"{path} is damaged: its weights do not match the fingerprint stored "
+                        "with them; train the run again")
     return ckpt
 
 
@@ -263,18 +277,29 @@ def is_cached(out, config):
 _cached = is_cached  # the name cosim.flow used first
 
 
-def train(config, out=None, *, reuse=False, progress=True, runs_root=DEFAULT_RUNS):
-    """Train ``config`` into ``out`` (default ``runs_root/run_key(config)``); return the dir.
+def train(config, out=None, *, reuse=False, progress=True, runs_root=None):
+    """Train ``config`` into ``out`` (default ``runs_root/run_key(config)``, ``runs_root``
+    defaulting to ``$PACT_RUNS`` or ``runs/``); return the dir.
 
     With ``reuse=True`` a directory that already holds a finished run of the same configuration
-    is returned as is.
+    is returned as is. Processes training into the same directory take turns (a lock beside
+    it), so two identical flows started together train once.
     """
     config.validate()
-    out = Path(out) if out is not None else Path(runs_root) / run_key(config)
+    root = _runs_root() if runs_root is None else Path(runs_root)
+    out = Path(out) if out is not None else root / run_key(config)
     if reuse and is_cached(out, config):
         return out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked(out.with_name(f".{out.name}.lock")):
+        if reuse and is_cached(out, config):
+            return out
+        return _train_locked(config, out, progress)
+
+
+def _train_locked(config, out, progress):
     dataset = data_mod.load(config.data)
 
     torch.set_num_threads(config.threads)
@@ -374,7 +399,8 @@ def add_arguments(parser):
     parser.add_argument("--subset", type=int,
                         help="train on the first N training images only (quick checks)")
     parser.add_argument("--out", type=Path,
-                        help=f"run directory (default: {DEFAULT_RUNS}/<configuration key>)")
+                        help=f"run directory (default: $PACT_RUNS or {DEFAULT_RUNS}, then "
+                             "/<configuration key>)")
     parser.add_argument("--reuse", action="store_true",
                         help="return at once if --out already holds this exact configuration")
     parser.add_argument("--quiet", action="store_true",
@@ -398,6 +424,8 @@ def config_from_args(args):
 
 def run(args):
     config = config_from_args(args)
+    if args.out is not None:
+        check_output(args.out, "--out", folder=True)
     if args.data is None and args.model in data_mod.OWN_DATA:
         print(f"no --data: {args.model} trains on the stand-in {config.data} (embedded MNIST "
               f"digits), not its own {data_mod.OWN_DATA[args.model]}")

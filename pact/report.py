@@ -62,6 +62,7 @@ import time
 from pathlib import Path
 
 from pact.errors import UserError
+from pact.paths import check_output, runs_root, sim_build_root
 
 __all__ = [
     "ALL_SECTIONS", "DEFAULT_BITS", "PAPER", "ReportConfig", "area_section", "cycles_section",
@@ -154,7 +155,7 @@ class ReportConfig:
         self.speed_bits = speed_bits
         self.speed_images = speed_images
         self.runs = Path(runs)
-        self.work = Path(work) if work else ROOT / "sim_build" / "report"
+        self.work = Path(work) if work else sim_build_root() / "report"
         for name in ("images", "area_rows", "area_cols", "max_reduction", "epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -235,7 +236,7 @@ def area_section(cfg, log=_log_default):
             manifest = generate(block, params, folder)
             t = time.perf_counter()
             fig = synth_area(folder / manifest["verilog"], manifest["module"],
-                             cache_dir=ROOT / "sim_build" / "area")
+                             cache_dir=sim_build_root() / "area")
             units = cfg.area_rows * cfg.area_cols if block == "mac_array" else manifest[
                 "derived"]["lanes"]
             entry = {
@@ -1021,8 +1022,8 @@ def add_arguments(parser):
     parser.add_argument("--speed-bits", default="4", help="chip k for the speed section")
     parser.add_argument("--speed-images", default=None,
                         help="images per speed run (default: icarus 2, verilator 32)")
-    parser.add_argument("--runs", default="runs", metavar="DIR",
-                        help="training runs folder (default runs/)")
+    parser.add_argument("--runs", default=None, metavar="DIR",
+                        help="training runs folder (default $PACT_RUNS or runs/)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -1043,14 +1044,12 @@ def config_from_args(args):
         area_rows=opt("area_rows"), area_cols=opt("area_cols"),
         max_reduction=opt("max_reduction"), epochs=opt("epochs"),
         speed_bits=parse_int("speed_bits", args.speed_bits, 1),
-        speed_images=opt("speed_images"), runs=args.runs)
+        speed_images=opt("speed_images"), runs=args.runs or runs_root())
 
 
 def run(args):
     cfg = config_from_args(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
+    out = check_output(args.out, "--out", folder=True)
     log = (lambda msg: None) if args.quiet else _log_default
     report = build_report(cfg, log)
     files = write_report(report, out)

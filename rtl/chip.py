@@ -9,9 +9,11 @@ Microarchitecture (one layer at a time, each layer one convolution descriptor):
   (``FINISH`` waits for the last write-back, then ``done``).
 - **DMA read side**: a command generator issues word reads in *segments* (descriptor, input
   tensor, and per tile of ``rows`` output channels: that tile's constants, then the weight
-  words up to the end of that tile's beats). Each command pushes a tag into a FIFO; responses
-  enter a data FIFO of the same depth, so at most ``max_reads`` reads are in flight and
-  ``mem_rd_data.ready`` stays high. A response without an outstanding read sets error bit 2.
+  words up to the end of that tile's beats). Each command pushes a tag into a FIFO, and a
+  command is issued only while fewer than ``max_reads`` tags wait for their word to be taken
+  (credits), so every response has a reserved place in the data FIFO and
+  ``mem_rd_data.ready`` stays high. A response without an outstanding read (or, by
+  construction never, without room) sets error bit 2.
 - **Weight buffer** (``wbuf_depth`` beats of ``rows * wbits`` bits): a gearbox turns memory
   words into beats; the array may read beat ``b`` as soon as it has been written, so the weight
   load overlaps the compute of the first position tile (a scoreboard, not double buffering).
@@ -302,16 +304,22 @@ class PactChip(wiring.Component):
         obase = Signal(32)           # out_base + o_addr
 
         # ------------------------------------------------------------------ DMA read side
+        # Credits: a read is issued only while fewer than ``max_reads`` tags wait for their
+        # word to be taken, so every answer has a reserved place in ``rspq``. Both FIFOs are one
+        # deeper than that: a SyncFIFOBuffered of depth N accepts a write only while its inner
+        # memory (N - 1 entries) has room, which a level below N does not imply (an entry
+        # moving to the output register); with at most ``max_reads`` entries in its inner
+        # memory of ``max_reads``, ``w_rdy`` holds whenever an answer arrives.
         m.submodules.tagq = tagq = ResetInserter(flush)(fifo.SyncFIFOBuffered(
-            width=2, depth=p.max_reads))
+            width=2, depth=p.max_reads + 1))
         m.submodules.rspq = rspq = ResetInserter(flush)(fifo.SyncFIFOBuffered(
-            width=MW, depth=p.max_reads))
+            width=MW, depth=p.max_reads + 1))
         cmd_addr = Signal(32)
         cmd_left = Signal(32)
         cmd_tag = Signal(2)
         cmd_fire = Signal()
         m.d.comb += [
-            self.mem_rd_cmd.valid.eq(cmd_left.any() & tagq.w_rdy),
+            self.mem_rd_cmd.valid.eq(cmd_left.any() & (tagq.level < p.max_reads)),
             self.mem_rd_cmd.payload.eq(cmd_addr),
             cmd_fire.eq(self.mem_rd_cmd.valid & self.mem_rd_cmd.ready),
             tagq.w_en.eq(cmd_fire),
@@ -333,7 +341,8 @@ class PactChip(wiring.Component):
             rspq.w_data.eq(self.mem_rd_data.payload),
         ]
         m.d.sync += inflight.eq(inflight + cmd_fire - (rsp_in & inflight.any()))
-        with m.If(rsp_in & ~inflight.any() & busy):
+        # An answer without a request, or (impossible with the credits above) one with no room.
+        with m.If(rsp_in & (~inflight.any() | ~rspq.w_rdy) & busy):
             m.d.sync += error.eq(error | ERR_MEMORY)
 
         rsp_ok = rspq.r_rdy & tagq.r_rdy

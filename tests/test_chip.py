@@ -32,13 +32,16 @@ class MemoryModel:
 
     Reads are answered in order after ``latency`` cycles (a random choice per read, never
     earlier than the previous answer); ``cmd_ready``/``wr_ready`` are the probabilities of
-    accepting a read command or a write in a cycle.
+    accepting a read command or a write in a cycle, ``rd_valid`` that of presenting a due read
+    answer (the harness's ``+MEM_STALL`` drops all three).
     """
 
-    def __init__(self, words, *, seed=0, latency=(1, 1), cmd_ready=1.0, wr_ready=1.0):
+    def __init__(self, words, *, seed=0, latency=(1, 1), cmd_ready=1.0, wr_ready=1.0,
+                 rd_valid=1.0):
         self.words = list(words)
         self.rng = random.Random(seed)
         self.latency, self.cmd_ready, self.wr_ready = latency, cmd_ready, wr_ready
+        self.rd_valid = rd_valid
         self.reads, self.writes = [], []
 
     def read(self, addr):
@@ -85,6 +88,8 @@ def run_chip(params, words, runs, *, mem=None, max_cycles=200_000, spurious_at=N
                 ctx.set(dut.mem_rd_cmd.ready, rd_ready)
                 ctx.set(dut.mem_wr.ready, wr_ready)
                 head = bool(pending) and pending[0][0] <= cycle
+                if head and mem.rd_valid < 1.0:
+                    head = mem.rng.random() < mem.rd_valid
                 spurious = (spurious_at is not None and cycle >= spurious_at and not pending
                             and not spurious_sent)
                 spurious_sent |= spurious
@@ -482,3 +487,26 @@ def test_weight_buffer_limit_with_rows_not_a_power_of_two(out_c, flag):
     words = _descriptor_program(params, out_c=out_c, kernel=3, pad=1)
     mem, results = run_chip(params, words, [(0, 150, 160)], max_cycles=2000)
     assert results[0]["error"] == flag
+
+
+# The memory behaviours of the issue-12 hang (``pact flow --mem-stall 30``, ``--mem-stall 1
+# --mem-latency 3``, a 16-bit port), plus bursts of back-to-back answers after a stall.
+_READ_STRESS = {
+    "stall30": dict(latency=(1, 1), cmd_ready=0.7, wr_ready=0.7, rd_valid=0.7),
+    "stall1-lat3": dict(latency=(3, 3), cmd_ready=0.99, wr_ready=0.99, rd_valid=0.99),
+    "lat1-6": dict(latency=(1, 6), cmd_ready=0.9, wr_ready=0.8),
+}
+
+
+@pytest.mark.parametrize("memory", sorted(_READ_STRESS))
+@pytest.mark.parametrize("mem_width", [16, 32])
+@pytest.mark.parametrize("max_reads", [2, 3, 4, 5, 16])
+def test_every_max_reads_finishes_under_stalls_and_latency(max_reads, mem_width, memory):
+    """Every read's answer has a reserved place in the response buffer (credits), so no answer
+    is lost and the chip finishes bit-exact at any ``max_reads``, memory width and behaviour."""
+    base, specs, in_shape, _ = NETWORKS["cnn-w4a4-2x3"]
+    params = ChipParams(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                           "mem_width": mem_width, "max_reads": max_reads})
+    image = random_image(SEED, wbits=4, abits=4, input_shape=in_shape, specs=specs)
+    mem = MemoryModel([], seed=SEED + max_reads, **_READ_STRESS[memory])
+    check_network(params, image, random_inputs(SEED, image, 1), mem=mem, max_cycles=20_000)

@@ -70,6 +70,21 @@ def test_check_outputs_reports_the_cycle_window():
     assert check_outputs(expected, [e.copy() for e in expected], names=["c", "fc"]) is None
 
 
+def test_the_cause_names_the_timeout_or_the_flag_and_the_layer():
+    rec = {"timeout": True, "cycles": 213099, "error": 0, "mem_errors": 0, "mac_beats": 0,
+           "marks": [(0, 0), (1, 500)]}
+    assert chip_tb._complaint(rec) == ("timeout: no done within 213099 cycles, stuck in layer 1 "
+                                       "after 0 MAC beats")
+    from rtl.chip import ERR_BUFFER, ERR_MEMORY, ERR_UNKNOWN_OP
+
+    assert {bit: name for bit, (name, _) in chip_tb.ERROR_FLAGS.items()} == {
+        ERR_UNKNOWN_OP: "ERR_UNKNOWN_OP", ERR_BUFFER: "ERR_BUFFER", ERR_MEMORY: "ERR_MEMORY"}
+    rec = dict(rec, timeout=False, error=ERR_MEMORY | 8, marks=[(0, 0)])
+    assert chip_tb._complaint(rec) == ("error flags 0b1100: ERR_MEMORY (a read response without "
+                                       "a request), unknown bits 0b1000 at layer 0")
+    assert chip_tb._complaint(dict(rec, error=0)) is None
+
+
 def test_layer_windows_from_marks():
     rec = {"marks": [(0, 0), (0, 0), (1, 50), (2, 80), (3, 200)], "cycles": 260}
     assert layer_windows(rec, 3) == [(0, 49), (50, 79), (80, 259)]
@@ -178,9 +193,11 @@ def test_a_layer_the_chip_refuses_is_reported_with_its_flags(require_sim, tmp_pa
     result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim="icarus",
                               work=tmp_path, waves_on_mismatch=False)
     mm = result.mismatches[0]
-    assert mm.layer == 1 and mm.reason == "error flags 0b0010"
+    assert mm.layer == 1 and mm.reason == ("error flags 0b0010: ERR_BUFFER (a layer that does "
+                                           "not fit the buffers or an inconsistent descriptor) "
+                                           "at layer 1")
     assert result.records[0]["error"] == 2
-    assert "error flags 0b0010" in str(mm)
+    assert "error flags 0b0010: ERR_BUFFER" in str(mm)
 
 
 @pytest.mark.sim
@@ -216,3 +233,27 @@ def test_resnet_bit_exact(require_sim, tmp_path, sim):
                               work=tmp_path)
     assert [str(m) for m in result.mismatches] == []
     assert all(rec["error"] == 0 for rec in result.records)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim, max_reads", [("icarus", 2), ("icarus", 3), ("verilator", 2)])
+def test_few_reads_in_flight_finish_under_stalls_and_latency(require_sim, tmp_path, sim,
+                                                             max_reads):
+    """Issue 12's hang: with two reads in flight, a stalling or slow memory used to get an
+    answer dropped (no room in the response FIFO) and the chip waited forever. On a 16-bit
+    port (the most reads per layer), stalled and slow, every image is bit-exact with no
+    error flag. (Every max_reads is covered on the Amaranth simulator, tests/test_chip.py.)"""
+    require_sim(sim)
+    hw_dir = generate_chip(dict(wbits=4, abits=4, **SMALL_CHIP, mem_width=16,
+                                max_reads=max_reads), log=lambda msg: None)
+    hw = compiler.load_hardware(hw_dir)
+    image = small_network(13, 4, 4)
+    program = compiler.compile_image(image, hw)
+    xs = random_inputs(13, image, 1)
+    for stall, latency in ((30, 1), (1, 3)):
+        result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                                  work=tmp_path / f"s{stall}l{latency}", mem_stall=stall,
+                                  mem_latency=latency, waves_on_mismatch=False)
+        assert [str(m) for m in result.mismatches] == []
+        rec = result.records[0]
+        assert rec["error"] == 0 and not rec["timeout"]

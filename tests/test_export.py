@@ -1,6 +1,8 @@
 """pact export: fixed-point constants, folding, the image of a run, determinism, errors."""
 
+import hashlib
 import math
+import stat
 
 import numpy as np
 import pytest
@@ -207,7 +209,7 @@ def test_export_is_deterministic(run_dir, tmp_path):
 def test_export_errors(tmp_path, run_dir):
     with pytest.raises(UserError, match="does not exist"):
         export(tmp_path / "none")
-    with pytest.raises(UserError, match="is a directory"):
+    with pytest.raises(UserError, match="is a folder"):
         export(run_dir, tmp_path)
     with pytest.raises(UserError, match="does not exist"):
         export(run_dir, tmp_path / "no" / "dir" / "x.pactimg")
@@ -223,6 +225,9 @@ def test_cli_export(run_dir, tmp_path, capsys):
     assert pact_main(["export", str(run_dir), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert str(out) in text and "conv0" in text and "logits" in text
+    # the label sha256 goes with the file's own hash (``sha256sum``), not the image's internal one
+    assert f"file sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}," in text
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert pact_main(["export", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 

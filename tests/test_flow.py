@@ -2,6 +2,7 @@
 digits CNN on the 8x8 chip is ``nox -s flow``)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,90 @@ def test_test_images_are_quantized_digits():
     assert len(xs) == 5 and xs[0].shape == (1, 8, 8) and labels.shape == (5,)
     assert all(x.min() >= 0 and x.max() <= 255 for x in xs)
     assert np.issubdtype(np.asarray(xs).dtype, np.integer)
+
+
+def test_the_terminal_says_the_cause(capsys):
+    """Issue 12: a timeout or an error flag was only in the JSON; the terminal said only
+    'expected 4, got 13'."""
+    mm = {"image": 0, "layer": 2, "name": "conv2", "channel": 0, "position": [0, 0],
+          "expected": 4, "got": 13, "window": None, "waves": None,
+          "reason": "timeout: no done within 213099 cycles, stuck in layer 2 after 0 MAC beats"}
+    report = {"model": "cnn", "wbits": 4, "abits": 4, "rows": 8, "cols": 8, "sim": "icarus",
+              "bit_exact_images": 0, "images": 1, "hw_accuracy": 0.0, "golden_accuracy": 1.0,
+              "cycles_per_inference": None, "mac_utilization": None,
+              "sim_cycles_per_second": None, "times": {}, "mismatches": [mm]}
+    text = flow.summary(report)
+    assert "expected 4, got 13" in text
+    assert "cause: timeout: no done within 213099 cycles, stuck in layer 2" in text
+    flagged = dict(mm, layer=None, channel=None, reason="error flags 0b0100: ERR_MEMORY (...)")
+    assert "image 0: outputs match but error flags 0b0100: ERR_MEMORY" in flow.summary(
+        dict(report, mismatches=[flagged]))
+
+
+def test_images_past_the_test_set_are_refused_before_training(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert main(["flow", "--wbits", "4", "--abits", "4", "--images", "361", "--runs", str(runs),
+                 "--quiet", "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "more than the 360 test images" in err
+    assert list(runs.iterdir()) == []
+
+
+def test_a_swapped_verilog_is_refused(tmp_path, capsys):
+    """Issue 12: a chip folder whose pact_chip.v was replaced by another configuration's
+    compiled (for the manifest's chip), failed with flag 0b0010, and its build overwrote the
+    other configuration's build folder. The Verilog is checked against the manifest."""
+    import shutil
+
+    net = digits_network(tmp_path)
+    hw = tmp_path / "hw"
+    shutil.copytree(small_chip(), hw)
+    other = small_chip(2, 2)
+    shutil.copyfile(other / "pact_chip.v", hw / "pact_chip.v")
+    out = tmp_path / "r.json"
+    assert main(["flow", "--wbits", "4", "--abits", "4", "--sim", "icarus", "--images", "1",
+                 "--image", str(net), "--hw", str(hw), "--quiet", "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the Verilog its manifest describes" in err
+    assert main(["compile", str(net), "--hw", str(hw), "--out", str(tmp_path / "p.hex")]) == 2
+    assert "not the Verilog its manifest describes" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "p.hex").exists()
+
+
+def test_builds_are_keyed_by_the_verilog_content(tmp_path):
+    import shutil
+
+    from cosim import chip_tb
+
+    hw = tmp_path / "hw"
+    shutil.copytree(small_chip(), hw)
+    before = chip_tb.build_dir_for("icarus", hw, 1 << 16)
+    (hw / "pact_chip.v").write_text((hw / "pact_chip.v").read_text() + "// edited\n")
+    assert chip_tb.build_dir_for("icarus", hw, 1 << 16) != before
+
+
+@pytest.mark.sim
+def test_two_flows_started_together_both_pass(require_sim, tmp_path):
+    """Issue 12: two identical flows started together shared one work folder, and one crashed
+    (FileNotFoundError: dump_002.hex). Now each run has its own work folder, and the training
+    run, the chip and the build are made once, under locks, while the other process waits."""
+    import subprocess
+    import sys
+
+    require_sim("icarus")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    argv = [sys.executable, "-m", "pact", "flow", "--wbits", "4", "--abits", "4", "--sim",
+            "icarus", "--images", "2", "--epochs", "2", "--runs", str(runs), "--quiet"]
+    env = dict(__import__("os").environ, PYTHONPATH=str(Path(flow.__file__).parents[1]))
+    procs = [subprocess.Popen([*argv, "--json", str(tmp_path / f"r{i}.json")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    for p, text in zip(procs, outs, strict=True):
+        assert p.returncode == 0, text
+    for i in range(2):
+        r = json.loads((tmp_path / f"r{i}.json").read_text())
+        assert r["bit_exact_images"] == 2 and r["work_dir"] is None
+    assert len(list(runs.iterdir())) == 2  # one run folder and its lock file

@@ -132,3 +132,22 @@ def test_verilator_split_model_builds(require_sim, tmp_path):
                         root=tmp_path / "b")
     assert (info.folder / "counter").exists()
     assert len(list(info.folder.glob("Vtop___024root__*.cpp"))) > 1  # really split
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_build_is_rebuilt_not_reused(require_sim, tmp_path, damage):
+    """Issue 12: a truncated simulator binary was reused, and every run failed until the
+    folder was deleted by hand. The stamp holds the binary's hash; a damaged one is rebuilt."""
+    require_sim("icarus")
+    src = write_counter(tmp_path / "counter.v")
+    first = runner.build("icarus", [src], "counter", "cfg", root=tmp_path / "b")
+    binary = first.folder / "sim.vvp"
+    if damage == "truncate":
+        binary.write_bytes(binary.read_bytes()[:40])
+    else:
+        binary.unlink()
+    again = runner.build("icarus", [src], "counter", "cfg", root=tmp_path / "b")
+    assert not again.reused
+    assert runner.build("icarus", [src], "counter", "cfg", root=tmp_path / "b").reused
+    assert binary.read_bytes() == (first.folder / "sim.vvp").read_bytes()
+    assert binary.stat().st_size > 40

@@ -134,6 +134,40 @@ def test_load_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def _damage_weights(run_dir, count=500):
+    """Flip the exponent byte of ``count`` weights in place; the file stays a valid checkpoint
+    with its old fingerprint (issue 12)."""
+    path = run_dir / CHECKPOINT
+    ckpt = torch.load(path, weights_only=True)
+    flat = ckpt["state_dict"]["blocks.1.linear.weight"].view(-1)
+    raw = flat.numpy().view(np.uint8).reshape(-1, 4)
+    raw[:count, 3] ^= 0x3F
+    torch.save(ckpt, path)
+
+
+def test_a_checkpoint_damaged_in_place_is_refused(tmp_path):
+    config = TrainConfig(**TINY)
+    out = train(config, tmp_path / "run", progress=False)
+    load_checkpoint(out)
+    _damage_weights(out)
+    with pytest.raises(UserError, match="damaged"):
+        load_checkpoint(out)
+    # the flow's reuse check sees it too: the run is trained again
+    stamp = (out / CHECKPOINT).stat().st_mtime_ns
+    train(config, out, reuse=True, progress=False)
+    assert (out / CHECKPOINT).stat().st_mtime_ns != stamp
+    load_checkpoint(out)
+
+
+def test_cli_refuses_a_damaged_checkpoint_with_one_line(tmp_path, capsys):
+    out = train(TrainConfig(**TINY), tmp_path / "run", progress=False)
+    _damage_weights(out, 5)
+    assert pact_main(["export", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and err.count("\n") == 1
+    assert not (out / IMAGE_NAME).exists()
+
+
 def test_cli_trains_and_prints_a_summary(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = pact_main(["train", "--wbits", "2", "--abits", "2", "--epochs", "1", "--subset", "100",
