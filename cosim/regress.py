@@ -433,9 +433,12 @@ def job_main(work):
         # Jobs of one machine that need the same run take turns: one trains, the rest reuse.
         with _file_lock(runs / f"{train_mod.run_key(tc)}.lock"):
             image_path = flow_mod.train_and_export(cfg, log)
+    tg = time.perf_counter()
     hw_dir = flow_mod.generate_chip({**cfg.chip_params(), **dict(j.chip)}, log,
                                     root=_sim_build() / "chips")
+    generate_s = time.perf_counter() - tg
     report = flow_mod.flow(cfg, image_path=image_path, hw_dir=hw_dir, log=log)
+    report["times"]["generate_s"] = round(generate_s, 3)
     report["times"]["total_s"] = round(time.perf_counter() - t, 3)
     tmp = work / ".flow.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
@@ -561,8 +564,8 @@ def _started(client):
     try:
         return {msg["key"] for _, msg in client.get_events(TOPIC)
                 if isinstance(msg, dict) and msg.get("state") == "started"}
-    except Exception:  # noqa: BLE001 - no events known: treat every job as not started
-        return set()
+    except Exception:
+        return set()  # no events known: every job counts as not started
 
 
 def _submit(client, job, payload, timeout, attempt):
@@ -768,7 +771,10 @@ def run(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
-    log = lambda msg: print(f"pact regress: {msg}", file=sys.stderr)  # noqa: E731
+
+    def log(msg):
+        print(f"pact regress: {msg}", file=sys.stderr)
+
     log(f"{len(jobs)} jobs on "
         + (args.scheduler or f"a local cluster of {workers or os.cpu_count()} workers"))
     results, interrupted = run_jobs(jobs, out, images=images, scheduler=args.scheduler,
