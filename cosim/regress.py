@@ -56,7 +56,7 @@ from pathlib import Path
 from pact.errors import UserError
 
 __all__ = ["Job", "JobResult", "AXES", "DEFAULTS", "RANDOM_RANGES", "load_spec", "matrix_jobs",
-           "random_jobs", "execute", "run_jobs", "read_results", "junit_xml", "summary_table",
+           "random_jobs", "execute", "pending", "run_jobs", "read_results", "junit_xml", "summary_table",
            "add_arguments", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -542,8 +542,8 @@ def _client(scheduler, workers=None):
             yield client
         return
     n = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      dashboard_address=None, memory_limit=0,
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0", memory_limit=0,
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
@@ -573,6 +573,13 @@ def _submit(client, job, payload, timeout, attempt):
                          key=f"pact-regress-{job.key}-{attempt}-{os.getpid()}-{time.time_ns()}")
 
 
+def pending(jobs, done, rerun_failed=False):
+    """The jobs to run: those without a result in ``done``, and with ``rerun_failed`` those
+    whose result is not a pass."""
+    return [j for j in jobs
+            if j.key not in done or (rerun_failed and done[j.key]["status"] != "pass")]
+
+
 def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_failed=False,
              workers=None, progress=True, log=print):
     """Run ``jobs`` into ``out`` (skipping those already there; see the module docstring).
@@ -585,8 +592,7 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
     images = images or {}
     by_hash = {_image_axes(data)[1]: data for data in images.values()}
     done = read_results(out)
-    todo = [j for j in jobs
-            if j.key not in done or (rerun_failed and done[j.key]["status"] != "pass")]
+    todo = pending(jobs, done, rerun_failed)
     skipped = len(jobs) - len(todo)
     if skipped:
         log(f"{skipped} of {len(jobs)} jobs already have results in {out}; skipping them")
