@@ -56,8 +56,8 @@ from pathlib import Path
 from pact.errors import UserError
 
 __all__ = ["Job", "JobResult", "AXES", "DEFAULTS", "RANDOM_RANGES", "load_spec", "matrix_jobs",
-           "random_jobs", "execute", "pending", "run_jobs", "read_results", "junit_xml", "summary_table",
-           "add_arguments", "run"]
+           "random_jobs", "execute", "pending", "run_jobs", "read_results", "junit_xml",
+           "summary_table", "add_arguments", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS, JUNIT, FAILURES = "results.jsonl", "junit.xml", "failures"
@@ -605,8 +605,8 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
             try:
                 for j in todo:
                     futures[_submit(client, j, by_hash.get(j.image_sha256), timeout, 0)] = (j, 0)
-                pending = as_completed(list(futures))
-                for fut in pending:
+                stream = as_completed(list(futures))
+                for fut in stream:
                     j, attempt = futures.pop(fut)
                     rec = None
                     if fut.status == "error":
@@ -615,7 +615,7 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
                             if j.key not in _started(client) and attempt == 0:
                                 nf = _submit(client, j, by_hash.get(j.image_sha256), timeout, 1)
                                 futures[nf] = (j, 1)
-                                pending.add(nf)
+                                stream.add(nf)
                                 continue
                             rec = _failure_record(j, "died", f"the worker running this job "
                                                   f"died ({exc})", _dead_log(j))
