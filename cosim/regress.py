@@ -57,7 +57,7 @@ from pact.errors import UserError
 
 __all__ = ["Job", "JobResult", "AXES", "DEFAULTS", "RANDOM_RANGES", "load_spec", "matrix_jobs",
            "random_jobs", "execute", "pending", "run_jobs", "read_results", "junit_xml",
-           "summary_table", "add_arguments", "run"]
+           "mismatch_text", "summary_table", "add_arguments", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS, JUNIT, FAILURES = "results.jsonl", "junit.xml", "failures"
@@ -134,12 +134,19 @@ class Job:
         return "-".join(parts) + f"-{self.key[:6]}"
 
     def flow_config(self, runs, work):
+        """The job's ``FlowConfig``. That takes the 2..8 bits training supports; a job with a
+        model image runs any width its image and chip have (2..16, e.g. the report's 16)."""
         from cosim.flow import FlowConfig
 
-        return FlowConfig(wbits=self.wbits, abits=self.abits, sim=self.sim, images=self.images,
-                          rows=self.rows, cols=self.cols, model=self.model, seed=self.seed,
-                          epochs=self.epochs, runs=runs, work=work, mem_stall=self.mem_stall,
-                          mem_latency=self.mem_latency, waves=True, progress=False)
+        cap = 8 if self.image_sha256 else None
+        cfg = FlowConfig(wbits=min(self.wbits, cap or self.wbits),
+                         abits=min(self.abits, cap or self.abits), sim=self.sim,
+                         images=self.images, rows=self.rows, cols=self.cols, model=self.model,
+                         seed=self.seed, epochs=self.epochs, runs=runs, work=work,
+                         mem_stall=self.mem_stall, mem_latency=self.mem_latency, waves=True,
+                         progress=False)
+        cfg.wbits, cfg.abits = self.wbits, self.abits
+        return cfg
 
 
 def _read_toml(path):
@@ -219,8 +226,6 @@ def _image_axes(data):
 
 def _make_job(values, chip, images):
     """A validated ``Job`` from axis values (``image``: a path into ``images``)."""
-    from cosim.flow import FlowConfig
-
     values = {**DEFAULTS, **values}
     extra = {}
     path = values.pop("image", None)
@@ -228,8 +233,9 @@ def _make_job(values, chip, images):
         axes, digest = _image_axes(images[path])
         values.update(axes)
         extra = {"image_sha256": digest, "image_name": Path(path).name}
-    FlowConfig(**{k: values[k] for k in AXES})  # UserError on a bad value
-    return Job(**values, chip=tuple(sorted(chip.items())), **extra)
+    job = Job(**values, chip=tuple(sorted(chip.items())), **extra)
+    job.flow_config("runs", None)  # UserError on a bad value
+    return job
 
 
 def matrix_jobs(matrix, chip=None, images=None):
@@ -330,13 +336,13 @@ def execute(job, image=None, timeout=None):
         status = "pass"
     else:
         status = "fail"
-        reason = (_mismatch_text(report["mismatches"][:1])
+        reason = (mismatch_text(report["mismatches"][:1])
                   or f"{report['bit_exact_images']}/{report['images']} images bit-exact")
     files = {}
     if status != "pass":
         files["job.log"] = log.read_bytes()
         if report and report["mismatches"]:
-            files["mismatch.txt"] = (_mismatch_text(report["mismatches"]) + "\n").encode()
+            files["mismatch.txt"] = (mismatch_text(report["mismatches"]) + "\n").encode()
             waves = report["mismatches"][0].get("waves")
             if waves and Path(waves).is_file():
                 files[Path(waves).name] = Path(waves).read_bytes()
@@ -362,7 +368,8 @@ def _fresh(folder):
     folder.mkdir(parents=True)
 
 
-def _mismatch_text(mismatches):
+def mismatch_text(mismatches):
+    """One line per mismatch of a flow report (``report["mismatches"]``)."""
     lines = []
     for m in mismatches:
         if m["channel"] is None:
