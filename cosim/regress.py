@@ -317,18 +317,12 @@ def execute(job, image=None, timeout=None):
         p = subprocess.Popen([sys.executable, "-m", "cosim.regress", "--job", str(work)],
                              stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                              start_new_session=True)
-        try:
-            rc = p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            rc, reason = None, f"timed out after {timeout:g} s"
+        rc, reason = _wait(p, timeout)
     seconds = time.perf_counter() - start
     report_file = work / "flow.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else None
     if reason:
-        status = "timeout"
+        status = "timeout" if reason.startswith("timed out") else "error"
     elif report is None:
         status = "error"
         reason = f"the job exited with code {rc} and wrote no flow report"
@@ -349,6 +343,39 @@ def execute(job, image=None, timeout=None):
     return {"key": j.key, "name": j.name, "job": job, "status": status, "reason": reason,
             "report": report, "seconds": round(seconds, 3), "host": socket.gethostname(),
             "worker": _worker_address(), "log": str(log), "files": files}
+
+
+def _wait(p, timeout):
+    """Wait for the job's process; kill its group past ``timeout`` or when the client cancels
+    the task (Ctrl-C). Returns ``(exit code or None, reason or None)``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return p.wait(1.0), None
+        except subprocess.TimeoutExpired:
+            pass
+        if deadline is not None and time.monotonic() > deadline:
+            reason = f"timed out after {timeout:g} s"
+        elif _cancelled():
+            reason = "cancelled"
+        else:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        return None, reason
+
+
+def _cancelled():
+    """True when this task runs on a Dask worker that no longer wants it."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        ts = worker.state.tasks.get(worker.get_current_task())
+    except (ValueError, ImportError, KeyError, AttributeError):
+        return False
+    return ts is None or ts.state in ("cancelled", "released", "forgotten")
 
 
 def _worker_address():

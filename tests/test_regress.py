@@ -334,3 +334,45 @@ def test_timeout_on_the_local_cluster_kills_only_that_job(require_sim, tmp_path)
     # The job's process group is gone: nothing of it still runs.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(Path(rec["log"]).parent) not in ps
+
+
+CTRL_C_SCRIPT = """
+import sys
+from cosim import regress
+jobs = [regress.Job.from_dict(d) for d in {jobs!r}]
+results, interrupted = regress.run_jobs(jobs, {out!r}, scheduler={address!r}, progress=False)
+sys.exit(130 if interrupted else 0)
+"""
+
+
+@pytest.mark.sim
+def test_ctrl_c_cancels_the_running_jobs_and_leaves_out_consistent(dask_cluster, tmp_path):
+    import signal
+
+    jobs = [small_job(sim="verilator", fault="hang", seed=s) for s in (7, 8)]
+    out = tmp_path / "out"
+    script = CTRL_C_SCRIPT.format(jobs=[j.as_dict() for j in jobs], out=str(out),
+                                  address=dask_cluster)
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=dict(
+        os.environ, PYTHONPATH=os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])))
+    logs = [regress._sim_build() / "regress" / j.key / "job.log" for j in jobs]
+    try:
+        deadline = time.monotonic() + 90
+        while not all(f.exists() and "hanging" in f.read_text() for f in logs):
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+    suite = ET.parse(out / regress.JUNIT).getroot()
+    assert (suite.get("tests"), suite.get("skipped")) == ("2", "2")
+    assert not (out / regress.RESULTS).exists()  # nothing finished, nothing half-written
+    # The workers stop the cancelled jobs' processes.
+    deadline = time.monotonic() + 30
+    while any(str(f.parent) in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                              text=True).stdout for f in logs):
+        assert time.monotonic() < deadline, "a cancelled job is still running"
+        time.sleep(1.0)
