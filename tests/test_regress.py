@@ -376,3 +376,10 @@ def test_ctrl_c_cancels_the_running_jobs_and_leaves_out_consistent(dask_cluster,
                                               text=True).stdout for f in logs):
         assert time.monotonic() < deadline, "a cancelled job is still running"
         time.sleep(1.0)
+
+
+def test_the_example_spec_is_valid():
+    matrix, chip, ranges, images = regress.load_spec(ROOT / "docs" / "regress" / "nightly.toml")
+    assert len(regress.matrix_jobs(matrix, chip, images)) == 3 * 3 * 2 * 2
+    jobs = regress.random_jobs(20, 7, matrix, chip, ranges, images)
+    assert {j.model for j in jobs} <= {"cnn", "mlp", "resnet"} and len(jobs) == 20
