@@ -30,7 +30,10 @@ Results in OUT: ``results.jsonl`` (one line per finished job: ``key``, ``name``,
 ``reason``), ``junit.xml``, and for a job that did not pass ``failures/<name>/`` (its log,
 ``mismatch.txt`` with the first-mismatch report, the waveform). A job is skipped when OUT
 already holds its result (by the job's hash); ``--rerun-failed`` runs the failed ones again.
-A dead worker or a job past ``--timeout`` is that job's failure; the others go on. Ctrl-C
+A dead worker or a job past ``--timeout`` is that job's failure; the others go on. (For
+that the engine sets the scheduler's ``allowed_failures`` to 0 while it runs, and restores it:
+Dask would otherwise run a job whose worker died on three more workers. Dask also fails the
+jobs only queued on a dead worker; those that had not started are submitted again.) Ctrl-C
 cancels what is left and writes ``junit.xml`` of what finished (``results.jsonl`` gets whole
 lines only). The exit code is 0 only when every job of the SPEC is bit-exact.
 """
@@ -305,13 +308,18 @@ def execute(job, image=None, timeout=None):
         time.sleep(1.0)  # let the started event leave the worker
         os.kill(os.getpid(), signal.SIGKILL)
     work = _sim_build() / "regress" / j.key
-    _fresh(work)
-    (work / "job.json").write_text(json.dumps(job, indent=1, sort_keys=True))
-    if image is not None:
-        (work / "model.pactimg").write_bytes(image)
+    # The same job twice on one machine (two clients) takes turns in its folder.
+    with _file_lock(work.with_name(j.key + ".lock")):
+        _fresh(work)
+        (work / "job.json").write_text(json.dumps(job, indent=1, sort_keys=True))
+        if image is not None:
+            (work / "model.pactimg").write_bytes(image)
+        return _run_in_subprocess(j, job, work, timeout)
+
+
+def _run_in_subprocess(j, job, work, timeout):
     log = work / "job.log"
     start = time.perf_counter()
-    reason = None
     with open(log, "wb") as f:
         # Its own session: a timeout kills the whole group (the simulator too).
         p = subprocess.Popen([sys.executable, "-m", "cosim.regress", "--job", str(work)],
@@ -625,6 +633,10 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
     out.mkdir(parents=True, exist_ok=True)
     images = images or {}
     by_hash = {_image_axes(data)[1]: data for data in images.values()}
+    missing = sorted({j.image_name for j in jobs if j.image_sha256 and j.image_sha256
+                      not in by_hash})
+    if missing:
+        raise UserError(f"no bytes given for the model image(s) {', '.join(missing)}")
     done = read_results(out)
     todo = pending(jobs, done, rerun_failed)
     skipped = len(jobs) - len(todo)
@@ -635,7 +647,7 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
         bar = _bar(len(todo), progress)
         with _client(scheduler, workers) as client:
             previous = _set_allowed_failures(client, 0)
-            futures = {}
+            futures, failed = {}, 0
             try:
                 for j in todo:
                     futures[_submit(client, j, by_hash.get(j.image_sha256), timeout, 0)] = (j, 0)
@@ -661,10 +673,10 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
                         rec = fut.result()
                     _store(out, rec)
                     done[j.key] = rec
+                    failed += rec["status"] != "pass"
                     if bar:
                         bar.update(1)
-                        bar.set_postfix(failed=sum(done[x.key]["status"] != "pass"
-                                                   for x in todo if x.key in done))
+                        bar.set_postfix(failed=failed)
             except KeyboardInterrupt:
                 interrupted = True
                 log("interrupted: cancelling the remaining jobs")
