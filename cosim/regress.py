@@ -576,7 +576,7 @@ def _client(scheduler, workers=None):
     logging.getLogger("distributed").setLevel(logging.ERROR)
     if scheduler:
         try:
-            client = Client(scheduler, timeout=20)
+            client = Client(scheduler, timeout=10)
         except OSError as exc:
             raise UserError(f"--scheduler {scheduler}: cannot connect ({exc}); start "
                             "'dask scheduler' there or check the address") from None
@@ -630,7 +630,6 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
     from distributed.scheduler import KilledWorker
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     images = images or {}
     by_hash = {_image_axes(data)[1]: data for data in images.values()}
     missing = sorted({j.image_name for j in jobs if j.image_sha256 and j.image_sha256
@@ -646,6 +645,7 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
     if todo:
         bar = _bar(len(todo), progress)
         with _client(scheduler, workers) as client:
+            out.mkdir(parents=True, exist_ok=True)  # not before: a refused scheduler leaves none
             previous = _set_allowed_failures(client, 0)
             futures, failed = {}, 0
             try:
@@ -687,6 +687,7 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
                 with contextlib.suppress(Exception):
                     _set_allowed_failures(client, previous)
     results = [JobResult(j, done.get(j.key)) for j in jobs]
+    out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / JUNIT, junit_xml(results))
     return results, interrupted
 

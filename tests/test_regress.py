@@ -147,6 +147,29 @@ def test_bad_timeout_is_refused(spec, capsys):
     assert "--timeout must be a positive" in capsys.readouterr().err
 
 
+def test_a_scheduler_that_does_not_answer_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text("[matrix]\nwbits = 4\n")
+    out = tmp_path / "out"
+    assert main(["regress", str(tmp_path / "s.toml"), "--out", str(out), "--scheduler",
+                 "tcp://127.0.0.1:9", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot connect" in err[-1] and len(err) == 2  # the plan, then the error
+    assert not out.exists()
+
+
+def test_report_takes_the_same_scheduler_option():
+    import argparse
+
+    from pact import report
+
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    cfg = report.config_from_args(parser.parse_args(
+        ["--out", "x", "--scheduler", "tcp://10.0.0.1:8786", "--workers", "3"]))
+    assert (cfg.scheduler, cfg.workers) == ("tcp://10.0.0.1:8786", 3)
+    assert report.config_from_args(parser.parse_args(["--out", "x"])).scheduler is None
+
+
 def record(job, status, reason=None):
     rec = {"key": job.key, "name": job.name, "job": job.as_dict(), "status": status,
            "reason": reason, "report": None, "seconds": 1.5, "files": []}
