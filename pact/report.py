@@ -125,7 +125,8 @@ class ReportConfig:
     def __init__(self, *, bits=DEFAULT_BITS, chip_bits=DEFAULT_CHIP_BITS, seeds=3, quick=False,
                  sections=ALL_SECTIONS, sims=SIMS, cycles_sim="verilator", rows=8, cols=8,
                  mem_width=64, images=None, area_rows=None, area_cols=None, max_reduction=None,
-                 epochs=None, speed_bits=4, speed_images=None, runs="runs", work=None):
+                 epochs=None, speed_bits=4, speed_images=None, runs="runs", work=None,
+                 scheduler=None, workers=None):
         for k in bits:
             if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 16:
                 raise UserError(f"--bits: {k!r} is outside 2..16")
@@ -156,6 +157,9 @@ class ReportConfig:
         self.speed_images = speed_images
         self.runs = Path(runs)
         self.work = Path(work) if work else sim_build_root() / "report"
+        # Where the chip simulations run (cosim.regress): a Dask scheduler, else a local
+        # cluster of ``workers`` (default: one per core). Neither changes a figure.
+        self.scheduler, self.workers = scheduler, workers
         for name in ("images", "area_rows", "area_cols", "max_reduction", "epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -352,17 +356,18 @@ def cycles_section(cfg, log=_log_default):
     """Compile and simulate the digits CNN on the chip for each k of ``cfg.chip_bits``.
 
     Returns ``(cycles, bytes)``, each keyed by k. A k that cannot be simulated (no simulator)
-    gets a modelled lower bound, marked ``source: "modelled"``."""
+    gets a modelled lower bound, marked ``source: "modelled"``. The simulations run as
+    ``pact regress`` jobs, all at once (``_simulate_jobs``)."""
     from cosim.flow import generate_chip
     from cosim.tools import missing_reason
     from gen import compiler
-    from golden.reference import run as reference_run
 
-    cycles, traffic_by_k = {}, {}
+    cycles, traffic_by_k, todo = {}, {}, []
     reason = missing_reason(cfg.cycles_sim)
     for k in cfg.chip_bits:
         image = chip_network(k)
-        hw_dir = generate_chip(chip_hw_params(cfg, k), log=log)
+        params = chip_hw_params(cfg, k)
+        hw_dir = generate_chip(params, log=log)
         hw = compiler.load_hardware(hw_dir)
         program = compiler.compile_image(image, hw)
         layout = program.layout
@@ -379,50 +384,80 @@ def cycles_section(cfg, log=_log_default):
             "compute_bound_cycles": beats, "memory_bound_cycles": words_moved,
         }
         if reason is None:
-            entry.update(_simulate_cycles(cfg, k, image, program, hw_dir, reference_run, log))
+            todo.append((str(k), k, image, program, params))
         else:
             entry.update(cycles=max(beats, words_moved), source="modelled",
                          note=f"{cfg.cycles_sim} unavailable ({reason}): lower bound "
                               "max(MAC beats, memory words)")
         cycles[str(k)] = entry
+    for key, sim in _simulate_jobs(cfg, todo, log).items():
+        cycles[key].update(sim)
     return cycles, traffic_by_k
 
 
-def _simulate_cycles(cfg, k, image, program, hw_dir, reference_run, log):
-    from cosim import chip_tb
-    from cosim.chip_model import random_inputs
+def _simulate_jobs(cfg, items, log):
+    """Simulate ``items`` (``(label, k, image, program, chip params)``) as ``pact regress``
+    jobs (``cosim.regress``: on ``cfg.scheduler``, else a local cluster), each running the
+    image on its chip for ``cfg.images`` digits test images with every layer checked ``==``.
+    Cycles do not depend on the input values. Returns ``{label: figures}``; a job that ends
+    without a flow report (error, timeout, dead worker) raises ``RuntimeError``."""
+    from cosim import regress
+    from golden import image as image_mod
 
-    inputs = random_inputs(1, image, cfg.images)
-    expected = [reference_run(image, x) for x in inputs]
-    work = cfg.work / "cycles" / f"{Path(hw_dir).name}-{cfg.cycles_sim}"
+    if not items:
+        return {}
+    jobs, images = [], {}
+    for label, k, image, _, params in items:
+        data = image_mod.to_bytes(image)
+        digest = image_mod.from_bytes(data).meta["content_hash"]
+        images[f"report-k{k}"] = data
+        extra = {n: v for n, v in params.items() if n not in ("wbits", "abits", "rows", "cols")}
+        jobs.append(regress.Job(wbits=k, abits=k, rows=params["rows"], cols=params["cols"],
+                                model="cnn", sim=cfg.cycles_sim, images=cfg.images,
+                                chip=tuple(sorted(extra.items())), image_sha256=digest,
+                                image_name=f"report-k{label}.pactimg"))
+    out = Path(tempfile.mkdtemp(prefix="regress-", dir=_mkdir(cfg.work)))
     t = time.perf_counter()
-    run = chip_tb.run_chip(program, hw_dir, inputs, expected, sim=cfg.cycles_sim, work=work,
-                           waves_on_mismatch=False)
-    per_image = [r["cycles"] for r in run.records if r]
-    if len(per_image) != len(inputs):
-        raise RuntimeError(f"the k={k} chip run returned {len(per_image)} of {len(inputs)} "
-                           f"records; see {work}")
-    nl = len(program.layout["layers"])
-    windows = [chip_tb.layer_windows(r, nl) for r in run.records]
-    per_layer = []
-    for i, lay in enumerate(program.layout["layers"]):
-        spans = [w[i][1] - w[i][0] + 1 for w in windows if w[i] is not None]
-        per_layer.append({"name": lay["name"], "mac_beats": lay["mac_beats"],
-                          "cycles": sum(spans) / len(spans) if spans else None})
-    exact = sum(m is None for m in run.per_image)
-    log(f"cycles k={k}: {sum(per_image) / len(per_image):.0f} per inference on "
-        f"{cfg.cycles_sim}, {exact}/{len(inputs)} bit-exact ({time.perf_counter() - t:.1f} s)")
-    return {
-        "cycles": sum(per_image) / len(per_image),
-        "cycles_min_max": [min(per_image), max(per_image)],
-        "per_layer": per_layer,
-        "images": len(inputs), "bit_exact_images": exact,
-        "source": "simulated", "sim": cfg.cycles_sim,
-        "sim_cycles_per_second": (sum(per_image) / run.sim_seconds if run.sim_seconds
-                                  else None),
-        "build_seconds": round(run.build_seconds, 2),
-        "first_mismatch": str(run.mismatches[0]) if run.mismatches else None,
-    }
+    try:
+        results, interrupted = regress.run_jobs(jobs, out, images=images,
+                                                scheduler=cfg.scheduler, workers=cfg.workers,
+                                                progress=False, log=log)
+        if interrupted:
+            raise KeyboardInterrupt
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    figures = {}
+    for (label, k, _, program, _), res in zip(items, results, strict=True):
+        rep = (res.record or {}).get("report")
+        if rep is None:
+            raise RuntimeError(f"the k={k} chip run failed: {res.status}: "
+                               f"{(res.record or {}).get('reason')}")
+        util = rep["mac_utilization"] or {"per_layer": [{"cycles": None}] * len(
+            program.layout["layers"])}
+        per_layer = [{"name": lay["name"], "mac_beats": lay["mac_beats"],
+                      "cycles": u["cycles"]}
+                     for lay, u in zip(program.layout["layers"], util["per_layer"], strict=True)]
+        first = rep["mismatches"][0] if rep["mismatches"] else None
+        figures[label] = {
+            "cycles": rep["cycles_per_inference"],
+            "cycles_min_max": rep["cycles_min_max"],
+            "per_layer": per_layer,
+            "images": rep["images"], "bit_exact_images": rep["bit_exact_images"],
+            "source": "simulated", "sim": cfg.cycles_sim,
+            "sim_cycles_per_second": rep["sim_cycles_per_second"],
+            "build_seconds": round(rep["times"].get("build_s", 0.0), 2),
+            "first_mismatch": regress.mismatch_text([first]) if first else None,
+        }
+        log(f"cycles k={k} ({label}): {rep['cycles_per_inference']:.0f} per inference on "
+            f"{cfg.cycles_sim} {rep['rows']}x{rep['cols']}, {rep['bit_exact_images']}/"
+            f"{rep['images']} bit-exact")
+    log(f"{len(jobs)} chip simulations in {time.perf_counter() - t:.1f} s")
+    return figures
+
+
+def _mkdir(folder):
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def iso_area_array(rows, cols, ratio, limit=64):
@@ -453,11 +488,10 @@ def iso_area_section(cfg, area, cycles, log=_log_default):
     from cosim.flow import generate_chip
     from cosim.tools import missing_reason
     from gen import compiler
-    from golden.reference import run as reference_run
 
     if missing_reason(cfg.cycles_sim) is not None or "16" not in cycles:
         return None
-    out = {}
+    out, todo = {}, []
     for k in cfg.chip_bits:
         ratio = area["mac_array"].get(str(k), {}).get("ratio_to_16", {}).get("transistors")
         if k == 16 or ratio is None:
@@ -467,14 +501,15 @@ def iso_area_section(cfg, area, cycles, log=_log_default):
         image = chip_network(k)
         hw_dir = generate_chip(params, log=log)
         program = compiler.compile_image(image, compiler.load_hardware(hw_dir))
-        entry = {"k": k, "rows": rows, "cols": cols, "mac_factor": factor,
-                 "mac_area_ratio": ratio,
-                 "mac_beats": sum(lay["mac_beats"] for lay in program.layout["layers"]),
-                 "memory_bound_cycles": cycles[str(k)]["memory_bound_cycles"],
-                 "hw_dir": str(hw_dir)}
-        entry.update(_simulate_cycles(cfg, k, image, program, hw_dir, reference_run, log))
-        entry["speedup_vs_16"] = cycles["16"]["cycles"] / entry["cycles"]
-        out[str(k)] = entry
+        out[str(k)] = {"k": k, "rows": rows, "cols": cols, "mac_factor": factor,
+                       "mac_area_ratio": ratio,
+                       "mac_beats": sum(lay["mac_beats"] for lay in program.layout["layers"]),
+                       "memory_bound_cycles": cycles[str(k)]["memory_bound_cycles"],
+                       "hw_dir": str(hw_dir)}
+        todo.append((str(k), k, image, program, params))
+    for key, sim in _simulate_jobs(cfg, todo, log).items():
+        out[key].update(sim)
+        out[key]["speedup_vs_16"] = cycles["16"]["cycles"] / out[key]["cycles"]
     return out
 
 
@@ -1024,6 +1059,11 @@ def add_arguments(parser):
                         help="images per speed run (default: icarus 2, verilator 32)")
     parser.add_argument("--runs", default=None, metavar="DIR",
                         help="training runs folder (default $PACT_RUNS or runs/)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run the chip simulations on this Dask scheduler (default: a "
+                             "local cluster, one worker per core; as pact regress)")
+    parser.add_argument("--workers", default=None, metavar="N",
+                        help="local cluster workers (default: cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -1044,7 +1084,8 @@ def config_from_args(args):
         area_rows=opt("area_rows"), area_cols=opt("area_cols"),
         max_reduction=opt("max_reduction"), epochs=opt("epochs"),
         speed_bits=parse_int("speed_bits", args.speed_bits, 1),
-        speed_images=opt("speed_images"), runs=args.runs or runs_root())
+        speed_images=opt("speed_images"), runs=args.runs or runs_root(),
+        scheduler=args.scheduler, workers=opt("workers"))
 
 
 def run(args):
