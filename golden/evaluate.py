@@ -33,6 +33,7 @@ from pact.errors import UserError
 
 from . import data as data_mod
 from .image import load
+from .models import address_skip
 from .reference import quantize_input, run_batch
 from .train import CHECKPOINT, build_from_checkpoint, load_checkpoint, state_fingerprint
 
@@ -112,8 +113,8 @@ def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
                 x = passed_on(i - 1, j)
             y = block.pre_activation(x)
             if skip is not None:
-                y = y + passed_on(skip, j)
-            fq = block.act.codes(y).numpy().astype(np.int64)
+                y = y + address_skip(block.spec, passed_on(skip, j))
+            fq = block.pool(block.act.codes(y)).numpy().astype(np.int64)
             diff = np.abs(fq - int_outputs[i][j:j + batch])
             bad += int(np.count_nonzero(diff))
             worst = max(worst, int(diff.max()) if diff.size else 0)

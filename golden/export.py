@@ -22,7 +22,17 @@ A residual layer adds an earlier layer's output ``skip_real = skip_code * alpha_
 (alpha_skip / alpha_out) * (2**k - 1) / (2**k_skip - 1)``. Then ``S_c`` is the smaller of the two
 shifts that put ``|M_c|`` in 16 and ``|skip_mult_c|`` in 32 signed bits (so in practice ``M_c``'s
 own), and ``skip_mult_c =
-round_half_up(m_skip * 2**S_c)`` (``golden.integer.requantize_residual``).
+round_half_up(m_skip * 2**S_c)`` (``golden.integer.requantize_residual``). A strided or
+channel-offset skip (ResNet's option A) changes which codes are added, not ``m_skip``.
+
+A fully connected layer behind a global average pool (``in_pool="avg"``) accumulates the plane
+sums of its input, so its ``m_c`` carries the ``1/(H*W)`` of the mean.
+
+A pooled layer (``pool="max2"``) must have every ``M_c >= 0`` (the image format's condition for
+pooling codes). The float model pools after PACT, so a channel whose ``m'_c`` is negative (a
+negative batch-norm scale) is exported with its weight codes mirrored, ``q -> 2**wbits - 1 -
+q``, which negates its odd weights and so its accumulator exactly; ``M_c`` is then ``m'_c``'s
+magnitude and the codes are unchanged (``mirror_negative_channels``).
 """
 
 import math
@@ -61,6 +71,7 @@ __all__ = [
     "fixed_point_pair",
     "choose_logit_scale",
     "real_affine",
+    "mirror_negative_channels",
     "fold",
     "image_from_checkpoint",
     "export",
@@ -174,6 +185,8 @@ def real_affine(block, in_scale):
     spec = block.spec
     cout = spec["out_shape"][0]
     m = np.full(cout, in_scale / ((1 << spec["wbits"]) - 1), dtype=np.float64)
+    if spec.get("in_pool") == "avg":
+        m = m / (spec["in_shape"][1] * spec["in_shape"][2])
     b = np.zeros(cout, dtype=np.float64)
     if block.linear.bias is not None:
         b = block.linear.bias.detach().double().numpy().copy()
@@ -184,6 +197,22 @@ def real_affine(block, in_scale):
         b = g * (b - bn.running_mean.double().numpy()) + bn.bias.detach().double().numpy()
         m = g * m
     return m, b
+
+
+def mirror_negative_channels(codes, m, wbits):
+    """Weight codes and multipliers with every channel of negative ``m`` mirrored: ``q ->
+    2**wbits - 1 - q`` negates the odd weights ``2q - (2**wbits - 1)``, so ``m * acc`` is
+    unchanged when ``m`` changes sign too. Returns new arrays.
+
+    >>> c, mm = mirror_negative_channels(np.array([[0, 3], [1, 2]]), np.array([0.5, -0.25]), 2)
+    >>> c.tolist(), mm.tolist()
+    ([[0, 3], [2, 1]], [0.5, 0.25])
+    """
+    codes, m = np.array(codes), np.array(m, dtype=np.float64)
+    neg = m < 0
+    codes[neg] = ((1 << wbits) - 1) - codes[neg]
+    m[neg] = -m[neg]
+    return codes, m
 
 
 def fold(net, logit_scale):
@@ -206,6 +235,9 @@ def fold(net, logit_scale):
         if skip is not None and (out_kind != "pact" or out_scales[skip] is None):
             raise ExportError(f"layer {spec['name']}: a skip input needs PACT codes on both "
                               "ends")
+        codes = dorefa_codes(block.linear.weight, spec["wbits"]).numpy()
+        if spec.get("pool") is not None:
+            codes, m = mirror_negative_channels(codes, m, spec["wbits"])
         mult, offset, shift, skip_mult = [], [], [], []
         for c in range(len(m)):
             where = f"layer {spec['name']} channel {c}"
@@ -218,7 +250,6 @@ def fold(net, logit_scale):
             mult.append(mc)
             shift.append(sc)
             offset.append(fixed_point_offset(b[c] * to_code, sc, where))
-        codes = dorefa_codes(block.linear.weight, spec["wbits"]).numpy()
         layers.append(Layer(
             name=spec["name"], op=spec["op"],
             in_shape=tuple(spec["in_shape"]), out_shape=tuple(spec["out_shape"]),
@@ -230,6 +261,9 @@ def fold(net, logit_scale):
             kernel=spec["kernel"], stride=spec["stride"], padding=spec["padding"], alpha=alpha,
             skip=skip,
             skip_mult=None if skip is None else np.array(skip_mult, dtype=np.int32),
+            skip_stride=spec.get("skip_stride", 1),
+            skip_channel_offset=spec.get("skip_channel_offset", 0),
+            pool=spec.get("pool"), in_pool=spec.get("in_pool"),
         ))
         out_scales.append(None if alpha is None else alpha / ((1 << spec["out_bits"]) - 1))
         if alpha is not None:

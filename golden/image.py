@@ -21,12 +21,28 @@ Encodings in the payload:
 - ``skip_mult`` (int32, one per output channel), only for a residual layer: a layer whose
   header entry has ``"skip": j`` adds the output codes of the earlier layer ``j`` (a PACT layer
   with the same output shape) before its own PACT clip, ``golden.integer.requantize_residual``.
-  The offset plus the largest skip term stays inside the signed 48-bit offset range.
+  The offset plus the largest skip term stays inside the signed 48-bit offset range. (Version 3
+  lets the skip be strided and channel-shifted; see below.)
+
+Version 3 adds, per layer, keys that are written only when they differ from the default (so
+older files keep their bytes):
+
+- ``"pool": "max2"`` (conv, PACT): a 2x2 stride-2 max pool of the output codes after the clamp
+  and the residual add (``golden.integer.max_pool2``); ``out_shape`` is the pooled shape, the
+  convolution's own output is twice as high and wide (``Layer.conv_shape``). Every ``mult`` of
+  a pooled layer is ``>= 0``: the requantizer is then non-decreasing in the accumulator, the
+  condition under which a float model that pools before its clip gives the same codes.
+- ``"in_pool": "avg"`` (fc): the layer reads a ``[C, H, W]`` input (its ``in_shape``) through a
+  global average pool; weights are ``[out, C]`` and the accumulator is ``sum_c s[o, c] *
+  sum_{y,x} a[c, y, x]`` (``golden.integer.avg_pool_acc``).
+- ``"skip_stride": 2`` and ``"skip_channel_offset": o`` (residual layers): the skip tensor is
+  ``golden.integer.skip_tensor`` of layer ``skip``'s output codes, shaped like this layer's
+  ``conv_shape`` (defaults 1 and 0: the same-shape skip).
 
 Versions: a file is written with the lowest version that can hold it: 1 without residual layers
 (those files are byte-identical to the ones written before residual layers existed), 2 with
-them (so a tool that only knows version 1 refuses them instead of ignoring the skip). Both are
-read.
+same-shape residual layers only (so a tool that only knows version 1 refuses them instead of
+ignoring the skip), 3 with any of the keys above. All three are read.
 
 Loading checks the magic, version, lengths, hash, shapes, code ranges and constant ranges, and
 raises ``ImageError`` with a one-line message naming the problem.
@@ -55,16 +71,21 @@ __all__ = ["MAGIC", "FORMAT_VERSION", "READABLE_VERSIONS", "ImageError", "Layer"
 
 MAGIC = b"PACTIMG\0"
 #: The newest format version (written only for images with residual layers; see the docstring).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this module reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: The version of an image without residual layers.
 _PLAIN_VERSION = 1
+#: The version of an image whose only addition is same-shape residual layers.
+_RESIDUAL_VERSION = 2
 _HASH_BYTES = 32
 _PREFIX = struct.Struct("<8sII")
 
 OPS = ("conv", "fc")
 OUT_KINDS = ("pact", "logits")
+POOLS = ("max2",)
+IN_POOLS = ("avg",)
+SKIP_STRIDES = (1, 2)
 
 
 class ImageError(UserError, ValueError):
@@ -75,9 +96,11 @@ class ImageError(UserError, ValueError):
 class Layer:
     """One integer layer.
 
-    ``in_shape``/``out_shape`` are ``(C, H, W)`` for conv and ``(N,)`` for fc. ``alpha`` is the
-    PACT clip of this layer's output (``None`` for logits); ``in_bits`` is the width of the input
-    codes and ``out_bits`` the width of the output codes (``LOGIT_BITS`` for logits).
+    ``in_shape``/``out_shape`` are ``(C, H, W)`` for conv and ``(N,)`` for fc (``(C, H, W)``
+    for an fc with ``in_pool="avg"``). ``alpha`` is the PACT clip of this layer's output
+    (``None`` for logits); ``in_bits`` is the width of the input codes and ``out_bits`` the
+    width of the output codes (``LOGIT_BITS`` for logits). ``pool``, ``in_pool``,
+    ``skip_stride`` and ``skip_channel_offset`` are the version-3 fields (module docstring).
     """
 
     name: str
@@ -98,6 +121,24 @@ class Layer:
     alpha: float | None = None
     skip: int | None = None
     skip_mult: np.ndarray | None = None
+    skip_stride: int = 1
+    skip_channel_offset: int = 0
+    pool: str | None = None
+    in_pool: str | None = None
+
+    @property
+    def conv_shape(self):
+        """The shape the layer computes before its pool (``out_shape`` without a pool)."""
+        if self.pool == "max2":
+            c, h, w = self.out_shape
+            return (c, 2 * h, 2 * w)
+        return tuple(self.out_shape)
+
+    @property
+    def needs_v3(self):
+        """True if this layer uses a field that only format version 3 holds."""
+        return (self.pool is not None or self.in_pool is not None or self.skip_stride != 1
+                or self.skip_channel_offset != 0)
 
     @property
     def out_channels(self):
@@ -110,8 +151,9 @@ class Layer:
 
     @property
     def macs(self):
-        """Multiply-accumulates of one inference of this layer."""
-        return int(np.prod(self.out_shape)) * self.reduction
+        """Multiply-accumulates of one inference of this layer (an averaged input counts one
+        addition per code, not as MACs)."""
+        return int(np.prod(self.conv_shape)) * self.reduction
 
 
 @dataclass
@@ -170,7 +212,15 @@ def validate(image):
         if layer.in_bits != prev_bits:
             _fail(f"{where}: in_bits {layer.in_bits} but the previous output is {prev_bits}-bit")
         in_shape = tuple(layer.in_shape)
-        if layer.op == "fc":
+        _validate_pools(layer, where)
+        if layer.op == "fc" and layer.in_pool == "avg":
+            if in_shape != prev_shape or len(in_shape) != 3:
+                _fail(f"{where}: an averaged input must be the previous [C, H, W] output "
+                      f"{prev_shape}, not {in_shape}")
+            expected = (layer.out_shape[0], in_shape[0])
+            if layer.weights.shape != expected or len(layer.out_shape) != 1:
+                _fail(f"{where}: weights {layer.weights.shape} should be {expected}")
+        elif layer.op == "fc":
             if int(np.prod(prev_shape)) != int(np.prod(in_shape)) or len(in_shape) != 1:
                 _fail(f"{where}: input shape {in_shape} does not match previous {prev_shape}")
             expected = (layer.out_shape[0], in_shape[0])
@@ -185,8 +235,11 @@ def validate(image):
             cout = layer.out_shape[0]
             ho = (in_shape[1] + 2 * p - k) // s + 1
             wo = (in_shape[2] + 2 * p - k) // s + 1
-            if tuple(layer.out_shape) != (cout, ho, wo):
-                _fail(f"{where}: output shape {tuple(layer.out_shape)} should be {(cout, ho, wo)}")
+            if layer.pool == "max2" and (ho % 2 or wo % 2 or ho < 2 or wo < 2):
+                _fail(f"{where}: a 2x2 max pool needs an even plane, not {ho}x{wo}")
+            want = (cout, ho // 2, wo // 2) if layer.pool == "max2" else (cout, ho, wo)
+            if tuple(layer.out_shape) != want:
+                _fail(f"{where}: output shape {tuple(layer.out_shape)} should be {want}")
             expected = (cout, in_shape[0], k, k)
             if layer.weights.shape != expected:
                 _fail(f"{where}: weights {layer.weights.shape} should be {expected}")
@@ -210,8 +263,27 @@ def validate(image):
         sh = layer.shift.astype(np.int64)
         if np.any(sh < 1) or np.any(sh > REQUANT_MAX_SHIFT):
             _fail(f"{where}: shift outside 1..{REQUANT_MAX_SHIFT}")
+        if layer.pool is not None and np.any(layer.mult.astype(np.int64) < 0):
+            c = int(np.flatnonzero(layer.mult.astype(np.int64) < 0)[0])
+            _fail(f"{where}: channel {c} has a negative mult in a pooled layer (pooling codes "
+                  "is exact only for a non-decreasing requantizer)")
         _validate_skip(image, i, layer, where)
         prev_shape, prev_bits = tuple(layer.out_shape), layer.out_bits
+
+
+def _validate_pools(layer, where):
+    """``pool``/``in_pool``: known kinds, on the layers that can carry them."""
+    if layer.pool is not None:
+        if layer.pool not in POOLS:
+            _fail(f"{where}: unknown pool {layer.pool!r} (expected one of {', '.join(POOLS)})")
+        if layer.op != "conv" or layer.out_kind != "pact":
+            _fail(f"{where}: only a PACT conv layer may pool its output")
+    if layer.in_pool is not None:
+        if layer.in_pool not in IN_POOLS:
+            _fail(f"{where}: unknown in_pool {layer.in_pool!r} (expected one of "
+                  f"{', '.join(IN_POOLS)})")
+        if layer.op != "fc":
+            _fail(f"{where}: only a fully connected layer may average its input")
 
 
 def _validate_skip(image, i, layer, where):
@@ -219,6 +291,8 @@ def _validate_skip(image, i, layer, where):
     if layer.skip is None:
         if layer.skip_mult is not None:
             _fail(f"{where}: skip_mult without skip")
+        if layer.skip_stride != 1 or layer.skip_channel_offset != 0:
+            _fail(f"{where}: skip_stride/skip_channel_offset without skip")
         return
     j = layer.skip
     if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < i:
@@ -228,9 +302,28 @@ def _validate_skip(image, i, layer, where):
         _fail(f"{where}: only a PACT layer may add a skip input, not a {layer.out_kind} layer")
     if src.out_kind != "pact":
         _fail(f"{where}: skip layer {j} ({src.name}) produces {src.out_kind}, not PACT codes")
-    if tuple(src.out_shape) != tuple(layer.out_shape):
-        _fail(f"{where}: skip layer {j} ({src.name}) has output shape {tuple(src.out_shape)}, "
-              f"this layer {tuple(layer.out_shape)}")
+    s, o = layer.skip_stride, layer.skip_channel_offset
+    if isinstance(s, bool) or not isinstance(s, int) or s not in SKIP_STRIDES:
+        _fail(f"{where}: skip_stride must be one of {SKIP_STRIDES}, not {s!r}")
+    if isinstance(o, bool) or not isinstance(o, int) or o < 0:
+        _fail(f"{where}: skip_channel_offset must be an integer >= 0, not {o!r}")
+    src_shape, shape = tuple(src.out_shape), tuple(layer.conv_shape)
+    if len(src_shape) != 3 or len(shape) != 3:
+        if src_shape != shape:
+            _fail(f"{where}: skip layer {j} ({src.name}) has output shape {src_shape}, "
+                  f"this layer {shape}")
+        if s != 1 or o != 0:
+            _fail(f"{where}: a strided or channel-offset skip needs [C, H, W] tensors")
+    else:
+        if (shape[1] - 1) * s >= src_shape[1] or (shape[2] - 1) * s >= src_shape[2]:
+            _fail(f"{where}: skip layer {j} ({src.name}) output {src_shape} at stride {s} "
+                  f"cannot cover this layer's {shape[1]}x{shape[2]} plane")
+        if o + src_shape[0] > shape[0]:
+            _fail(f"{where}: skip layer {j} ({src.name}) has {src_shape[0]} channels; at offset "
+                  f"{o} they do not fit this layer's {shape[0]}")
+        if s == 1 and o == 0 and src_shape != shape:
+            _fail(f"{where}: skip layer {j} ({src.name}) has output shape {src_shape}, "
+                  f"this layer {shape}")
     sm = layer.skip_mult
     if sm is None:
         _fail(f"{where}: skip is set but skip_mult is missing")
@@ -264,9 +357,12 @@ def _layer_arrays(layer):
 
 
 def format_version(image):
-    """The version ``to_bytes`` writes for ``image``: 2 with residual layers, else 1."""
-    if any(layer.skip is not None for layer in image.layers):
+    """The version ``to_bytes`` writes for ``image``: 3 with a pool, an averaged input or a
+    strided/channel-offset skip; else 2 with residual layers; else 1."""
+    if any(layer.needs_v3 for layer in image.layers):
         return FORMAT_VERSION
+    if any(layer.skip is not None for layer in image.layers):
+        return _RESIDUAL_VERSION
     return _PLAIN_VERSION
 
 
@@ -298,6 +394,15 @@ def to_bytes(image):
         if layer.skip is not None:
             # absent (not null) without a skip: version-1 files stay byte-identical
             entry["skip"] = int(layer.skip)
+        # the version-3 keys likewise appear only when they differ from the default
+        if layer.skip_stride != 1:
+            entry["skip_stride"] = int(layer.skip_stride)
+        if layer.skip_channel_offset != 0:
+            entry["skip_channel_offset"] = int(layer.skip_channel_offset)
+        if layer.pool is not None:
+            entry["pool"] = layer.pool
+        if layer.in_pool is not None:
+            entry["in_pool"] = layer.in_pool
         layers_json.append(entry)
     header = {
         "input_shape": list(image.input_shape),
@@ -365,9 +470,15 @@ def from_bytes(data):
                 weights=arrays["weights"], mult=arrays["mult"],
                 offset=arrays["offset"], shift=arrays["shift"],
                 skip=lj.get("skip"), skip_mult=arrays.get("skip_mult"),
+                skip_stride=lj.get("skip_stride", 1),
+                skip_channel_offset=lj.get("skip_channel_offset", 0),
+                pool=lj.get("pool"), in_pool=lj.get("in_pool"),
             ))
-            if version < FORMAT_VERSION and lj.get("skip") is not None:
+            if version < _RESIDUAL_VERSION and lj.get("skip") is not None:
                 _fail(f"layer {lj['name']}: a residual layer in a version-{version} image")
+            if version < FORMAT_VERSION and layers[-1].needs_v3:
+                _fail(f"layer {lj['name']}: pool, in_pool or a strided/offset skip in a "
+                      f"version-{version} image")
         image = ModelImage(
             input_shape=tuple(header["input_shape"]), input_bits=header["input_bits"],
             layers=layers, meta=header.get("meta", {}),

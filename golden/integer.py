@@ -30,6 +30,22 @@ Definitions (see ../shared/PACT.md):
   two alphas) hundreds of times ``m`` needs more than 16 bits; a 16-bit one would force a small
   ``S`` and leave ``M`` with 8 or 9 significant bits (measured: 1-2% of codes off by up to 3
   LSB against the fake-quant model on the digits resnet).
+- The skip input is addressed, not just copied: layer ``j``'s output codes ``src`` (``[C_src,
+  H_src, W_src]``) become the skip tensor shaped like the residual layer's own (pre-pool)
+  output ``[C, H, W]`` with a spatial stride ``s`` and a channel offset ``o``
+  (``skip_tensor``)::
+
+      skip[c, y, x] = src[c - o, y*s, x*s]   if 0 <= c - o < C_src   else 0
+
+  ``s = 1, o = 0`` is the same-shape skip; ``s = 2, o = C/4`` is ResNet's option-A shortcut
+  (``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, C/4, C/4))``): zero channels, not a projection.
+- A PACT layer may end with a 2x2, stride-2 max pool *of its output codes* (after the clamp
+  and any residual add), ``max_pool2``. Pooling codes is exact by definition; a float model
+  that pools before PACT matches it only if every requantizer is non-decreasing in the
+  accumulator (``M_c >= 0``), which the image format demands of pooled layers.
+- A fully connected layer may read a ``[C, H, W]`` input through a global average pool: the
+  accumulator is ``sum_c s[o, c] * sum_{y,x} a[c, y, x]`` (``avg_pool_acc``), exact, with the
+  ``1/(H*W)`` folded into ``M`` and ``B`` at export.
 """
 
 import numpy as np
@@ -51,6 +67,10 @@ __all__ = [
     "requantize_residual",
     "conv2d_acc",
     "linear_acc",
+    "skip_tensor",
+    "max_pool2",
+    "plane_sums",
+    "avg_pool_acc",
 ]
 
 #: Width of the signed per-channel multiplier ``M``.
@@ -202,3 +222,70 @@ def linear_acc(x, s):
             f"linear_acc: input has {x.shape[0]} features, weights expect {s.shape[1]}"
         )
     return s @ x
+
+
+def skip_tensor(src, out_shape, stride=1, channel_offset=0):
+    """The skip input of a residual layer: ``skip[c, y, x] = src[c - o, y*s, x*s]`` where
+    ``0 <= c - o < C_src``, else 0 (``s = stride``, ``o = channel_offset``).
+
+    ``src`` is ``[..., C_src, H_src, W_src]`` (leading batch axes pass through) and
+    ``out_shape`` the residual layer's pre-pool ``(C, H, W)``. Raises ``ValueError`` if the
+    strided plane or the offset channels do not fit.
+
+    >>> src = np.arange(8).reshape(2, 2, 2)       # two channels of 2x2
+    >>> skip_tensor(src, (4, 1, 1), stride=2, channel_offset=1)[:, 0, 0].tolist()
+    [0, 0, 4, 0]
+    >>> skip_tensor(src, (2, 2, 2)).tolist() == src.tolist()
+    True
+    """
+    src = np.asarray(src, dtype=np.int64)
+    c, h, w = (int(v) for v in out_shape)
+    c_src, h_src, w_src = src.shape[-3:]
+    if stride not in (1, 2) or channel_offset < 0:
+        raise ValueError(f"skip_tensor: stride must be 1 or 2 and the channel offset >= 0, "
+                         f"not {stride} and {channel_offset}")
+    if (h - 1) * stride >= h_src or (w - 1) * stride >= w_src:
+        raise ValueError(f"skip_tensor: a {h_src}x{w_src} source cannot feed a {h}x{w} plane "
+                         f"at stride {stride}")
+    if channel_offset + c_src > c:
+        raise ValueError(f"skip_tensor: {c_src} source channels at offset {channel_offset} do "
+                         f"not fit {c} channels")
+    out = np.zeros((*src.shape[:-3], c, h, w), dtype=np.int64)
+    out[..., channel_offset:channel_offset + c_src, :, :] = \
+        src[..., : stride * h : stride, : stride * w : stride]
+    return out
+
+
+def max_pool2(codes):
+    """2x2, stride-2 max pool over the last two axes (``H``, ``W`` even): ``out[..., y, x] =
+    max(codes[..., 2y:2y+2, 2x:2x+2])``.
+
+    >>> max_pool2(np.array([[[1, 5, 2, 0], [3, 4, 9, 9], [0, 0, 7, 1], [0, 2, 1, 8]]])).tolist()
+    [[[5, 9], [2, 8]]]
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    h, w = codes.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"max_pool2: a {h}x{w} plane is not even in both dimensions")
+    quads = codes.reshape(*codes.shape[:-2], h // 2, 2, w // 2, 2)
+    return quads.max(axis=(-3, -1))
+
+
+def plane_sums(x):
+    """``sum_{y,x} a[..., c, y, x]``: codes ``[..., C, H, W]`` to exact int64 sums ``[..., C]``.
+
+    >>> plane_sums(np.arange(8).reshape(2, 2, 2)).tolist()
+    [6, 22]
+    """
+    return np.asarray(x, dtype=np.int64).sum(axis=(-2, -1))
+
+
+def avg_pool_acc(x, s):
+    """A fully connected layer behind a global average pool: ``acc[o] = sum_c s[o, c] *
+    sum_{y,x} x[c, y, x]`` for codes ``x`` ``[C, H, W]`` and odd weights ``s`` ``[out, C]``
+    (exact; the ``1/(H*W)`` lives in the requantization constants).
+
+    >>> avg_pool_acc(np.ones((2, 3, 3)), np.array([[1, -3], [3, 3]])).tolist()
+    [-18, 54]
+    """
+    return linear_acc(plane_sums(x), s)

@@ -16,6 +16,15 @@ A residual layer carries ``"skip": j``, the index of an earlier layer whose outp
 PACT codes) is added to this layer's batch-norm output before its PACT clip:
 ``y = BN(conv(x)) + skip_real``, where ``skip_real`` is layer ``j``'s quantized output as the
 network passes it on (``code * alpha_j / (2**k - 1)``). Layers without the key have no skip.
+``"skip_stride": 2`` and ``"skip_channel_offset": o`` address a skip of another shape (ResNet's
+option A: ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, o, o))``), as ``golden.integer.skip_tensor``
+does with codes.
+
+``"pool": "max2"`` on a PACT conv layer max-pools its output 2x2 (stride 2) *after* PACT (and
+after the residual add), so the float model pools the very codes the integer path pools: exact
+whatever the sign of batch-norm's scale. ``out_shape`` is then the pooled shape. ``"in_pool":
+"avg"`` on a fully connected layer averages its ``[C, H, W]`` input over the plane first
+(``in_shape`` stays ``[C, H, W]``; the weights are ``[out, C]``).
 
 Bit-width policy (PACT): the first and the last layer have ``end_bits`` weights and the network
 input is quantized to ``end_bits``; all other weights have ``wbits``, and every PACT output has
@@ -26,6 +35,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .integer import LOGIT_BITS
 from .quant import PACT, QConv2d, QLinear
@@ -38,11 +48,16 @@ __all__ = [
     "describe_cnn",
     "describe_mlp",
     "describe_resnet",
+    "describe_resnet20",
+    "describe_svhn",
+    "describe_lenet",
+    "conv_shape",
+    "address_skip",
     "input_bits",
     "PactNet",
 ]
 
-MODELS = ("cnn", "mlp", "resnet")
+MODELS = ("cnn", "mlp", "resnet", "resnet20", "svhn", "lenet")
 #: Bit-widths the trainer supports for weights, activations and the end layers.
 BITS_RANGE = (2, 8)
 #: Conv output channels are a multiple of this (the hardware array is 8x8).
@@ -52,6 +67,16 @@ CNN_CHANNELS = (16, 32, 32)
 MLP_HIDDEN = (64, 64)
 #: Widths of the residual network's two stages.
 RESNET_CHANNELS = (16, 32)
+#: CIFAR ResNet20 (He et al. 2016): stage widths and basic blocks per stage.
+RESNET20_CHANNELS = (16, 32, 64)
+RESNET20_BLOCKS = 3
+#: The DoReFa SVHN network's conv layers: (kernel, width, padding, pool after).
+SVHN_CONVS = ((5, 48, 0, True), (3, 64, 1, False), (3, 64, 1, True), (3, 128, 0, False),
+              (3, 128, 1, False), (3, 128, 0, False))
+SVHN_LAST_WIDTH = 512
+#: LeNet-5: conv (kernel, width, padding), each followed by PACT and a 2x2 max pool; fc widths.
+LENET_CONVS = ((5, 6, 2), (5, 16, 0))
+LENET_HIDDEN = (120, 84)
 
 
 def _check_bits(name, bits):
@@ -89,6 +114,32 @@ def _validate_policy(input_shape, num_classes, wbits, abits, end_bits):
         _check_bits("wbits", wbits)
         _check_bits("abits", abits)
         _check_bits("end_bits", end_bits)
+
+
+def _conv(name, in_shape, cout, kernel, stride, padding, pool=False):
+    """A conv + batch-norm + PACT layer dict (``pool``: a 2x2 max pool after PACT)."""
+    c, h, w = in_shape
+    ho, wo = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"layer {name}: a {h}x{w} input is too small for a {kernel}x{kernel} "
+                         "kernel")
+    spec = {
+        "name": name, "op": "conv", "in_shape": list(in_shape), "out_shape": [cout, ho, wo],
+        "kernel": kernel, "stride": stride, "padding": padding,
+        "bias": False, "bn": True, "act": "pact",
+    }
+    if pool:
+        if ho % 2 or wo % 2:
+            raise ValueError(f"layer {name}: a 2x2 max pool needs an even plane, not {ho}x{wo}")
+        spec["pool"] = "max2"
+        spec["out_shape"] = [cout, ho // 2, wo // 2]
+    return spec
+
+
+def conv_shape(spec):
+    """``[C, H, W]`` a conv layer dict computes before its pool (its ``out_shape`` if none)."""
+    c, h, w = spec["out_shape"]
+    return [c, 2 * h, 2 * w] if spec.get("pool") == "max2" else [c, h, w]
 
 
 def _fc(name, n_in, n_out, last):
@@ -178,8 +229,94 @@ def describe_resnet(input_shape, num_classes, *, wbits, abits, end_bits=8,
     return _assign_bits(layers, wbits, abits, end_bits)
 
 
+def describe_resnet20(input_shape, num_classes, *, wbits, abits, end_bits=8,
+                      channels=RESNET20_CHANNELS, blocks=RESNET20_BLOCKS):
+    """CIFAR ResNet20 (He et al.): a 3x3 stem, three stages of ``blocks`` basic blocks, global
+    average pool, fully connected logits (1 + 2 * 3 * 3 + 1 = 20 layers).
+
+    A basic block is ``conv_a`` (3x3, BN, PACT) then ``conv_b`` (3x3, BN) plus the shortcut,
+    then PACT. The shortcut is the block's input; the first block of stages 2 and 3 has stride
+    2 and uses option A (no weights): every second pixel, zero channels added on both sides,
+    ``skip_stride=2``, ``skip_channel_offset=(planes - in_planes) // 2`` (``planes // 4``).
+    """
+    _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
+    channels = list(channels)
+    if len(channels) != 3 or any(c < 1 for c in channels) or blocks < 1:
+        raise ValueError(f"channels must be three positive widths and blocks >= 1, not "
+                         f"{channels!r} and {blocks!r}")
+    layers = [_conv("conv0", input_shape, channels[0], 3, 1, 1)]
+    for stage, planes in enumerate(channels):
+        for b in range(blocks):
+            stride = 2 if stage > 0 and b == 0 else 1
+            block_in = len(layers) - 1
+            in_shape = layers[-1]["out_shape"]
+            a = _conv(f"conv{len(layers)}", in_shape, planes, 3, stride, 1)
+            layers.append(a)
+            res = _conv(f"conv{len(layers)}", a["out_shape"], planes, 3, 1, 1)
+            res["skip"] = block_in
+            if stride != 1 or in_shape[0] != planes:
+                if planes < in_shape[0] or (planes - in_shape[0]) % 2:
+                    raise ValueError(f"option-A shortcut from {in_shape[0]} to {planes} "
+                                     "channels needs an even increase")
+                res["skip_stride"] = stride
+                res["skip_channel_offset"] = (planes - in_shape[0]) // 2
+            layers.append(res)
+    fc = _fc("fc", channels[-1], num_classes, last=True)
+    fc["in_shape"] = list(layers[-1]["out_shape"])
+    fc["in_pool"] = "avg"
+    layers.append(fc)
+    return _assign_bits(layers, wbits, abits, end_bits)
+
+
+def describe_svhn(input_shape, num_classes, *, wbits, abits, end_bits=8):
+    """The DoReFa SVHN network (tensorpack ``svhn-digit-dorefa``), for square inputs of side
+    ``24 + 4n`` (40 by default, as tensorpack resizes SVHN to 40x40).
+
+    ``conv0`` 5x5 48 valid + pool, ``conv1`` 3x3 64 same, ``conv2`` 3x3 64 same + pool,
+    ``conv3`` 3x3 128 valid, ``conv4`` 3x3 128 same, ``conv5`` 3x3 128 valid, ``conv6`` 512
+    valid over the whole remaining plane (5x5 at 40: 40 -> 36 -> 18 -> 18 -> 9 -> 7 -> 7 -> 5
+    -> 1; 3x3 at 32), ``fc`` 512 -> classes. Batch-norm after every conv; PACT before each
+    pool (the pool takes codes: see the module docstring).
+    """
+    _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
+    _, h, w = input_shape
+    if h != w or h < 24 or (h - 24) % 4:
+        raise ValueError(f"the svhn network takes square inputs of side 24 + 4n (40 by "
+                         f"default), not {h}x{w}")
+    layers, shape = [], list(input_shape)
+    for i, (k, cout, pad, pool) in enumerate(SVHN_CONVS):
+        layers.append(_conv(f"conv{i}", shape, cout, k, 1, pad, pool))
+        shape = layers[-1]["out_shape"]
+    layers.append(_conv(f"conv{len(SVHN_CONVS)}", shape, SVHN_LAST_WIDTH, shape[1], 1, 0))
+    layers.append(_fc("fc", SVHN_LAST_WIDTH, num_classes, last=True))
+    return _assign_bits(layers, wbits, abits, end_bits)
+
+
+def describe_lenet(input_shape, num_classes, *, wbits, abits, end_bits=8):
+    """LeNet-5 for 28x28: ``conv0`` 5x5 6 pad 2 + pool (14), ``conv1`` 5x5 16 valid + pool (5),
+    ``fc2`` 400 -> 120, ``fc3`` 120 -> 84, ``fc4`` 84 -> classes; PACT after every hidden
+    layer (before each pool), batch-norm on hidden layers."""
+    _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
+    layers, shape = [], list(input_shape)
+    for i, (k, cout, pad) in enumerate(LENET_CONVS):
+        layers.append(_conv(f"conv{i}", shape, cout, k, 1, pad, pool=True))
+        shape = layers[-1]["out_shape"]
+    n = shape[0] * shape[1] * shape[2]
+    for width in LENET_HIDDEN:
+        layers.append(_fc(f"fc{len(layers)}", n, width, last=False))
+        n = width
+    layers.append(_fc(f"fc{len(layers)}", n, num_classes, last=True))
+    return _assign_bits(layers, wbits, abits, end_bits)
+
+
+_DESCRIBE = {"resnet20": describe_resnet20, "svhn": describe_svhn, "lenet": describe_lenet}
+
+
 def describe(model, input_shape, num_classes, *, wbits, abits, end_bits=8):
     """The layer list of ``model`` (one of ``MODELS``) for that input and bit policy."""
+    if model in _DESCRIBE:
+        return _DESCRIBE[model](input_shape, num_classes, wbits=wbits, abits=abits,
+                                end_bits=end_bits)
     if model == "resnet":
         return describe_resnet(input_shape, num_classes, wbits=wbits, abits=abits,
                                end_bits=end_bits)
@@ -202,7 +339,7 @@ class _Block(nn.Module):
         super().__init__()
         self.spec = spec
         if spec["op"] == "conv":
-            self.flatten = False
+            self.flatten = self.average = False
             self.linear = QConv2d(
                 spec["in_shape"][0], spec["out_shape"][0], spec["kernel"],
                 stride=spec["stride"], padding=spec["padding"], bias=spec["bias"],
@@ -211,6 +348,7 @@ class _Block(nn.Module):
             self.bn = nn.BatchNorm2d(spec["out_shape"][0]) if spec["bn"] else None
         elif spec["op"] == "fc":
             self.flatten = True
+            self.average = spec.get("in_pool") == "avg"
             self.linear = QLinear(spec["in_shape"][0], spec["out_shape"][0], bias=spec["bias"],
                                   wbits=spec["wbits"])
             self.bn = nn.BatchNorm1d(spec["out_shape"][0]) if spec["bn"] else None
@@ -220,16 +358,22 @@ class _Block(nn.Module):
 
     def pre_activation(self, x):
         """The real value that PACT clips: conv/fc output after batch-norm."""
-        if self.flatten:
+        if self.flatten and self.average:
+            x = x.mean(dim=(2, 3))  # the integer path sums; export folds in the 1/(H*W)
+        elif self.flatten:
             x = torch.flatten(x, 1)  # C, H, W order, as the image format states
         y = self.linear(x)
         return self.bn(y) if self.bn is not None else y
+
+    def pool(self, y):
+        """The layer's 2x2 max pool (after PACT: it pools codes), or nothing."""
+        return F.max_pool2d(y, 2) if self.spec.get("pool") == "max2" else y
 
     def forward(self, x, skip=None):
         y = self.pre_activation(x)
         if skip is not None:
             y = y + skip
-        return self.act(y) if self.act is not None else y
+        return self.pool(self.act(y) if self.act is not None else y)
 
 
 class PactNet(nn.Module):
@@ -257,9 +401,10 @@ class PactNet(nn.Module):
 
     @staticmethod
     def skip_input(block, outs):
-        """The tensor a residual block adds (an earlier block's output), or ``None``."""
+        """The tensor a residual block adds (an earlier block's output, strided and padded
+        with zero channels as the layer says), or ``None``."""
         j = block.spec.get("skip")
-        return None if j is None else outs[j]
+        return None if j is None else address_skip(block.spec, outs[j])
 
     def pacts(self):
         """``(name, PACT module)`` of every hidden layer, in order."""
@@ -295,7 +440,22 @@ class PactNet(nn.Module):
                 y = y + skip
             if block.act is None:
                 return codes, y
-            codes.append(block.act.codes(y))
-            x = block.act(y)
+            codes.append(block.pool(block.act.codes(y)))
+            x = block.pool(block.act(y))
             outs.append(x)
         raise AssertionError("a network ends with a logits layer")
+
+
+def address_skip(spec, src):
+    """``src`` (``[N, C_src, H_src, W_src]``) as the skip input of residual layer ``spec``: every
+    ``skip_stride``-th pixel, ``skip_channel_offset`` zero channels before it and zeros after, to
+    the layer's pre-pool shape (``golden.integer.skip_tensor`` on tensors)."""
+    if spec["op"] != "conv":
+        return src
+    c, h, w = conv_shape(spec)
+    s, o = spec.get("skip_stride", 1), spec.get("skip_channel_offset", 0)
+    if s != 1:
+        src = src[:, :, : s * h : s, : s * w : s]
+    if src.shape[1] != c:
+        src = F.pad(src, (0, 0, 0, 0, o, c - o - src.shape[1]))
+    return src

@@ -7,12 +7,16 @@ integer functions of ``golden.integer``; no float and no ``torch.round`` is on t
 import numpy as np
 
 from .integer import (
+    avg_pool_acc,
     conv2d_acc,
     dorefa_odd_values,
     linear_acc,
+    max_pool2,
+    plane_sums,
     requantize,
     requantize_residual,
     round_half_up_shift,
+    skip_tensor,
 )
 
 __all__ = [
@@ -45,6 +49,8 @@ def layer_accumulators(layer, x):
     s = dorefa_odd_values(layer.weights, layer.wbits)
     if layer.op == "conv":
         return conv2d_acc(x, s, layer.stride, layer.padding)
+    if layer.in_pool == "avg":
+        return avg_pool_acc(x, s)
     return linear_acc(x, s)
 
 
@@ -60,14 +66,27 @@ def _requantize_layer(layer, acc, skip):
                       signed_out=layer.out_kind == "logits")
 
 
+def _pool(layer, codes):
+    """The layer's output pool (``max2``) over the last two axes, or nothing."""
+    return max_pool2(codes) if layer.pool == "max2" else codes
+
+
 def run_layer(layer, x, skip=None):
-    """One layer: accumulate, then requantize (PACT clamp or signed logits). A residual layer
-    (``layer.skip`` set) needs ``skip``, the output codes of layer ``layer.skip``."""
-    return _requantize_layer(layer, layer_accumulators(layer, x), skip)
+    """One layer: accumulate, requantize (PACT clamp or signed logits), then pool the codes if
+    the layer pools. A residual layer (``layer.skip`` set) needs ``skip``, shaped like its
+    accumulators: ``skip_tensor`` of the output codes of layer ``layer.skip``."""
+    return _pool(layer, _requantize_layer(layer, layer_accumulators(layer, x), skip))
 
 
 def _skip_of(layer, outputs):
-    return None if layer.skip is None else outputs[layer.skip]
+    """The skip tensor of a residual layer (``None`` for others), from the earlier layer's
+    output codes (single ``[C, H, W]`` or batched ``[N, C, H, W]``)."""
+    if layer.skip is None:
+        return None
+    src = outputs[layer.skip]
+    if len(layer.conv_shape) != 3:
+        return src
+    return skip_tensor(src, layer.conv_shape, layer.skip_stride, layer.skip_channel_offset)
 
 
 def run(image, x_codes):
@@ -127,13 +146,15 @@ def run_layer_batch(layer, x, skip=None):
     s = dorefa_odd_values(layer.weights, layer.wbits)
     if layer.op == "conv":
         acc = conv2d_acc_batch(x, s, layer.stride, layer.padding)
+    elif layer.in_pool == "avg":
+        acc = linear_acc_batch(plane_sums(x), s)
     else:
         acc = linear_acc_batch(x, s)
     # requantize wants the channel first
     if skip is not None:
         skip = np.moveaxis(np.asarray(skip, dtype=np.int64).reshape(acc.shape), 1, 0)
     out = _requantize_layer(layer, np.moveaxis(acc, 1, 0), skip)
-    return np.ascontiguousarray(np.moveaxis(out, 0, 1))
+    return np.ascontiguousarray(_pool(layer, np.moveaxis(out, 0, 1)))
 
 
 def run_batch(image, x_codes, *, chunk=512):

@@ -346,8 +346,11 @@ def add_arguments(parser):
     parser.add_argument("--float", action="store_true", dest="float_baseline",
                         help="train the float baseline (ReLU, no quantization)")
     parser.add_argument("--model", choices=MODELS, default="cnn", help="default: %(default)s")
-    parser.add_argument("--data", default="digits",
-                        help="digits (embedded, default), mnist:DIR or cifar10:DIR")
+    parser.add_argument("--data",
+                        help="digits (embedded), mnist5k[@CxHxW] (embedded), mnist:DIR, "
+                             "cifar10:DIR or svhn:DIR (default: the model's stand-in: digits "
+                             "for cnn/mlp/resnet, mnist5k for lenet, mnist5k@3x32x32 for "
+                             "resnet20, mnist5k@3x40x40 for svhn)")
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="default: %(default)s")
@@ -381,7 +384,8 @@ def config_from_args(args):
         raise UserError("give --wbits and --abits (e.g. --wbits 4 --abits 4), or --float")
     return TrainConfig(
         wbits=args.wbits, abits=args.abits, end_bits=args.end_bits, model=args.model,
-        data=args.data, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+        data=args.data if args.data is not None else data_mod.stand_in(args.model),
+        epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, alpha_init=args.alpha_init,
         threads=args.threads, subset=args.subset,
     )
@@ -389,6 +393,9 @@ def config_from_args(args):
 
 def run(args):
     config = config_from_args(args)
+    if args.data is None and args.model in data_mod.OWN_DATA:
+        print(f"no --data: {args.model} trains on the stand-in {config.data} (embedded MNIST "
+              f"digits), not its own {data_mod.OWN_DATA[args.model]}")
     progress = not args.quiet and os.environ.get("PACT_NO_PROGRESS") is None
     out = train(config, args.out, reuse=args.reuse, progress=progress)
     metrics = json.loads((out / METRICS).read_text())

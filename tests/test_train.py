@@ -112,7 +112,7 @@ def test_network_input_is_the_reference_input_grid():
     (TrainConfig(end_bits=0), "end_bits"),
     (TrainConfig(wbits=None), "both"),
     (TrainConfig(model="vgg"), "unknown model"),
-    (TrainConfig(data="svhn"), "unknown data set"),
+    (TrainConfig(data="imagenet"), "unknown data set"),
     (TrainConfig(epochs=0), "epochs"),
     (TrainConfig(lr=0.0), "lr"),
     (TrainConfig(subset=0), "subset"),
