@@ -15,9 +15,9 @@ External memory map (word addresses)::
                    writes its output at out_base + layers[l].o_addr, a residual layer reads its
                    skip at out_base + layers[skip].o_addr
 
-Activation memory: the compiler places each layer's input and output tensors; a layer's
-output must not overlap its input. It puts the output right after the input, or at word 0
-when the input leaves room below it, and refuses a network whose largest input + output pair
+Activation memory: the compiler places each layer's input and output tensors at its two
+ends (the input at word 0, the output at the top, and the other way round for the next
+layer), so they never overlap, and refuses a network whose largest input + output pair
 does not fit ``act_depth`` words, naming the size the chip would need (``--act-kib``). Layers
 are never tiled through external memory: the on-chip footprint of a layer is its input and its
 output.
@@ -354,11 +354,11 @@ def _descriptor(plan, lays, plans):
                         f"{exc}") from None
 
 
-def _place(in_words, out_words, in_act, depth):
-    """Activation memory address of a layer's output: after its input, or below it."""
-    if out_words <= in_act:
-        return 0
-    return in_act + in_words if in_act + in_words + out_words <= depth else None
+def _place(in_act, out_words, depth):
+    """Activation memory address of a layer's output: at the end opposite its input (the
+    input at word 0 puts the output at the top, and the other way round), so the two never
+    overlap while their sum fits."""
+    return depth - out_words if in_act == 0 else 0
 
 
 # -- the compiler --------------------------------------------------------------------------------
@@ -389,10 +389,8 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
         else:
             out_w = tf.act_words(lay.out_shape, p)
             out_words = tf.ext_tensor_words(lay.out_shape, p)
-            out_act = _place(in_w, out_w, in_act, p.act_depth)
+            out_act = max(0, _place(in_act, out_w, p.act_depth))
         need = max(need, in_w + out_w)
-        if out_act is None:
-            out_act = 0  # refused below, with the size the whole network needs
         cout, ho, wo = lay.conv_shape
         tiles = ceil_div(cout, p.rows) * ho * ceil_div(wo, p.cols)
         reduction = in_shape[0] * lay.kernel ** 2 * w_sl
