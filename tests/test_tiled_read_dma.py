@@ -54,6 +54,18 @@ def random_requests(rng, n, max_count, *, wrap=False):
     return reqs
 
 
+class HoldCheck:
+    """Stream rule on an output: once valid, valid and payload stay put until ready."""
+
+    def __init__(self, name):
+        self.name, self.held = name, None
+
+    def cycle(self, valid, ready, payload):
+        if self.held is not None:
+            assert valid and payload == self.held, f"{self.name} changed while not ready"
+        self.held = payload if valid and not ready else None
+
+
 class Bench:
     """Drives a ReadDma cycle by cycle from one testbench: request producers with bubbles,
     consumers with random ready, and a memory that answers in order after a random latency.
@@ -81,6 +93,8 @@ class Bench:
         self.cycle = 0
         self.answers = deque()   # (cycle due, word), in command order
         self.last_due = 0
+        self.holds = [HoldCheck(f"rsp_{i}") for i in range(dut.clients)]
+        self.cmd_hold = HoldCheck("mem_rd_cmd")
 
     def want(self, phase):
         return [expected_words(self.memory, reqs) for reqs in self.phases[phase]]
@@ -114,6 +128,8 @@ class Bench:
                 self._memory_side(ctx, self.rng.random() >= self.cmd_stall)
                 await ctx.tick()
                 ctx.set(dut.clear, 0)
+                for hold in [*self.holds, self.cmd_hold]:   # clear abandons them
+                    hold.held = None
                 self.cycle += 1
         # The memory keeps answering whatever is still in flight (abandoned reads).
         while self.answers:
@@ -145,10 +161,12 @@ class Bench:
             if holding[i] and ctx.get(req.ready):
                 holding[i] = False
                 self.accept_cycles[i].append(self.cycle)
+            self.holds[i].cycle(ctx.get(rsp.valid), ready[i], ctx.get(rsp.payload))
             if ready[i] and ctx.get(rsp.valid):
                 self.got[p][i].append(ctx.get(rsp.payload))
                 self.word_cycles[i].append(self.cycle)
         assert ctx.get(dut.error) == 0, f"error at cycle {self.cycle}"
+        assert not (self.answers and ctx.get(dut.idle)), "idle with reads in flight"
         await ctx.tick()
         self.cycle += 1
 
@@ -163,6 +181,8 @@ class Bench:
         else:
             ctx.set(dut.mem_rd_data.valid, 0)
         ctx.set(dut.mem_rd_cmd.ready, cmd_ready)
+        self.cmd_hold.cycle(ctx.get(dut.mem_rd_cmd.valid), cmd_ready,
+                            ctx.get(dut.mem_rd_cmd.payload))
         if cmd_ready and ctx.get(dut.mem_rd_cmd.valid):
             outstanding += 1
             due = max(self.cycle + self.rng.randint(*self.latency), self.last_due + 1)
@@ -281,6 +301,31 @@ def test_checker_fails_on_a_hang():
         bench.run()
 
 
+class WanderingCmd(ReadDma):
+    """A broken ReadDma: its command address changes while the memory is not ready."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(~self.mem_rd_cmd.ready):
+            m.d.comb += self.mem_rd_cmd.payload.eq(0)
+        return m
+
+
+def test_checker_fails_on_a_wandering_command():
+    dut = WanderingCmd(make_params(4), clients=1)
+    with pytest.raises(AssertionError, match="mem_rd_cmd changed while not ready"):
+        Bench(dut, [[[(10, 20)]]], seed=4, cmd_stall=0.5).run()
+
+
+def test_hold_check_fails_on_a_dropped_valid():
+    hold = HoldCheck("rsp_0")
+    hold.cycle(1, 0, 5)
+    hold.cycle(1, 1, 5)
+    hold.cycle(1, 0, 6)
+    with pytest.raises(AssertionError, match="rsp_0 changed"):
+        hold.cycle(0, 0, 6)
+
+
 def _run_unsolicited(dut, answers_at):
     errors = []
 
@@ -333,6 +378,40 @@ def test_error_after_traffic():
     sim.add_testbench(bench)
     sim.run()
     assert errors == [0, 0, 1, 1]
+
+
+def test_busy_per_client():
+    """Words waiting in client 1's FIFO keep it busy (and the DMA not idle) while client 0,
+    served and drained, is not."""
+    dut = ReadDma(make_params(4), clients=2)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.mem_rd_cmd.ready, 1)
+        ctx.set(dut.rsp_0.ready, 1)
+        seen.append((ctx.get(dut.busy), ctx.get(dut.idle)))
+        for req, addr in ((dut.req_0, 0), (dut.req_1, 100)):
+            ctx.set(req.payload.addr, addr)
+            ctx.set(req.payload.count, 2)
+            ctx.set(req.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.req_0.valid, 0)
+        ctx.set(dut.req_1.valid, 0)
+        seen.append((ctx.get(dut.busy), ctx.get(dut.idle)))
+        for _ in range(20):   # answer each command the next cycle
+            fired = ctx.get(dut.mem_rd_cmd.valid)
+            await ctx.tick()
+            ctx.set(dut.mem_rd_data.valid, fired)
+        seen.append((ctx.get(dut.busy), ctx.get(dut.idle)))
+        ctx.set(dut.rsp_1.ready, 1)
+        await ctx.tick().repeat(2)
+        seen.append((ctx.get(dut.busy), ctx.get(dut.idle)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(0, 1), (0b11, 0), (0b10, 0), (0, 1)]
 
 
 @pytest.mark.parametrize("latency", [1, 5, 12])
