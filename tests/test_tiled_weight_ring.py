@@ -149,7 +149,8 @@ def test_a_wider_ring():
     assert err == 0
 
 
-@pytest.mark.parametrize("tile_beats, passes", [(200, 1), (8, 4), (1, 3)])
+@pytest.mark.parametrize("tile_beats, passes", [(200, 1), (1, 1), (1, 4), (8, 2), (8, 4),
+                                               (12, 2), (12, 4), (16, 2), (16, 4)])
 def test_one_beat_per_cycle(tile_beats, passes):
     # Fill and requests without bubbles: beat 0 is filled at edge 1, asked for at edge 2,
     # taken at edge 2 + LATENCY; then one answer at every edge.
@@ -326,8 +327,9 @@ def test_error_on_an_overwritten_beat():
 
 # ---------------------------------------------------------------- construction
 
-def test_converts_to_verilog_reproducibly():
-    texts = [verilog.convert(WeightRing(P16), name="weight_ring", emit_src=False)
+@pytest.mark.parametrize("params", [P16, TiledParams(wbits=4, abits=4, rows=8, cols=8)])
+def test_converts_to_verilog_reproducibly(params):
+    texts = [verilog.convert(WeightRing(params), name="weight_ring", emit_src=False)
              for _ in range(2)]
     assert "module weight_ring" in texts[0]
     assert texts[0] == texts[1]

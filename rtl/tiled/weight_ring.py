@@ -54,15 +54,19 @@ class WeightRing(wiring.Component):
     Timing: latency ``LATENCY`` = 1: a request accepted in cycle ``t`` is on ``beat`` in cycle
     ``t+1``; a beat accepted on ``fill`` in cycle ``t`` can be requested in cycle ``t+1``.
     Throughput: one beat per cycle on ``fill`` and, at the same time, one answer per cycle on
-    ``beat`` (measured: ``n`` streamed beats take ``n + 2`` cycles; see the tests).
+    ``beat``. Measured without bubbles (tests): ``n`` answers take ``n + 2`` cycles for tiles
+    of ``T`` in 1, 8, 12, 16 beats x ``P`` in 1, 2, 4 passes on a 16-beat ring, and for
+    ``T = 200``, ``P = 1`` (streaming).
     ``rd.ready`` depends combinationally on ``rd.payload``, ``beat.ready`` and ``clear``;
     ``fill.ready`` on ``release`` and ``clear``. Storage: ``params.ring_bits`` bits, plus one
     ``index_bits`` counter.
 
     Use: a channel tile of ``T`` beats read ``P`` times runs with ``release`` = the tile's
     first beat on passes ``0..P-2`` and = the index being requested on the last pass, so the
-    next tile fills behind the last pass. Full rate needs ``T <= ring_beats / 2`` (the next
-    tile fills during the replay); ``T <= ring_beats`` works; ``P == 1`` streams any ``T``.
+    next tile fills behind the last pass; ``P == 1`` streams any ``T``. Any ``T <= ring_beats``
+    runs at full rate if the fill keeps one beat per cycle, but with ``T > ring_beats / 2``
+    part of the next tile can only fill during the last pass, right behind the reads, so fill
+    bubbles stall the reads; ``T <= ring_beats / 2`` leaves it the earlier passes as slack.
     """
 
     def __init__(self, params, *, index_bits=INDEX_BITS):
