@@ -39,8 +39,10 @@ class WeightRing(wiring.Component):
     beat. ``beat``: Out(stream of beats): the answers, in request order.
     ``release``: In(``index_bits``), a level: beats numbered ``< release`` may be overwritten.
     The consumer promises never to ask for them again; ``release`` must not go down except at
-    ``clear``. ``clear``: In(1): a new layer; ``written`` goes to 0, a beat waiting on
-    ``beat`` is dropped, ``error`` is cleared, nothing is accepted during the ``clear`` cycle.
+    ``clear``, and is counted since ``clear`` like the rest: the consumer must bring it back to
+    0 (or near) with ``clear``, or the fill would overrun the new layer's unread beats.
+    ``clear``: In(1): a new layer; ``written`` goes to 0, a beat waiting on ``beat`` is
+    dropped, ``error`` is cleared, nothing is accepted during the ``clear`` cycle.
     ``written``: Out(``index_bits``): beats accepted on ``fill`` since ``clear``.
     ``error``: Out(1) (not in the first interface sketch; added as a guard): sticky until
     ``clear``, a request was accepted for a beat already overwritten (``index + ring_beats <
@@ -49,7 +51,8 @@ class WeightRing(wiring.Component):
     Counters wrap: ``index``, ``release`` and ``written`` are taken modulo ``2**index_bits``
     and compared through their signed difference, so a layer may have any number of beats as
     long as the consumer's ``index`` and ``release`` stay within ``2**(index_bits-1) -
-    ring_beats`` of ``written`` (the ring itself keeps them within ``ring_beats``).
+    ring_beats`` of ``written``. ``index_bits`` (default 24, the interface's width) is a
+    constructor argument only so that the tests can wrap the counters quickly.
 
     Timing: latency ``LATENCY`` = 1: a request accepted in cycle ``t`` is on ``beat`` in cycle
     ``t+1``; a beat accepted on ``fill`` in cycle ``t`` can be requested in cycle ``t+1``.
