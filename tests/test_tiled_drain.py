@@ -9,9 +9,13 @@ import random
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from cosim.stimulus import mac_beats, mac_expected
 from golden.integer import LOGIT_BITS, REQUANT_MAX_SHIFT, requantize, requantize_residual
+from rtl.mac_array import MacArray
 from rtl.tiled.drain import LATENCY, Drain
 from rtl.tiled.format import pool_codes
 from rtl.tiled.params import TiledParams
@@ -134,9 +138,12 @@ def mismatches(want, got):
 
 
 # ---------------------------------------------------------------------------- bench
-def run_drain(dut, tiles, *, bubbles=0.0, backpressure=0.0, seed=0, max_cycles=20000):
+def run_drain(dut, tiles, *, bubbles=0.0, backpressure=0.0, seed=0, max_cycles=20000,
+              top=None, acc_feed=None):
     """Drive ``tiles`` through ``dut``; returns ``(words, logits, log)`` with ``log`` the
-    cycles of each accepted tile and each write (``acc``, ``out``)."""
+    cycles of each accepted tile (``acc``: of each beat of ``acc_feed``) and each write
+    (``out``). ``top``/``acc_feed``: simulate ``top`` instead, feeding ``acc_feed = (port,
+    items)`` instead of the tiles' accumulators to ``dut.acc``."""
     n_words, n_logits = (len(x) for x in drain_model(dut.params, tiles))
     rng = random.Random(seed)
     words, logits = [], []
@@ -175,10 +182,11 @@ def run_drain(dut, tiles, *, bubbles=0.0, backpressure=0.0, seed=0, max_cycles=2
             ctx.set(port.ready, 0)
         return bench
 
-    sim = Simulator(dut)
+    sim = Simulator(dut if top is None else top)
     sim.add_clock(1e-6)
     sim.add_process(clock)
-    sim.add_testbench(producer(dut.acc, [t["acc"] for t in tiles], "acc"), background=True)
+    port, items = acc_feed or (dut.acc, [t["acc"] for t in tiles])
+    sim.add_testbench(producer(port, items, "acc"), background=True)
     sim.add_testbench(producer(dut.tile, [t["tile"] for t in tiles]), background=True)
     sim.add_testbench(producer(dut.consts, [c for t in tiles for c in t["consts"]]),
                       background=True)
@@ -252,6 +260,33 @@ def test_partial_rows_take_fewer_cycles():
     _, _, log = run_drain(Drain(params), tiles)
     # The consts_new tile takes all `rows` records (rows cycles); the others 2 cycles each.
     assert np.diff(log["acc"]).tolist() == [2] * (len(tiles) - 1)
+
+
+def test_behind_a_mac_array_it_never_stalls_the_reduction():
+    """Connected to a real MacArray (same acc layout), reductions of ``rows`` beats or more
+    run back to back: the drain of a tile overlaps the next one's reduction."""
+    params = PARAMS["w4a4_4x8"]
+    R, C = params.rows, params.cols
+    rng = np.random.default_rng(9)
+    mac = MacArray(wbits=params.wbits, abits=params.abits, rows=R, cols=C,
+                   max_reduction=params.max_reduction, max_shift=params.max_shift)
+    drain = Drain(params)
+    top = Module()
+    top.submodules.mac, top.submodules.drain = mac, drain
+    wiring.connect(top, mac.o, drain.acc)
+    tiles = random_layer(random.Random(9), params, "plain", channel_tiles=4)
+    beats = []
+    for t in tiles:
+        t["tile"]["rows_valid"] = R   # so that a tile drains in exactly `rows` cycles
+        n = int(rng.integers(R, 2 * R))
+        red = {"w": rng.integers(0, 1 << params.wbits, (n, R)),
+               "a": rng.integers(0, 1 << params.abits, (n, C)),
+               "shift": rng.integers(0, params.max_shift + 1, n)}
+        t["acc"] = mac_expected(red["w"], red["a"], red["shift"], params.wbits).tolist()
+        beats += mac_beats(red)
+    words, _, log = run_drain(drain, tiles, top=top, acc_feed=(mac.i, beats))
+    assert not mismatches(drain_model(params, tiles)[0], words)
+    assert log["acc"] == list(range(log["acc"][0], log["acc"][0] + len(beats)))
 
 
 def test_checker_fails_on_wrong_values():

@@ -171,7 +171,8 @@ class Drain(wiring.Component):
         m.d.comb += [
             addr.eq(Mux(row == 0, tile.addr, raddr)),
             live.eq(row < tile.rows_valid),
-            last.eq(Mux(tile.consts_new, row == R - 1, row == tile.rows_valid - 1)),
+            # (rows_valid 0 is outside the contract; it drops the tile rather than hang.)
+            last.eq(Mux(tile.consts_new, row == R - 1, row + 1 >= tile.rows_valid)),
             step.eq(self.acc.valid & self.tile.valid & move
                     & (~tile.consts_new | self.consts.valid) & (~need_s | self.skip.valid)),
             self.consts.ready.eq(step & tile.consts_new),
