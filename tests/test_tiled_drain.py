@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
@@ -147,7 +147,8 @@ def run_drain(dut, tiles, *, bubbles=0.0, backpressure=0.0, seed=0, max_cycles=2
     n_words, n_logits = (len(x) for x in drain_model(dut.params, tiles))
     rng = random.Random(seed)
     words, logits = [], []
-    log = {"acc": [], "out": []}
+    log = {"acc": [], "out": [], "logit": []}
+    withdrawn = []
     cycle = [0]
 
     async def clock(ctx):
@@ -171,10 +172,14 @@ def run_drain(dut, tiles, *, bubbles=0.0, backpressure=0.0, seed=0, max_cycles=2
     def consumer(port, results, count, unpack, key=None, salt=0):
         async def bench(ctx):
             prng = random.Random(seed * 7 + salt)
+            held = None   # an offer not taken yet: it must stay until it is
             while len(results) < count:
                 ready = prng.random() >= backpressure
                 ctx.set(port.ready, ready)
                 _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+                if held is not None and not (valid and unpack(payload) == held):
+                    withdrawn.append(f"{key}: offer withdrawn at cycle {cycle[0] - 1}")
+                held = unpack(payload) if valid and not ready else None
                 if ready and valid:
                     results.append(unpack(payload))
                     if key:
@@ -195,8 +200,9 @@ def run_drain(dut, tiles, *, bubbles=0.0, backpressure=0.0, seed=0, max_cycles=2
     sim.add_testbench(consumer(dut.out, words, n_words,
                                lambda p: (int(p.addr), int(p.data)), "out"))
     sim.add_testbench(consumer(dut.logit, logits, n_logits,
-                               lambda p: (int(p.index), int(p.value)), salt=1))
+                               lambda p: (int(p.index), int(p.value)), "logit", salt=1))
     sim.run()
+    assert not withdrawn, withdrawn[:3]
     return words, logits, log
 
 
@@ -303,6 +309,24 @@ def test_checker_fails_on_wrong_values():
         assert mismatches(want_words, bad)
     bad = [(idx, v + 1) for idx, v in logits]
     assert mismatches(want_logits, bad)
+
+
+class FickleDrain(Drain):
+    """A wrong drain: its output address changes every cycle, also while it is not taken."""
+
+    def _output(self, m, pact, meta):
+        toggle = Signal()
+        m.d.sync += toggle.eq(~toggle)
+        fickle = Signal.like(meta)
+        m.d.comb += [fickle.eq(meta), fickle.addr.eq(meta.addr ^ toggle)]
+        super()._output(m, pact, fickle)
+
+
+def test_bench_fails_on_a_withdrawn_offer():
+    params = PARAMS["w4a4_4x8"]
+    tiles = random_layer(random.Random(10), params, "plain", channel_tiles=2)
+    with pytest.raises(AssertionError, match="out: offer withdrawn"):
+        run_drain(FickleDrain(params), tiles, backpressure=0.5)
 
 
 def test_model_sees_skip_and_pooling():
