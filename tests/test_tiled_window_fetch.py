@@ -80,12 +80,13 @@ def assert_beats(got, want):
 # ------------------------------------------------------------------ the bench
 def run(params, words, cmds, *, bubbles=0.0, backpressure=0.0, seed=0):
     """Write ``words`` through ``wr``, then run ``cmds``. Returns the beats and, per beat and
-    per command, the cycle (counted from the first command offered) it was accepted."""
+    per command, the cycle (counted from the first command offered) it was accepted; leaves
+    the word addresses read from the banks, in order, in ``run.reads``."""
     top = Top(params)
     wf, mem = top.wf, top.mem
     n_beats = sum(c["kernel"] * c["reps"] for c in cmds)
     rng = random.Random(seed)
-    beats, beat_cycles, cmd_cycles = [], [], []
+    beats, beat_cycles, cmd_cycles, reads = [], [], [], []
     state = {"cycle": None}
 
     async def producer(ctx):
@@ -110,7 +111,9 @@ def run(params, words, cmds, *, bubbles=0.0, backpressure=0.0, seed=0):
             ctx.set(wf.cmd.valid, 0)
 
     async def clock(ctx):
-        async for _ in ctx.tick():
+        ports = (wf.rd0.en, wf.rd0.addr, wf.rd1.en, wf.rd1.addr)
+        async for _, _, en0, a0, en1, a1 in ctx.tick().sample(*ports):
+            reads.extend(sorted(([2 * a0] if en0 else []) + ([2 * a1 + 1] if en1 else [])))
             if state["cycle"] is not None:
                 state["cycle"] += 1
 
@@ -137,6 +140,7 @@ def run(params, words, cmds, *, bubbles=0.0, backpressure=0.0, seed=0):
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     sim.run()
+    run.reads = reads
     return beats, beat_cycles, cmd_cycles
 
 
@@ -166,6 +170,22 @@ def test_random_commands_under_backpressure(params):
     cmds = [random_cmd(rng, params) for _ in range(40)]
     got, _, _ = run(params, words, cmds, bubbles=0.3, backpressure=0.4, seed=seed)
     assert_beats(got, expected(words, cmds, params))
+
+
+def expected_reads(cmds, params):
+    """Each command's needed, unmasked window words, in order."""
+    return [c["addr"] + w for c in cmds for w in range(needed_words(c, params))
+            if not (c["zmask"] >> w) & 1]
+
+
+def test_reads_only_the_needed_unmasked_words_once():
+    p = PARAMS
+    rng = random.Random(12)
+    words = random_words(p, 12)
+    cmds = [random_cmd(rng, p) for _ in range(40)]
+    run(p, words, cmds, bubbles=0.2, backpressure=0.3, seed=12)
+    assert run.reads == expected_reads(cmds, p)
+    assert run.reads != expected_reads(cmds[:-1], p)
 
 
 def test_full_rate_commands_without_stalls():

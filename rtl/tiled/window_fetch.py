@@ -65,8 +65,9 @@ class WindowFetch(wiring.Component):
     The next command's window is fetched while the current one's beats go out, so with
     ``kernel * reps >= n`` and no back-pressure one beat leaves per cycle, including across
     commands. Measured (tests/test_tiled_window_fetch.py, cols 8, max_kernel 8, reps 1,
-    random ``off``): kernel 3 stride 1 and stride 2: 1.0 beat/cycle; kernel 1 stride 1: 1.0;
-    kernel 1 stride 2: 0.5 when the window spans 3 words (n = 2), else 1.0.
+    random ``off`` and addresses, ``beats`` always ready): kernel 3 stride 1: 1.0 beat/cycle;
+    kernel 3 stride 2: 1.0; kernel 1 stride 1: 1.0; kernel 1 stride 2: 0.57 (0.5 when the
+    window spans 3 words, ``off >= 2``, n = 2; 1.0 with reps 2).
 
     ``cmd.ready`` does not depend on ``beats.ready`` in the same cycle; ``beats.payload`` is
     combinational from the window registers and the memory ports (a lane mux of
