@@ -3,11 +3,14 @@
 cycle after ``en``, held while ``en`` is low, old data on a same-cycle write."""
 
 import random
+import subprocess
 
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
+from cosim.tools import prepare_environment
+from gen.generate import LINT_WAIVERS
 from rtl.tiled.act_memory import ActMemory, bank_depth
 from rtl.tiled.params import TiledParams
 
@@ -115,6 +118,19 @@ def test_converts_to_verilog_deterministically(params):
     a = verilog.convert(ActMemory(params), name="act_memory", emit_src=False)
     b = verilog.convert(ActMemory(params), name="act_memory", emit_src=False)
     assert "module act_memory" in a and a == b
+
+
+@pytest.mark.parametrize("params", [PARAMS])
+def test_verilator_lint_wall_with_the_common_waivers(tmp_path, require_sim, params):
+    require_sim("verilator")
+    prepare_environment("verilator")
+    text = verilog.convert(ActMemory(params), name="act_memory", emit_src=False)
+    (tmp_path / "act_memory.v").write_text(text)
+    waivers = [f"-Wno-{w}" for w in sorted(LINT_WAIVERS)]
+    res = subprocess.run(["verilator", "--lint-only", "-Wall", *waivers, "act_memory.v"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "%Warning" not in res.stderr
 
 
 def test_rejects_non_params():

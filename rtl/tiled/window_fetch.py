@@ -42,6 +42,17 @@ def beat_layout(params):
     return data.ArrayLayout(unsigned(params.abits), params.cols)
 
 
+def mux_tree(values, sel):
+    """``values[sel]`` as a tree of 2:1 muxes (lint-clean, unlike a variable shift or an
+    incomplete case); an index past the end selects the last value."""
+    level = list(values)
+    for b in range(len(sel)):
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [Mux(sel[b], level[i + 1], level[i]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
 class WindowFetch(wiring.Component):
     """Activation beats for the MAC array from windows of the activation memory.
 
@@ -126,16 +137,22 @@ class WindowFetch(wiring.Component):
         m.d.comb += last_lane.eq(cmd.off + Mux(cmd.stride[1], 2 * (p.cols - 1), p.cols - 1)
                                  + cmd.kernel - 1)
         last_word = last_lane >> lc
-        zmask = Cat(cmd.zmask[w] | (last_word < w) for w in range(nw))
+        last_pair = Signal.like(fleft)
+        m.d.comb += last_pair.eq(last_lane >> (lc + 1))
+        # Words past the last one needed are masked too: never read, never used.
+        zmask = Signal(nw)
+        m.d.comb += zmask.eq(Cat(cmd.zmask[0], *(cmd.zmask[w] | (last_word < w)
+                                                 for w in range(1, nw))))
 
         free = Mux(fslot, ~self._full[1], ~self._full[0])
         m.d.comb += self.cmd.ready.eq(~pend & free)
         accept = self.cmd.valid & self.cmd.ready
         issue = pend | accept
-        addr = Mux(pend, faddr, cmd.addr)
-        zm = Mux(pend, fzm, zmask)
+        addr, zm = Signal.like(faddr), Signal.like(fzm)
         par = addr[0]
         m.d.comb += [
+            addr.eq(Mux(pend, faddr, cmd.addr)),
+            zm.eq(Mux(pend, fzm, zmask)),
             self.rd0.addr.eq((addr >> 1) + par),
             self.rd1.addr.eq(addr >> 1),
             self.rd0.en.eq(issue & ~Mux(par, zm[1], zm[0])),
@@ -145,15 +162,15 @@ class WindowFetch(wiring.Component):
         with m.If(pend):
             m.d.sync += [fpair.eq(fpair + 1), faddr.eq(faddr + 2), fzm.eq(fzm >> 2),
                          fleft.eq(fleft - 1)]
-            m.d.comb += done.eq(fleft == 0)
+            m.d.comb += done.eq(~fleft.any())
         with m.Elif(accept):
             with m.If(fslot):
                 m.d.sync += self._scmd[1].eq(cmd)
             with m.Else():
                 m.d.sync += self._scmd[0].eq(cmd)
             m.d.sync += [fpair.eq(1), faddr.eq(cmd.addr + 2), fzm.eq(zmask >> 2),
-                         fleft.eq((last_lane >> (lc + 1)) - 1)]
-            m.d.comb += done.eq((last_lane >> (lc + 1)) == 0)
+                         fleft.eq(last_pair - 1)]
+            m.d.comb += done.eq(~last_pair.any())
         m.d.sync += pend.eq(issue & ~done)
         with m.If(done):
             m.d.sync += fslot.eq(~fslot)
@@ -168,8 +185,9 @@ class WindowFetch(wiring.Component):
         rz = Signal(2)
         m.d.sync += [rv.eq(issue), rslot.eq(fslot), rpar.eq(par), rz.eq(zm[:2]),
                      rpair.eq(Mux(pend, fpair, 0))]
-        lo = Mux(rz[0], 0, Mux(rpar, self.rd1.data, self.rd0.data))
-        hi = Mux(rz[1], 0, Mux(rpar, self.rd0.data, self.rd1.data))
+        lo, hi = Signal(p.act_width), Signal(p.act_width)   # window words 2*rpair, +1
+        m.d.comb += [lo.eq(Mux(rz[0], 0, Mux(rpar, self.rd1.data, self.rd0.data))),
+                     hi.eq(Mux(rz[1], 0, Mux(rpar, self.rd0.data, self.rd1.data)))]
         self._incoming = []
         for w in range(nw):
             arrives = Signal(name=f"arrives{w}")
@@ -186,20 +204,21 @@ class WindowFetch(wiring.Component):
         oslot = self._oslot
         cur = Signal(cmd_layout(p))
         m.d.comb += cur.eq(Mux(oslot, self._scmd[1], self._scmd[0]))
-        words = []
+        window = Signal(p.act_width * p.window_words)
         for w in range(p.window_words):
             bypass, word = self._incoming[w]
             stored = Mux(oslot, self._buf[1][w], self._buf[0][w])
-            words.append(Mux(bypass, word, stored))
-        window = Cat(words)
+            m.d.comb += window.word_select(w, p.act_width).eq(Mux(bypass, word, stored))
         kx = Signal(range(p.max_kernel))
         rep = Signal(3)
         ab = p.abits
         for c in range(p.cols):
             # Column c reads lanes c .. c + (cols-1) + c + (max_kernel-1) of the window.
-            span = window[c * ab:(2 * c + p.cols + p.max_kernel - 1) * ab]
-            sel = cur.off + kx + Mux(cur.stride[1], c, 0)
-            m.d.comb += self.beats.payload[c].eq(span.word_select(sel, ab))
+            reach = range(c, 2 * c + p.cols + p.max_kernel - 1)
+            lanes = [window.word_select(i, ab) for i in reach]
+            sel = Signal(range(len(lanes)), name=f"sel{c}")
+            m.d.comb += [sel.eq(cur.off + kx + Mux(cur.stride[1], c, 0)),
+                         self.beats.payload[c].eq(mux_tree(lanes, sel))]
         m.d.comb += self.beats.valid.eq(Mux(oslot, self._full[1], self._full[0]))
         with m.If(self.beats.valid & self.beats.ready):
             m.d.sync += rep.eq(rep + 1)
