@@ -394,6 +394,11 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
         cout, ho, wo = lay.conv_shape
         tiles = ceil_div(cout, p.rows) * ho * ceil_div(wo, p.cols)
         reduction = in_shape[0] * lay.kernel ** 2 * w_sl
+        if tiles > ceil_div(cout, p.rows) and reduction > p.ring_beats:
+            raise UserError(f"{lay.where}: a channel tile's {reduction} weight beats are read "
+                            f"again for every position tile and must fit the weight ring "
+                            f"({p.ring_beats} beats); {_REGEN} --ring-beats "
+                            f"{1 << (reduction - 1).bit_length()} ...'")
         plans.append(LayerPlan(
             index=lay.index, name=lay.name, kind="logits" if lay.logits else "pact",
             in_shape=in_shape, conv_shape=lay.conv_shape, out_shape=lay.out_shape,

@@ -120,7 +120,7 @@ def check_outputs(image, program, mem, inputs):
 
 @pytest.mark.parametrize("model", ["cnn", "mlp", "resnet"])
 def test_small_networks_bit_exact(model):
-    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=256)
+    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=512)
     image = random_image(SEED, model=model, wbits=4, abits=4, input_shape=(1, 8, 8),
                          channels=(8, 8) if model == "resnet" else (8, 16, 8), hidden=(16,))
     inputs = random_inputs(SEED + 1, image, 2)
@@ -131,7 +131,7 @@ def test_small_networks_bit_exact(model):
 
 
 def test_bit_exact_under_latency_and_back_pressure():
-    params = TiledParams(2, 2, 4, 8, act_kib=4, ring_beats=256, max_reads=3)
+    params = TiledParams(2, 2, 4, 8, act_kib=4, ring_beats=512, max_reads=3)
     image = random_image(SEED + 2, model="resnet", wbits=2, abits=2, input_shape=(1, 8, 8),
                          channels=(8, 8))
     inputs = random_inputs(SEED + 3, image, 1)
@@ -142,7 +142,7 @@ def test_bit_exact_under_latency_and_back_pressure():
 
 
 def test_unknown_op_sets_the_flag():
-    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=256)
+    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=512)
     image = random_image(SEED, model="mlp", wbits=4, abits=4, hidden=(16,))
     program = compile_tiled(image, params)
     words = memory_words(program, random_inputs(SEED, image, 1))

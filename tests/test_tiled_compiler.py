@@ -93,3 +93,9 @@ def test_refuses_other_bit_widths():
     image.meta.update(wbits=4, abits=4)
     with pytest.raises(UserError, match="abits=2"):
         compile_tiled(image, TiledParams(4, 2, 8, 8))
+
+
+def test_refuses_a_replayed_channel_tile_larger_than_the_ring():
+    image = random_image(9, model="cnn", wbits=4, abits=4)
+    with pytest.raises(UserError, match=r"must fit the weight ring.*--ring-beats 512"):
+        compile_tiled(image, TiledParams(4, 4, 8, 8, ring_beats=256))
