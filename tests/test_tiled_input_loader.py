@@ -9,22 +9,11 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-from tiled_dma_model import DmaServer, collect
+from tiled_dma_model import PARAMS, DmaServer, collect
 
 from rtl.chip_format import record_to_words, words_for_bits, words_to_record
 from rtl.tiled import format as tf
 from rtl.tiled.input_loader import InputLoader
-from rtl.tiled.params import TiledParams
-
-# act_width 16 (4 slots per 64-bit word), 24 (32-bit slots, 8 padding bits), 64 (one slot per
-# word), 128 (two words per slot), 160 (256-bit slots: four words, the last one padding only).
-PARAMS = {
-    16: TiledParams(wbits=4, abits=4, rows=4, cols=4),
-    24: TiledParams(wbits=4, abits=3, rows=4, cols=8),
-    64: TiledParams(wbits=4, abits=4, rows=4, cols=16),
-    128: TiledParams(wbits=4, abits=4, rows=4, cols=32),
-    160: TiledParams(wbits=4, abits=5, rows=4, cols=32),
-}
 
 
 def random_tensor(shape, params, rng):

@@ -8,18 +8,11 @@ import random
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
+from tiled_dma_model import PARAMS
 
 from rtl.tiled import format as tf
-from rtl.tiled.params import TiledParams
 from rtl.tiled.write_back import LOGIT, WriteBack, write_layout
 
-PARAMS = {
-    16: TiledParams(wbits=4, abits=4, rows=4, cols=4),     # 4 slots per 64-bit word
-    24: TiledParams(wbits=4, abits=3, rows=4, cols=8),     # 32-bit slots, 8 padding bits
-    64: TiledParams(wbits=4, abits=4, rows=4, cols=16),    # a slot is a word
-    128: TiledParams(wbits=4, abits=4, rows=4, cols=32),   # 2 words per slot
-    160: TiledParams(wbits=4, abits=5, rows=4, cols=32),   # 4 words per slot, 1 padding only
-}
 ACT_BASE, EXT_BASE = 37, 5000
 
 

@@ -1,28 +1,45 @@
-"""Test helpers for the tiled chip's slot movers (no tests here): a ReadDma client's far side
-modelled as a memory server, and a stream sink with random back-pressure.
+"""Test helpers for the tiled chip's slot movers (no tests here): parameters covering every
+slot case, a ReadDma client's far side modelled as a memory server, and a stream sink with
+random back-pressure.
 
-Used by tests/test_tiled_input_loader.py and tests/test_tiled_skip_fetch.py.
+Used by tests/test_tiled_input_loader.py, tests/test_tiled_write_back.py and
+tests/test_tiled_skip_fetch.py.
 """
 
 import random
 from collections import deque
+
+from rtl.tiled.params import TiledParams
+
+#: By ``act_width``, with 64-bit memory words: 16 (4 slots per word), 24 (32-bit slots with 8
+#: padding bits), 64 (a slot is a word), 128 (two words per slot), 160 (256-bit slots: four
+#: words, the last one padding only).
+PARAMS = {
+    16: TiledParams(wbits=4, abits=4, rows=4, cols=4),
+    24: TiledParams(wbits=4, abits=3, rows=4, cols=8),
+    64: TiledParams(wbits=4, abits=4, rows=4, cols=16),
+    128: TiledParams(wbits=4, abits=4, rows=4, cols=32),
+    160: TiledParams(wbits=4, abits=5, rows=4, cols=32),
+}
 
 
 class DmaServer:
     """Answers the requests on ``req`` (stream ``{addr, count}``) with the words of ``mem`` (a
     dict: word address -> value; a read outside it fails the test) on ``rsp``, in order.
 
-    Each request's first word is due a random 1..``max_latency`` cycles after it is accepted
-    (never before the previous word), then one word per cycle at best. ``req.ready`` drops
-    with probability ``stall``; a due word is offered after a bubble with probability
+    Each request's first word is due a random ``min_latency..max_latency`` cycles after it is
+    accepted (never before the previous word), then one word per cycle at best. ``req.ready``
+    drops with probability ``stall``; a due word is offered after a bubble with probability
     ``bubbles`` and, once offered, stays valid until taken. ``requests`` lists the accepted
     ``(addr, count)``; ``words`` counts the words taken.
     """
 
-    def __init__(self, req, rsp, mem, *, seed, max_latency=12, stall=0.3, bubbles=0.3):
+    def __init__(self, req, rsp, mem, *, seed, max_latency=12, stall=0.3, bubbles=0.3,
+                 min_latency=1):
         self.req, self.rsp, self.mem = req, rsp, mem
         self.rng = random.Random(seed)
-        self.max_latency, self.stall, self.bubbles = max_latency, stall, bubbles
+        self.min_latency, self.max_latency = min_latency, max_latency
+        self.stall, self.bubbles = stall, bubbles
         self.requests, self.words = [], 0
 
     async def bench(self, ctx):
@@ -43,7 +60,7 @@ class DmaServer:
                 addr, count = int(r_req.addr), int(r_req.count)
                 assert count >= 1, "a request for 0 words"
                 self.requests.append((addr, count))
-                due = max(due + 1, cycle + rng.randint(1, self.max_latency))
+                due = max(due + 1, cycle + rng.randint(self.min_latency, self.max_latency))
                 for i in range(count):
                     pending.append((due + i, (addr + i) % (1 << 32)))
                 due += count - 1
