@@ -188,3 +188,46 @@ def test_converts_to_verilog(act_width):
     assert "module input_loader" in text
     assert text == verilog.convert(InputLoader(PARAMS[act_width]), name="input_loader",
                                    emit_src=False)
+
+
+@pytest.mark.parametrize("act_width", [16, 128])
+def test_clear_abandons_a_load(act_width):
+    """Cleared half-way (with the DMA client), the loader is idle and the next load is
+    whole."""
+    params = PARAMS[act_width]
+    rng = random.Random(act_width)
+    first = [rng.getrandbits(act_width) for _ in range(40)]
+    second = [rng.getrandbits(act_width) for _ in range(11)]
+    dut = InputLoader(params, max_request=8)
+    mem = {i: w for i, w in enumerate(tf.act_to_ext(first, params))}
+    mem.update({500 + i: w for i, w in enumerate(tf.act_to_ext(second, params))})
+    dma = DmaServer(dut.req, dut.rsp, mem, seed=1, clear=dut.clear)
+    got = {}
+
+    async def bench(ctx):
+        for name, (ext_addr, count, n_take) in {"first": (0, 40, 9),
+                                                "second": (500, 11, 11)}.items():
+            ctx.set(dut.ext_addr, ext_addr)
+            ctx.set(dut.count, count)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            got[name] = await collect(ctx, dut.wr, n_take, backpressure=0.3, seed=2,
+                                      limit=1000, unpack=lambda p: int(p.data))
+            if name == "first":
+                ctx.set(dut.clear, 1)
+                await ctx.tick()
+                ctx.set(dut.clear, 0)
+                _, _, busy, valid = await ctx.tick().sample(dut.busy, dut.wr.valid)
+                assert not busy and not valid
+        for _ in range(40):   # nothing left over from the first load
+            _, _, valid = await ctx.tick().sample(dut.wr.valid)
+            assert not valid
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(dma.bench, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got["first"] == first[:9]
+    assert got["second"] == second

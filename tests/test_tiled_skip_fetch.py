@@ -177,3 +177,56 @@ def test_converts_to_verilog(act_width):
     assert "module skip_fetch" in text
     assert text == verilog.convert(SkipFetch(PARAMS[act_width]), name="skip_fetch",
                                    emit_src=False)
+
+
+@pytest.mark.parametrize("act_width", [16, 128])
+def test_clear_drops_the_jobs_in_flight(act_width):
+    """Jobs queued and half-read when ``clear`` comes (with the DMA client's) give nothing;
+    the jobs after it give their own words."""
+    params = PARAMS[act_width]
+    rng = random.Random(act_width)
+    words = [rng.getrandbits(params.act_width) for _ in range(30)]
+    before, after = random_jobs(30, rng, 6), random_jobs(30, rng, 25)
+    dut = SkipFetch(params, depth=8)
+    mem = {EXT_BASE + i: w for i, w in enumerate(tf.act_to_ext(words, params))}
+    dma = DmaServer(dut.req, dut.rsp, mem, seed=3, clear=dut.clear)
+    sent, cleared, got = [], [], []
+
+    async def producer(ctx):
+        ctx.set(dut.ext_base, EXT_BASE)
+        ctx.set(dut.stride2, 1)
+        for batch in (before, after):
+            for zero, n0, pair in batch:
+                ctx.set(dut.job.valid, 1)
+                ctx.set(dut.job.payload, {"zero": zero, "n0": n0, "pair": pair})
+                await ctx.tick().until(dut.job.ready)
+            ctx.set(dut.job.valid, 0)
+            sent.append(True)
+            while not cleared:
+                await ctx.tick()
+
+    async def bench(ctx):
+        while not sent:   # jobs queued, some read, none taken
+            await ctx.tick()
+        for _ in range(3):
+            await ctx.tick()
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        cleared.append(True)
+        _, _, idle = await ctx.tick().sample(dut.idle)
+        assert idle
+        got.extend(await collect(ctx, dut.skip, len(after), backpressure=0.3, seed=4,
+                                 limit=2000,
+                                 unpack=lambda p: [int(p[i]) for i in range(params.cols)]))
+        for _ in range(30):
+            _, _, valid = await ctx.tick().sample(dut.skip.valid)
+            assert not valid
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(dma.bench, background=True)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [expected_skip(j, words, params, 1) for j in after]

@@ -9,6 +9,8 @@ tests/test_tiled_skip_fetch.py.
 import random
 from collections import deque
 
+from amaranth.hdl import Const
+
 from rtl.tiled.params import TiledParams
 
 #: By ``act_width``, with 64-bit memory words: 16 (4 slots per word), 24 (32-bit slots with 8
@@ -31,12 +33,14 @@ class DmaServer:
     accepted (never before the previous word), then one word per cycle at best. ``req.ready``
     drops with probability ``stall``; a due word is offered after a bubble with probability
     ``bubbles`` and, once offered, stays valid until taken. ``requests`` lists the accepted
-    ``(addr, count)``; ``words`` counts the words taken.
+    ``(addr, count)``; ``words`` counts the words taken. When ``clear`` (a signal, e.g. the
+    client's) is high at a clock edge, that edge's handshakes do not count and every pending
+    word is dropped, as ReadDma's ``clear`` does.
     """
 
     def __init__(self, req, rsp, mem, *, seed, max_latency=12, stall=0.3, bubbles=0.3,
-                 min_latency=1):
-        self.req, self.rsp, self.mem = req, rsp, mem
+                 min_latency=1, clear=None):
+        self.req, self.rsp, self.mem, self.clear = req, rsp, mem, clear
         self.rng = random.Random(seed)
         self.min_latency, self.max_latency = min_latency, max_latency
         self.stall, self.bubbles = stall, bubbles
@@ -54,8 +58,14 @@ class DmaServer:
                 offered = self.mem[pending.popleft()[1]]
             ctx.set(self.rsp.valid, offered is not None)
             ctx.set(self.rsp.payload, 0 if offered is None else offered)
-            _, _, r_valid, r_req, r_ready = await ctx.tick().sample(
-                self.req.valid, self.req.payload, self.rsp.ready)
+            _, _, r_valid, r_req, r_ready, clear = await ctx.tick().sample(
+                self.req.valid, self.req.payload, self.rsp.ready,
+                Const(0) if self.clear is None else self.clear)
+            if clear:
+                offered = None
+                pending.clear()
+                cycle += 1
+                continue
             if ready and r_valid:
                 addr, count = int(r_req.addr), int(r_req.count)
                 assert count >= 1, "a request for 0 words"

@@ -63,8 +63,9 @@ class InputLoader(wiring.Component):
     - ``busy`` (Out(1)): from the cycle after ``start`` until the cycle after the last ``wr``
       handshake. ``done`` (Out(1)): a one-cycle pulse in that cycle (also the cycle after a
       ``start`` with ``count == 0``, which reads nothing).
-    - ``clear`` (In(1)): back to idle at once (clear the ReadDma client too: its words are
-      not taken any more).
+    - ``clear`` (In(1), one cycle is enough): back to idle (clear the ReadDma client too: the
+      loader takes no more words). While it is high no handshake happens on ``req``, ``rsp``
+      or ``wr``.
 
     Latency: first request the cycle after ``start``; a word on ``rsp`` is on ``wr`` the
     next cycle. Throughput: one activation word per cycle when a slot is a memory word or
@@ -119,7 +120,7 @@ class InputLoader(wiring.Component):
 
         chunk = Mux(left > self._max_request, self._max_request, left)
         m.d.comb += [
-            self.req.valid.eq(busy & (left != 0)),
+            self.req.valid.eq(busy & (left != 0) & ~self.clear),
             self.req.payload.addr.eq(addr),
             self.req.payload.count.eq(chunk),
         ]
@@ -152,10 +153,10 @@ class InputLoader(wiring.Component):
         slots = Signal(range(p.slots_per_word + 1))   # slots of hold still to write
         after = Signal.like(slots)
         m.d.comb += [
-            self.wr.valid.eq(slots != 0),
+            self.wr.valid.eq((slots != 0) & ~self.clear),
             self.wr.payload.data.eq(hold[:p.act_width]),
             after.eq(Mux(last, 0, slots - wr_fire)),
-            self.rsp.ready.eq(self.busy & (after == 0) & ~last),
+            self.rsp.ready.eq(self.busy & (after == 0) & ~last & ~self.clear),
         ]
         with m.If(self.rsp.valid & self.rsp.ready):
             m.d.sync += [hold.eq(self.rsp.payload), slots.eq(p.slots_per_word)]
@@ -172,9 +173,10 @@ class InputLoader(wiring.Component):
         k = Signal(range(wps))   # words of the current slot received
         valid, word = Signal(), Signal(p.act_width)
         m.d.comb += [
-            self.wr.valid.eq(valid),
+            self.wr.valid.eq(valid & ~self.clear),
             self.wr.payload.data.eq(word),
-            self.rsp.ready.eq(self.busy & ((k != wps - 1) | ~valid | self.wr.ready)),
+            self.rsp.ready.eq(self.busy & ~self.clear
+                              & ((k != wps - 1) | ~valid | self.wr.ready)),
         ]
         with m.If(wr_fire):
             m.d.sync += valid.eq(0)

@@ -54,7 +54,8 @@ class SkipFetch(wiring.Component):
       ``n0``; stride 2: lane ``l`` = lane ``2*l`` of (word ``n0``'s lanes, then word
       ``n0 + 1``'s lanes). ``zero`` jobs give all zeros.
     - ``idle`` (Out(1)): no job in flight and nothing offered on ``skip``.
-    - ``clear`` (In(1)): drop every job (clear the ReadDma client too).
+    - ``clear`` (In(1), one cycle is enough): drop every job (clear the ReadDma client too).
+      While it is high no handshake happens on ``job``, ``req``, ``rsp`` or ``skip``.
 
     Jobs in flight: up to ``depth`` (default ``params.max_reads``) jobs accepted but not yet
     output; a job is accepted together with its request (``job.ready`` depends
@@ -113,8 +114,8 @@ class SkipFetch(wiring.Component):
             info.zero.eq(job.zero), info.stride2.eq(self.stride2), info.pair.eq(pair),
             self.req.payload.addr.eq(self.ext_base + first),
             self.req.payload.count.eq(info.last + 1),
-            self.req.valid.eq(self.job.valid & ~job.zero & queue.w_rdy),
-            self.job.ready.eq(queue.w_rdy & (job.zero | self.req.ready)),
+            self.req.valid.eq(self.job.valid & ~job.zero & queue.w_rdy & ~self.clear),
+            self.job.ready.eq(queue.w_rdy & (job.zero | self.req.ready) & ~self.clear),
             queue.w_en.eq(self.job.valid & self.job.ready),
             queue.w_data.eq(info),
         ]
@@ -133,10 +134,10 @@ class SkipFetch(wiring.Component):
             cur.word_select(k, mw).eq(self.rsp.payload),
             last.eq(k == head.last),
             free.eq(~out_valid | self.skip.ready),
-            self.rsp.ready.eq(queue.r_rdy & ~head.zero & (~last | free)),
+            self.rsp.ready.eq(queue.r_rdy & ~head.zero & (~last | free) & ~self.clear),
             done.eq(queue.r_rdy & free & (head.zero | (self.rsp.valid & last))),
             queue.r_en.eq(done),
-            self.skip.valid.eq(out_valid),
+            self.skip.valid.eq(out_valid & ~self.clear),
             self.skip.payload.eq(out_data),
             self.idle.eq((queue.level == 0) & ~out_valid),
         ]
