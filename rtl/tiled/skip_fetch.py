@@ -149,10 +149,10 @@ class SkipFetch(wiring.Component):
             m.d.sync += out_valid.eq(0)
         with m.If(done):
             m.d.sync += [out_valid.eq(1),
-                         out_data.eq(Mux(head.zero, 0, self._select(m, cur, head)))]
+                         out_data.eq(Mux(head.zero, 0, self._select(cur, head)))]
         return ResetInserter(self.clear)(m)
 
-    def _select(self, m, cur, head):
+    def _select(self, cur, head):
         """The job's output word from its gathered memory words ``cur``."""
         p = self._params
         aw, sb, bits = p.act_width, p.slot_bits, p.abits
