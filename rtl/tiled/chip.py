@@ -76,7 +76,7 @@ class TiledChip(wiring.Component):
             "layer": Out(8), "mac_beats": Out(32),
             "mem_rd_cmd": Out(stream.Signature(unsigned(cf.ADDR_BITS))),
             "mem_rd_data": In(stream.Signature(unsigned(params.mem_width))),
-            "mem_wr": Out(stream.Signature(write_layout(params))),
+            "mem_wr": Out(stream.Signature(write_layout(params.mem_width))),
         })
 
     params = property(lambda self: self._p)
@@ -103,6 +103,7 @@ class TiledChip(wiring.Component):
             # Every per-layer block starts a layer (and a program) empty.
             m.submodules[name] = ResetInserter(clear)(block)
         b = type("Blocks", (), blocks)
+        self.blocks = blocks   # for benches that look inside
 
         # Control and status; the CSRs of a run, latched at its start.
         in_addr, out_base = Signal(32), Signal(32)
@@ -151,7 +152,7 @@ class TiledChip(wiring.Component):
         m.d.comb += [
             b.loader.start.eq(seq.load_start), b.loader.ext_addr.eq(in_addr),
             b.loader.act_base.eq(L.in_act), b.loader.count.eq(L.in_words),
-            seq.load_busy.eq(b.loader.busy),
+            seq.load_busy.eq(b.loader.busy), b.loader.clear.eq(clear), b.skipf.clear.eq(clear),
         ]
         wiring.connect(m, b.win.rd0, b.act.rd0)
         wiring.connect(m, b.win.rd1, b.act.rd1)

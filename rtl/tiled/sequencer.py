@@ -109,6 +109,7 @@ class Sequencer(wiring.Component):
         pc = Signal(32)
         outputs = Signal(32)
         state = Signal(_State)
+        load_pending = Signal()
         m.d.comb += dec.desc.eq(desc_raw[:tf.DESCRIPTOR.size])
         L = self.layer
         expected = Mux(L.logits, L.out_c, L.out_c * L.chan_stride)
@@ -148,10 +149,13 @@ class Sequencer(wiring.Component):
                 with m.Elif(~dec.ok):
                     m.d.sync += fail(Error.DESCRIPTOR)
                 with m.Else():
-                    m.d.sync += [state.eq(_State.LOAD), outputs.eq(0)]
-                    m.d.comb += self.load_start.eq(dec.desc.in_load)
+                    m.d.sync += [state.eq(_State.LOAD), outputs.eq(0),
+                                 load_pending.eq(dec.desc.in_load)]
             with m.Case(_State.LOAD):
-                with m.If(~self.load_busy & ~self.load_start):
+                # The loader samples its addresses at load_start: from the registered layer.
+                m.d.comb += self.load_start.eq(load_pending)
+                m.d.sync += load_pending.eq(0)
+                with m.If(~self.load_busy & ~load_pending):
                     m.d.comb += [self.walk_start.eq(1), wreq.start.eq(1), creq.start.eq(1)]
                     m.d.sync += state.eq(_State.RUN)
             with m.Case(_State.RUN):

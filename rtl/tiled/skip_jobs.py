@@ -7,18 +7,20 @@ the source word is ``n0 = (cs*skip_h + oy)*rw_skip + x0/cols``; with stride 2 it
 ``n0 = (cs*skip_h + 2*oy)*rw_skip + 2*x0/cols`` and, when it exists, ``n0 + 1`` (``pair``).
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layer import layer_layout
+from .skip_fetch import JOB
 from .walker import tile_layout
 
 __all__ = ["job_layout", "SkipJobs"]
 
 
 def job_layout():
-    return data.StructLayout({"zero": 1, "n0": unsigned(24), "pair": 1})
+    """A skip job (the skip fetch's ``JOB``)."""
+    return JOB
 
 
 class SkipJobs(wiring.Component):
