@@ -150,3 +150,33 @@ def test_unknown_op_sets_the_flag():
     mem = MemoryModel(words, params.mem_width)
     (res,) = run_chip(params, mem, [(0, *slot_addresses(program.layout, 0))])
     assert res["error"] == Error.UNKNOWN_OP
+
+
+POOL_SPECS = [
+    dict(name="conv0", op="conv", in_shape=(1, 8, 8), out_shape=(8, 4, 4), kernel=3, stride=1,
+         padding=1, pool="max2"),
+    dict(name="conv1", op="conv", in_shape=(8, 4, 4), out_shape=(8, 2, 2), kernel=3, stride=1,
+         padding=1, pool="max2"),
+    dict(name="fc", op="fc", in_shape=(32,), out_shape=(10,)),
+]
+# ResNet's option A shortcut: the skip is the layer-0 output subsampled by 2 and put in the
+# middle channels; the logits read it through a global average pool.
+OPTION_A_SPECS = [
+    dict(name="conv0", op="conv", in_shape=(1, 8, 8), out_shape=(4, 8, 8), kernel=3, stride=1,
+         padding=1),
+    dict(name="conv1", op="conv", in_shape=(4, 8, 8), out_shape=(8, 4, 4), kernel=3, stride=2,
+         padding=1),
+    dict(name="conv2", op="conv", in_shape=(8, 4, 4), out_shape=(8, 4, 4), kernel=3, stride=1,
+         padding=1, skip=0, skip_stride=2, skip_channel_offset=2),
+    dict(name="fc", op="fc", in_shape=(8, 4, 4), out_shape=(10,), in_pool="avg"),
+]
+
+
+@pytest.mark.parametrize("name,specs", [("pool", POOL_SPECS), ("option_a", OPTION_A_SPECS)])
+def test_pooling_and_addressed_skips_bit_exact(name, specs):
+    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=512)
+    image = random_image(SEED + 4, wbits=4, abits=4, input_shape=(1, 8, 8), specs=specs)
+    inputs = random_inputs(SEED + 5, image, 1)
+    program, mem, results = run_network(params, image, inputs, latency=(1, 4))
+    assert results[0]["error"] == 0
+    check_outputs(image, program, mem, inputs)
