@@ -44,7 +44,7 @@ from rtl.tiled.params import KERNEL_MAX, STRIDE_MAX, TiledParams, ceil_div
 
 __all__ = ["LayerPlan", "ProgramLayout", "TiledProgram", "compile_tiled", "lower",
            "layout_to_json", "layout_from_json", "weight_beat_stream", "consts_records",
-           "input_words", "memory_words", "slot_addresses", "POISON_WORD"]
+           "input_words", "memory_words", "slot_addresses", "with_slots", "POISON_WORD"]
 
 LAYOUT_VERSION = 3
 #: Output slots are filled with this pattern before a run, so a word the chip never wrote
@@ -458,6 +458,20 @@ def slot_addresses(layout, slot):
         raise ValueError(f"slot {slot} outside 0..{layout.slot_count - 1}")
     return (layout.input_base + slot * layout.input_words,
             layout.output_base + slot * layout.output_stride)
+
+
+def with_slots(program, slots):
+    """The same program with ``slots`` slots (only the slot regions move)."""
+    lay = program.layout
+    if lay.slot_count == slots:
+        return program
+    static = program.words[:lay.static_words]
+    output_base = lay.static_words + slots * lay.input_words
+    words = (static + [0] * (slots * lay.input_words)
+             + [_poison(lay.mem_width)] * (slots * lay.output_stride))
+    layout = dataclasses.replace(lay, slot_count=slots, input_base=lay.static_words,
+                                 output_base=output_base, words_used=len(words))
+    return TiledProgram(words=words, layout=layout)
 
 
 def input_words(codes, layout):

@@ -47,7 +47,8 @@ class BeatIssuer(wiring.Component):
         m = Module()
         L = self.layer
         tile = self.tiles.payload
-        m.submodules.q = q = fifo.SyncFIFOBuffered(width=meta_layout(p).size, depth=self._depth)
+        # Unbuffered: a flag is readable the cycle after it is written, like the ring's beat.
+        m.submodules.q = q = fifo.SyncFIFO(width=meta_layout(p).size, depth=self._depth)
         b = Signal(24)
         ci, asl, ky, kx, j = Signal(12), Signal(3), Signal(4), Signal(4), Signal(3)
         shift_a = Signal(8)
