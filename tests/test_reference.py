@@ -84,6 +84,8 @@ def independent_run(image, x_codes):
         s = torch.as_tensor(2.0 * layer.weights.astype(np.float64) - n)
         if layer.op == "conv":
             acc = F.conv2d(x, s, stride=layer.stride, padding=layer.padding)[0]
+        elif layer.in_pool == "avg":
+            acc = s @ x[0].sum(dim=(1, 2))
         else:
             acc = s @ x.reshape(-1)
         shape = (-1,) + (1,) * (acc.ndim - 1)
@@ -91,13 +93,21 @@ def independent_run(image, x_codes):
         b = torch.as_tensor(layer.offset.astype(np.float64)).reshape(shape)
         if layer.skip is not None:  # the residual add: one more exact integer term
             sm = torch.as_tensor(layer.skip_mult.astype(np.float64)).reshape(shape)
-            b = b + sm * torch.as_tensor(outs[layer.skip].astype(np.float64))
+            src = torch.as_tensor(outs[layer.skip].astype(np.float64))
+            if src.ndim == 3:  # ResNet option A: every s-th pixel, zero channels around
+                st = layer.skip_stride
+                src = src[:, ::st, ::st][:, :acc.shape[1], :acc.shape[2]]
+                o = layer.skip_channel_offset
+                src = F.pad(src, (0, 0, 0, 0, o, acc.shape[0] - o - src.shape[0]))
+            b = b + sm * src
         scale = torch.as_tensor(2.0 ** layer.shift.astype(np.float64)).reshape(shape)
         y = torch.floor((m * acc + b) / scale + 0.5)
         if layer.out_kind == "logits":
             y = y.clamp(-(1 << (LOGIT_BITS - 1)), (1 << (LOGIT_BITS - 1)) - 1)
         else:
             y = y.clamp(0, (1 << layer.out_bits) - 1)
+        if layer.pool == "max2":
+            y = F.max_pool2d(y.unsqueeze(0), 2)[0]
         outs.append(y.numpy().astype(np.int64))
         x = y.unsqueeze(0)
     return outs
@@ -240,3 +250,68 @@ def test_run_layer_of_a_residual_layer_needs_the_skip():
         run_layer(image.layers[2], x)
     with pytest.raises(ValueError, match="does not match"):
         run_layer(image.layers[2], x, skip=np.zeros((8, 3, 3), dtype=np.int64))
+
+
+def v3_image(seed, wbits=4, abits=4):
+    """conv 1x6x6 -> 4x6x6 + max pool (4x3x3), conv s2 -> 8x2x2 + option-A skip(conv0: stride
+    2, channel offset 2), conv 8 -> 8 + skip(conv1), fc averaging 8x2x2 -> 5 logits."""
+    rng = np.random.default_rng(seed)
+
+    def consts(n, shift, signs=(-1, 1)):
+        return (rng.integers(1 << 14, 1 << 15, size=n).astype(np.int16)
+                * rng.choice(signs, size=n).astype(np.int16),
+                rng.integers(-(1 << (shift + 3)), 1 << (shift + 3), size=n),
+                np.full(n, shift, dtype=np.uint8))
+
+    def weights(shape, wb):
+        return rng.integers(0, 1 << wb, size=shape).astype(np.uint8)
+
+    def skip_mult(n):
+        return (rng.uniform(-1.5, 1.5, size=n) * (1 << 20)).astype(np.int32)
+
+    m0, b0, s0 = consts(4, 22, signs=(1,))  # a pooled layer's multipliers are >= 0
+    m1, b1, s1 = consts(8, 20)
+    m2, b2, s2 = consts(8, 20)
+    m3, b3, s3 = consts(5, 15)
+    return ModelImage(input_shape=(1, 6, 6), input_bits=8, layers=[
+        Layer("conv0", "conv", (1, 6, 6), (4, 3, 3), 8, 8, abits, "pact",
+              weights((4, 1, 3, 3), 8), m0, b0, s0, kernel=3, stride=1, padding=1, alpha=2.0,
+              pool="max2"),
+        Layer("conv1", "conv", (4, 3, 3), (8, 2, 2), wbits, abits, abits, "pact",
+              weights((8, 4, 3, 3), wbits), m1, b1, s1, kernel=3, stride=2, padding=1,
+              alpha=2.0, skip=0, skip_mult=skip_mult(8), skip_stride=2, skip_channel_offset=2),
+        Layer("conv2", "conv", (8, 2, 2), (8, 2, 2), wbits, abits, abits, "pact",
+              weights((8, 8, 3, 3), wbits), m2, b2, s2, kernel=3, stride=1, padding=1,
+              alpha=2.0, skip=1, skip_mult=skip_mult(8)),
+        Layer("fc", "fc", (8, 2, 2), (5,), 8, abits, LOGIT_BITS, "logits",
+              weights((5, 8), 8), m3, b3, s3, in_pool="avg"),
+    ])
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("wbits,abits", [(2, 2), (4, 4), (3, 5)])
+def test_pool_avg_and_addressed_skip_equal_independent_computation(seed, wbits, abits):
+    from golden.image import validate
+
+    image = v3_image(seed, wbits, abits)
+    validate(image)
+    x = np.random.default_rng(300 + seed).integers(0, 256, size=(1, 6, 6))
+    got, want = run(image, x), independent_run(image, x)
+    assert [g.shape for g in got] == [(4, 3, 3), (8, 2, 2), (8, 2, 2), (5,)]
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
+    # each feature changes the result, so a dropped pool, skip or sum would be seen
+    no_skip = v3_image(seed, wbits, abits)
+    no_skip.layers[1].skip_channel_offset = 0
+    assert not np.array_equal(run(no_skip, x)[1], got[1])
+
+
+def test_v3_batch_equals_run_per_image():
+    image = v3_image(8)
+    x = np.random.default_rng(8).integers(0, 256, size=(9, 1, 6, 6))
+    batched = run_batch(image, x, chunk=4)
+    assert [b.shape[1:] for b in batched] == [(4, 3, 3), (8, 2, 2), (8, 2, 2), (5,)]
+    for i in range(len(x)):
+        for layer_out, single in zip(batched, run(image, x[i]), strict=True):
+            assert np.array_equal(layer_out[i], single)
+    assert predict_batch(image, x).tolist() == [predict(image, xi) for xi in x]

@@ -149,6 +149,8 @@ def test_cli_trains_and_prints_a_summary(tmp_path, capsys):
     (["--wbits", "4"], "--abits"),
     (["--wbits", "4", "--abits", "12"], "abits"),
     (["--wbits", "4", "--abits", "4", "--data", "mnist:/no/such/dir"], "does not exist"),
+    (["--wbits", "4", "--abits", "4", "--model", "lenet", "--data", "digits"],
+     "lenet cannot take the 1x8x8 images of digits"),
 ])
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
@@ -156,3 +158,26 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_cli_without_data_trains_the_model_on_its_stand_in(tmp_path, capsys):
+    out = tmp_path / "lenet"
+    rc = pact_main(["train", "--model", "lenet", "--wbits", "4", "--abits", "4", "--epochs", "1",
+                    "--subset", "64", "--quiet", "--out", str(out)])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("no --data: lenet trains on the stand-in mnist5k (embedded MNIST "
+                        "digits), not its own mnist:DIR")
+    metrics = json.loads((out / METRICS).read_text())
+    assert metrics["dataset"] == "mnist5k" and metrics["test_images"] == 1000
+    assert load_checkpoint(out)["config"]["data"] == "mnist5k"
+    # a model built for digits says nothing and trains on digits, as before
+    rc = pact_main(["train", "--wbits", "2", "--abits", "2", "--epochs", "1", "--subset", "64",
+                    "--quiet", "--out", str(tmp_path / "cnn")])
+    assert rc == 0 and "stand-in" not in capsys.readouterr().out
+
+
+def test_stand_in_runs_are_keyed_by_their_data_spec():
+    a = run_key(TrainConfig(model="resnet20", data="mnist5k@3x32x32"))
+    b = run_key(TrainConfig(model="resnet20", data="mnist5k@3x40x40"))
+    assert a.startswith("mnist5k-resnet20-") and b.startswith("mnist5k-resnet20-") and a != b
