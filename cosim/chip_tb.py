@@ -250,6 +250,7 @@ class _Plane:
         self.per_slot = lay["slots"]["input_stride"] + lay["slots"]["output_stride"]
         self.mac_beats = sum(x["mac_beats"] for x in lay["layers"])
         self.names = [x["name"] for x in lay["layers"]]
+        self.image_hash = lay["image_hash"]
 
     def with_slots(self, n):
         return type(self)(relayout(self.program, n))
@@ -279,6 +280,7 @@ class _Tiled(_Plane):
         self.per_slot = lay.input_words + lay.output_stride
         self.mac_beats = sum(x.mac_beats for x in lay.layers)
         self.names = [x.name for x in lay.layers]
+        self.image_hash = lay.image_hash
 
     def with_slots(self, n):
         return type(self)(self.c.with_slots(self.program, n))

@@ -48,6 +48,15 @@ class RunResult:
         return sum(t.mac_beats for t in self.layers)
 
 
+def unpack_codes(words, count, bits, mem_width):
+    """``count`` unsigned ``bits``-bit codes of a dense LSB-first stream of words (vectorized:
+    a layer's weights are millions of bits)."""
+    raw = b"".join(int(w).to_bytes(mem_width // 8, "little") for w in words)
+    bitarr = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
+    bitarr = bitarr[:count * bits].reshape(count, bits).astype(np.int64)
+    return (bitarr << np.arange(bits, dtype=np.int64)).sum(axis=1)
+
+
 class TiledModel:
     """The tiled chip with parameters ``params`` (a ``TiledParams``)."""
 
@@ -95,10 +104,8 @@ class TiledModel:
         tiles = ceil_div(d["out_c"], p.rows)
         nbeats = tiles * cin * k * k * ws
         nwords = cf.words_for_bits(nbeats * p.beat_bits, p.mem_width)
-        value = cf.words_to_record(self._read(mem, d["w_addr"], nwords), p.mem_width)
-        bits = np.array([(value >> (i * p.wbits)) & ((1 << p.wbits) - 1)
-                         for i in range(nbeats * p.rows)], dtype=np.int64)
-        q = bits.reshape(tiles, cin, k, k, ws, p.rows)
+        q = unpack_codes(self._read(mem, d["w_addr"], nwords), nbeats * p.rows, p.wbits,
+                         p.mem_width).reshape(tiles, cin, k, k, ws, p.rows)
         odd = 2 * q - ((1 << p.wbits) - 1)
         w = sum(odd[..., j, :] << (p.wbits * j) for j in range(ws))   # [T, Cin', K, K, R]
         w = w.transpose(0, 4, 1, 2, 3).reshape(tiles * p.rows, cin, k, k)[:d["out_c"]]

@@ -32,7 +32,9 @@ weight is repeated for them; weights wider than ``wbits`` are recoded and sliced
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +46,8 @@ from rtl.tiled.params import KERNEL_MAX, STRIDE_MAX, TiledParams, ceil_div
 
 __all__ = ["LayerPlan", "ProgramLayout", "TiledProgram", "compile_tiled", "lower",
            "layout_to_json", "layout_from_json", "weight_beat_stream", "consts_records",
-           "input_words", "memory_words", "slot_addresses", "with_slots", "POISON_WORD"]
+           "input_words", "memory_words", "slot_addresses", "with_slots", "POISON_WORD",
+           "hardware_from_manifest", "load_hardware", "manifest_block", "requirements", "write"]
 
 LAYOUT_VERSION = 3
 #: Output slots are filled with this pattern before a run, so a word the chip never wrote
@@ -58,6 +61,7 @@ class LayerPlan:
 
     index: int
     name: str
+    op: str                   # the model image's op: "conv" or "fc"
     kind: str                 # "pact" or "logits"
     in_shape: tuple           # [C', H, W]: slice channels of the stored input
     conv_shape: tuple         # [C, H, W]: the convolution's output
@@ -215,7 +219,7 @@ def lower(image):
 
 # -- checks ------------------------------------------------------------------------------------
 
-_REGEN = "regenerate the chip with 'pact gen --block chip"
+_REGEN = "regenerate the chip with 'pact gen --block tiled_chip"
 
 
 def _check(lays, p, meta):
@@ -400,7 +404,8 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
                             f"({p.ring_beats} beats); {_REGEN} --ring-beats "
                             f"{1 << (reduction - 1).bit_length()} ...'")
         plans.append(LayerPlan(
-            index=lay.index, name=lay.name, kind="logits" if lay.logits else "pact",
+            index=lay.index, name=lay.name, op=image.layers[lay.index].op,
+            kind="logits" if lay.logits else "pact",
             in_shape=in_shape, conv_shape=lay.conv_shape, out_shape=lay.out_shape,
             image_out_shape=lay.image_out_shape, kernel=lay.kernel, stride=lay.stride,
             pad=lay.pad, w_slices=w_sl, a_slices=a_sl, pool=lay.pool, skip=lay.skip,
@@ -495,3 +500,98 @@ def memory_words(program, inputs):
         base, _ = slot_addresses(layout, i)
         words[base:base + len(packed)] = packed
     return words
+
+
+# -- the chip folder and files -------------------------------------------------------------------
+
+
+def hardware_from_manifest(manifest, where="the manifest"):
+    """``(TiledParams, config_hash)`` of a tiled chip's manifest; ``UserError`` on a bad one."""
+    from gen.compiler import _expected_config_hash
+
+    if not isinstance(manifest, dict) or manifest.get("block") != "tiled_chip":
+        raise UserError(f"{where} does not describe a tiled chip; generate one with "
+                        "'pact gen --block tiled_chip'")
+    params = manifest.get("params", {})
+    try:
+        p = TiledParams(**{f.name: params[f.name] for f in dataclasses.fields(TiledParams)})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where} has bad or missing chip parameters ({exc}); regenerate it "
+                        "with 'pact gen --block tiled_chip'") from None
+    stored = manifest.get("config_hash")
+    expected = _expected_config_hash(manifest)
+    if stored != expected:
+        raise UserError(f"{where}: config hash {str(stored)[:12]} does not match its "
+                        f"parameters ({expected[:12]}); the manifest was edited or is stale, "
+                        "regenerate it with 'pact gen --block tiled_chip'")
+    return p, stored
+
+
+def manifest_block(hw_dir):
+    """The block a chip folder holds (``chip`` or ``tiled_chip``), or ``None``."""
+    try:
+        return json.loads((Path(hw_dir) / "manifest.json").read_text()).get("block")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_hardware(hw_dir):
+    """Read and check ``hw_dir/manifest.json`` of a tiled chip."""
+    path = Path(hw_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no manifest at {path}; generate the chip with "
+                        "'pact gen --block tiled_chip --out DIR'") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read as JSON ({exc}); regenerate it") from None
+    return hardware_from_manifest(manifest, where=str(path))
+
+
+def requirements(image, params):
+    """The smallest changes to ``params`` (a ``TiledParams``) that run ``image``: activation
+    memory, kernel, input channels and ring (each only grown). For ``pact flow``, which
+    generates the chip for the model it runs."""
+    lays = lower(image)
+    kernel = max(lay.kernel for lay in lays)
+    cin = max(lay.in_shape[0] * cf.activation_slices(lay.in_bits, params.abits) for lay in lays)
+    need_ring = params.ring_beats
+    act = 0
+    for lay in lays:
+        a_sl = cf.activation_slices(lay.in_bits, params.abits)
+        w_sl = cf.weight_slices(lay.wbits, params.wbits)
+        in_shape = (lay.in_shape[0] * a_sl,) + lay.in_shape[1:]
+        out = 0 if lay.logits else tf.act_words(lay.out_shape, params)
+        act = max(act, tf.act_words(in_shape, params) + out)
+        cout, ho, wo = lay.conv_shape
+        if ho * ceil_div(wo, params.cols) > 1:
+            red = in_shape[0] * lay.kernel ** 2 * w_sl
+            while need_ring < red:
+                need_ring *= 2
+    kib = max(params.act_kib, 1 << (ceil_div(act * params.act_width, 8192) - 1).bit_length())
+    return dataclasses.replace(params, act_kib=kib, max_kernel=max(params.max_kernel, kernel),
+                               max_in_channels=max(params.max_in_channels, cin),
+                               ring_beats=need_ring)
+
+
+def write(program, path):
+    """The hex memory image to ``path`` and the layout (JSON) beside it, both atomically."""
+    from gen.compiler import _write_temp, layout_path, to_hex
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--out {path} is a directory; give a file name such as prog.hex")
+    if not path.parent.is_dir():
+        raise UserError(f"the folder of --out {path} does not exist; create it first")
+    lpath = layout_path(path)
+    tmps = []
+    try:
+        tmps.append((_write_temp(path, to_hex(program.words, program.layout.mem_width)), path))
+        tmps.append((_write_temp(lpath, layout_to_json(program.layout) + "\n"), lpath))
+    except BaseException:
+        for tmp, _ in tmps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, final in tmps:
+        os.replace(tmp, final)
+    return lpath
