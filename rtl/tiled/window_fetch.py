@@ -104,9 +104,13 @@ class WindowFetch(wiring.Component):
     kernel 3 stride 2: 1.0; kernel 1 stride 1: 1.0; kernel 1 stride 2: 0.57 (0.5 when the
     window spans 3 words, ``off >= 2``, n = 2; 1.0 with reps 2).
 
-    ``cmd.ready`` does not depend on ``beats.ready`` in the same cycle; ``beats.payload`` is
-    combinational from the window registers and the memory ports (a lane mux of
-    ``cols + c + max_kernel - 1`` inputs for column ``c``).
+    Paths: ``cmd.ready`` and ``beats.valid`` come from registers only (neither depends on
+    ``beats.ready`` or ``cmd.valid``). The first pair is read in the accepting cycle, so
+    ``cmd.payload`` reaches ``rd*.addr``/``rd*.en`` through a small adder: give ``cmd`` from
+    a register. ``beats.payload`` is combinational from the window registers and the memory
+    ports (a mux tree of ``cols + c + max_kernel - 1`` lanes for column ``c``). There is no
+    ``clear``: abandon a layer with a reset (``ResetInserter``). Storage: two window registers
+    of ``window_words`` words plus two commands.
 
     Bounds (the sequencer's contract, not checked): ``1 <= kernel <= max_kernel``,
     ``stride`` in 1..2, ``1 <= reps <= 7``, unmasked words inside the activation memory and
