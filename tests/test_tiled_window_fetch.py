@@ -88,8 +88,8 @@ def assert_beats(got, want):
 # ------------------------------------------------------------------ the bench
 def run(params, words, cmds, *, bubbles=0.0, backpressure=0.0, seed=0):
     """Write ``words`` through ``wr``, then run ``cmds``. Returns the beats and, per beat and
-    per command, the cycle (counted from the first command offered) it was accepted; leaves
-    the sets of word addresses read from the banks, per cycle that reads, in ``run.reads``."""
+    per command, the cycle (counted from the first command offered) it was accepted, and the
+    sets of word addresses read from the banks, per cycle that reads."""
     top = Top(params)
     wf, mem = top.wf, top.mem
     n_beats = sum(c["kernel"] * c["reps"] for c in cmds)
@@ -150,8 +150,7 @@ def run(params, words, cmds, *, bubbles=0.0, backpressure=0.0, seed=0):
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     sim.run()
-    run.reads = reads
-    return beats, beat_cycles, cmd_cycles
+    return beats, beat_cycles, cmd_cycles, reads
 
 
 def random_words(params, seed):
@@ -178,7 +177,7 @@ def test_random_commands_under_backpressure(params):
     rng = random.Random(seed)
     words = random_words(params, seed)
     cmds = [random_cmd(rng, params) for _ in range(40)]
-    got, _, _ = run(params, words, cmds, bubbles=0.3, backpressure=0.4, seed=seed)
+    got, _, _, _ = run(params, words, cmds, bubbles=0.3, backpressure=0.4, seed=seed)
     assert_beats(got, expected(words, cmds, params))
 
 
@@ -199,9 +198,9 @@ def test_reads_only_the_needed_unmasked_words_once():
     rng = random.Random(12)
     words = random_words(p, 12)
     cmds = [random_cmd(rng, p) for _ in range(40)]
-    run(p, words, cmds, bubbles=0.2, backpressure=0.3, seed=12)
-    assert run.reads == expected_reads(cmds, p)
-    assert run.reads != expected_reads(cmds[:-1], p)
+    _, _, _, reads = run(p, words, cmds, bubbles=0.2, backpressure=0.3, seed=12)
+    assert reads == expected_reads(cmds, p)
+    assert reads != expected_reads(cmds[:-1], p)
 
 
 def test_full_rate_commands_without_stalls():
@@ -209,7 +208,7 @@ def test_full_rate_commands_without_stalls():
     rng = random.Random(5)
     words = random_words(p, 5)
     cmds = [random_cmd(rng, p) for _ in range(40)]
-    got, _, _ = run(p, words, cmds)
+    got, _, _, _ = run(p, words, cmds)
     assert_beats(got, expected(words, cmds, p))
 
 
@@ -219,7 +218,7 @@ def test_the_checker_fails_on_a_wrong_word():
     words = random_words(p, 9)
     cmds = [random_cmd(rng, p, kernel=3, stride=1, reps=1, off=4) for _ in range(6)]
     cmds[2]["zmask"] = 0
-    got, _, _ = run(p, words, cmds)
+    got, _, _, _ = run(p, words, cmds)
     assert_beats(got, expected(words, cmds, p))
     wrong = list(words)
     wrong[cmds[2]["addr"] + 1] ^= 1 << (p.abits * 3)   # lane 3 of window word 1: column 7
@@ -229,7 +228,7 @@ def test_the_checker_fails_on_a_wrong_word():
 
 def beats_per_cycle(params, cmds):
     words = random_words(params, 3)
-    got, beat_cycles, cmd_cycles = run(params, words, cmds)
+    got, beat_cycles, cmd_cycles, _ = run(params, words, cmds)
     assert_beats(got, expected(words, cmds, params))
     return (len(beat_cycles) - 1) / (beat_cycles[-1] - beat_cycles[0]), beat_cycles, cmd_cycles
 
@@ -266,7 +265,7 @@ def test_latency_is_the_fetch_cycles(off, kernel, stride, fetch_cycles):
     cmd = {"addr": 17, "zmask": 0, "off": off, "kernel": kernel, "stride": stride, "reps": 1}
     assert (needed_words(cmd, p) + 1) // 2 == fetch_cycles
     words = random_words(p, 6)
-    got, beat_cycles, cmd_cycles = run(p, words, [cmd])
+    got, beat_cycles, cmd_cycles, _ = run(p, words, [cmd])
     assert_beats(got, model_beats(words, cmd, p))
     assert beat_cycles[0] - cmd_cycles[0] == fetch_cycles
 
@@ -317,7 +316,7 @@ def test_a_convolution_through_the_hardware():
     p = PARAMS
     words, cmds, want = conv_layer(p, shape=(3, 5, 12), kernel=3, stride=1, pad=1, base=0,
                                    reps=1, seed=8)
-    got, _, _ = run(p, words, cmds, bubbles=0.2, backpressure=0.2, seed=8)
+    got, _, _, _ = run(p, words, cmds, bubbles=0.2, backpressure=0.2, seed=8)
     assert_beats(got, want)
 
 
