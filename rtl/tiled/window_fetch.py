@@ -12,9 +12,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .act_memory import read_port_signature
+from .format import row_words
 from .params import STRIDE_MAX, TiledParams, ceil_div
 
-__all__ = ["WindowFetch", "cmd_layout", "beat_layout"]
+__all__ = ["WindowFetch", "cmd_layout", "beat_layout", "window_command", "mux_tree"]
 
 
 def cmd_layout(params):
@@ -35,6 +36,28 @@ def cmd_layout(params):
         "stride": unsigned(STRIDE_MAX.bit_length()),
         "reps": unsigned(3),
     })
+
+
+def window_command(params, *, base, shape, ci, y, x0, kernel, stride, pad, reps):
+    """The command (a dict of ``cmd_layout`` fields) for input channel ``ci`` and input row
+    ``y`` (``oy*stride - pad + ky``; outside ``0..H-1`` it is padding) of the tile whose first
+    output pixel is ``x0``, the input ``[C, H, W]`` tensor ``shape`` being at activation word
+    ``base`` (``rtl.tiled.format``). Column ``c`` then reads input pixel
+    ``(x0 + c)*stride - pad + kx``: words left or right of the row are masked, and pixels past
+    ``W`` inside the row's last word are 0 by the word format. The address is taken modulo
+    ``2**act_addr_bits``, as the hardware adds (a masked word left of address 0)."""
+    if not (1 <= kernel <= params.max_kernel and 1 <= stride <= STRIDE_MAX and 1 <= reps <= 7):
+        raise ValueError(f"kernel {kernel}, stride {stride}, reps {reps} outside "
+                         f"1..{params.max_kernel}, 1..{STRIDE_MAX}, 1..7")
+    _, h, w = shape
+    rw = row_words(w, params)
+    j0, off = divmod(x0 * stride - pad, params.cols)
+    inside = 0 <= y < h
+    zmask = sum(1 << i for i in range(params.window_words)
+                if not (inside and 0 <= j0 + i < rw))
+    addr = base + (ci * h + y) * rw + j0 if inside else base
+    return {"addr": addr % (1 << params.act_addr_bits), "zmask": zmask, "off": off,
+            "kernel": kernel, "stride": stride, "reps": reps}
 
 
 def beat_layout(params):
@@ -62,7 +85,8 @@ class WindowFetch(wiring.Component):
     - ``beats``: Out(stream of ``beat_layout``): per command, for ``kx`` in
       ``0..kernel-1``, ``reps`` times the beat whose column ``c`` is
       ``window[off + stride*c + kx]``, where ``window`` is the lanes of window words
-      ``0, 1, ...`` (word ``i`` = activation word ``addr + i``, or zeros when ``zmask[i]``).
+      ``0, 1, ...`` (word ``i`` = activation word ``(addr + i) mod 2**act_addr_bits``, or
+      zeros when ``zmask[i]``). ``window_command`` builds the command of a convolution row.
     - ``rd0``, ``rd1``: Out(``act_memory.read_port_signature``): connect to ``ActMemory.rd0``
       and ``rd1`` (even and odd bank). Only the words the command needs are read:
       ``0 .. (off + stride*(cols-1) + kernel - 1) // cols``, minus the masked ones; words past
@@ -80,9 +104,13 @@ class WindowFetch(wiring.Component):
     kernel 3 stride 2: 1.0; kernel 1 stride 1: 1.0; kernel 1 stride 2: 0.57 (0.5 when the
     window spans 3 words, ``off >= 2``, n = 2; 1.0 with reps 2).
 
-    ``cmd.ready`` does not depend on ``beats.ready`` in the same cycle; ``beats.payload`` is
-    combinational from the window registers and the memory ports (a lane mux of
-    ``cols + c + max_kernel - 1`` inputs for column ``c``).
+    Paths: ``cmd.ready`` and ``beats.valid`` come from registers only (neither depends on
+    ``beats.ready`` or ``cmd.valid``). The first pair is read in the accepting cycle, so
+    ``cmd.payload`` reaches ``rd*.addr``/``rd*.en`` through a small adder: give ``cmd`` from
+    a register. ``beats.payload`` is combinational from the window registers and the memory
+    ports (a mux tree of ``cols + c + max_kernel - 1`` lanes for column ``c``). There is no
+    ``clear``: abandon a layer with a reset (``ResetInserter``). Storage: two window registers
+    of ``window_words`` words plus two commands.
 
     Bounds (the sequencer's contract, not checked): ``1 <= kernel <= max_kernel``,
     ``stride`` in 1..2, ``1 <= reps <= 7``, unmasked words inside the activation memory and
