@@ -115,6 +115,9 @@ class Drain(wiring.Component):
     row. ``LATENCY`` (4) cycles from a row's issue to its word or logit. Stall is global from
     ``out``/``logit`` back to the inputs (``ready`` is combinational through the PactUnit).
     Registers: ``rows`` constants records, ``rows x cols`` codes for pooling, one row stage.
+    No ``clear``: a sequencer that abandons a layer wraps the drain in a ``ResetInserter``.
+    Measured (Yosys generic, ``pact.area``; w4a4, 8x8, max_kernel 3, 64 channels, acc 27
+    bits): 433.7k transistors, 3123 flip-flops, of which the 8-lane PactUnit is 267.5k.
     """
 
     def __init__(self, params):
