@@ -172,7 +172,7 @@ class TiledModel:
                 raise ModelError("the output tensor overlaps the input in activation memory")
             act[lo:hi] = words
             self._write_slots(mem, out_base + d["o_addr"], words)
-        tiles = tf.tile_order(*conv, p, pool=bool(d["pool"]))
+        tiles = tf.tile_order(*conv, p, pool=bool(d["pool"]), group=2 if d["group"] else 1)
         beats = len(tiles) * d["in_c"] * d["kernel"] ** 2 * d["w_slices"]
         return beats, out
 

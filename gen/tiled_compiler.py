@@ -73,6 +73,7 @@ class LayerPlan:
     w_slices: int
     a_slices: int
     pool: bool
+    group: int                # output rows per tile (format.row_group)
     skip: int | None
     skip_stride: int
     skip_off: int
@@ -344,6 +345,7 @@ def _descriptor(plan, lays, plans):
         op=tf.OP_CONV, in_c=cin, in_h=h, in_w=w, out_c=cout, out_h=ho, out_w=wo,
         kernel=plan.kernel, stride=plan.stride, pad=plan.pad, w_slices=plan.w_slices,
         a_slices=plan.a_slices, logits=int(plan.kind == "logits"), pool=int(plan.pool),
+        group=int(plan.group == 2),
         in_load=int(plan.index == 0), in_act=plan.in_act, out_act=plan.out_act,
         w_addr=plan.w_addr, c_addr=plan.c_addr, o_addr=plan.o_addr)
     if plan.skip is not None:
@@ -356,6 +358,17 @@ def _descriptor(plan, lays, plans):
     except ValueError as exc:
         raise UserError(f"{lays[plan.index].where} cannot be expressed by a descriptor: "
                         f"{exc}") from None
+
+
+def _group(lay, lays, p):
+    """Output rows per tile of a layer (``format.row_group``); a residual layer takes row
+    pairs only when its skip source's rows are one activation word each."""
+    if lay.logits:
+        return 1
+    if lay.skip is not None and lays[lay.skip].out_shape[2] > p.cols:
+        return 1
+    return tf.row_group(lay.in_shape[2], lay.conv_shape[1], lay.conv_shape[2], p,
+                        pool=lay.pool)
 
 
 def _place(in_act, out_words, depth):
@@ -396,7 +409,8 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
             out_act = max(0, _place(in_act, out_w, p.act_depth))
         need = max(need, in_w + out_w)
         cout, ho, wo = lay.conv_shape
-        tiles = ceil_div(cout, p.rows) * ho * ceil_div(wo, p.cols)
+        group = _group(lay, lays, p)
+        tiles = ceil_div(cout, p.rows) * ceil_div(ho, group) * ceil_div(wo, p.cols)
         reduction = in_shape[0] * lay.kernel ** 2 * w_sl
         if tiles > ceil_div(cout, p.rows) and reduction > p.ring_beats:
             raise UserError(f"{lay.where}: a channel tile's {reduction} weight beats are read "
@@ -408,7 +422,8 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
             kind="logits" if lay.logits else "pact",
             in_shape=in_shape, conv_shape=lay.conv_shape, out_shape=lay.out_shape,
             image_out_shape=lay.image_out_shape, kernel=lay.kernel, stride=lay.stride,
-            pad=lay.pad, w_slices=w_sl, a_slices=a_sl, pool=lay.pool, skip=lay.skip,
+            pad=lay.pad, w_slices=w_sl, a_slices=a_sl, pool=lay.pool, group=group,
+            skip=lay.skip,
             skip_stride=lay.skip_stride, skip_off=lay.skip_off, in_act=in_act,
             out_act=out_act, w_addr=addr, w_words=len(w_words), w_beats=w_beats,
             c_addr=addr + len(w_words), c_words=len(c_words), o_addr=o_addr,
@@ -564,7 +579,8 @@ def requirements(image, params):
         out = 0 if lay.logits else tf.act_words(lay.out_shape, params)
         act = max(act, tf.act_words(in_shape, params) + out)
         cout, ho, wo = lay.conv_shape
-        if ho * ceil_div(wo, params.cols) > 1:
+        group = _group(lay, lays, params)
+        if ceil_div(ho, group) * ceil_div(wo, params.cols) > 1:
             red = in_shape[0] * lay.kernel ** 2 * w_sl
             while need_ring < red:
                 need_ring *= 2

@@ -7,12 +7,12 @@ Block diagram (each block its own component and test file)::
                           |--2--> Gearbox --> WeightRing --> BeatJoin.w
                           |--3--> InputLoader --> ActMemory (input tensor)
                           '--4--> SkipFetch --> Drain.skip
-    TileWalker --> WindowCommands --> WindowFetch (reads ActMemory) --> BeatJoin.a
+    TileWalker --> WindowCommands --> WindowFetch or PairWindowFetch (read ActMemory) --> BeatJoin.a
                --> BeatIssuer --> WeightRing.rd, BeatJoin.meta
                --> SkipJobs --> SkipFetch
                --> Drain.tile
-    BeatJoin --> MacArray --> Drain --> WriteBack --> ActMemory (output tensor) and
-                                                    external memory (every layer's output)
+    BeatJoin --> MacArray --> Drain --> RowSplit --> WriteBack --> ActMemory (output tensor)
+                                                       and external memory (every layer)
 
 Nothing here grows with the image size: the activation memory is ``act_kib`` KiB of
 ``cols * abits``-bit words, the weight ring ``ring_beats`` beats, the window ``window_words``
@@ -27,7 +27,7 @@ Memory master: ``mem_rd_cmd`` (word address), ``mem_rd_data`` (in command order,
 address, data, byte strobes).
 """
 
-from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -38,8 +38,10 @@ from .act_memory import ActMemory
 from .beats import BeatIssuer, BeatJoin
 from .drain import Drain
 from .input_loader import InputLoader
+from .pair_window import PairWindowFetch
 from .params import TiledParams
 from .read_dma import ReadDma
+from .row_split import RowSplit
 from .sequencer import Sequencer
 from .skip_fetch import SkipFetch
 from .skip_jobs import SkipJobs
@@ -54,7 +56,7 @@ __all__ = ["TiledChip"]
 # ReadDma clients.
 _DESC, _CONSTS, _WEIGHTS, _INPUT, _SKIP = range(5)
 # TileWalker outputs.
-_TO_WINDOW, _TO_BEATS, _TO_DRAIN, _TO_SKIP = range(4)
+_TO_WINDOW, _TO_BEATS, _TO_DRAIN, _TO_SKIP, _TO_SPLIT = range(5)
 
 
 def _tile_fifo(m, name, params, flush, depth=4):
@@ -92,7 +94,8 @@ class TiledChip(wiring.Component):
             "wgear": Gearbox(p.mem_width, p.beat_bits),
             "cgear": Gearbox(p.mem_width, cf.consts_words(p.mem_width) * p.mem_width),
             "ring": WeightRing(p), "act": ActMemory(p), "win": WindowFetch(p),
-            "walker": TileWalker(p, outputs=4), "wcmds": WindowCommands(p, cmd_layout(p)),
+            "pwin": PairWindowFetch(p), "split": RowSplit(p),
+            "walker": TileWalker(p, outputs=5), "wcmds": WindowCommands(p, cmd_layout(p)),
             "issuer": BeatIssuer(p), "join": BeatJoin(p),
             "mac": MacArray(wbits=p.wbits, abits=p.abits, rows=p.rows, cols=p.cols,
                             max_reduction=p.max_reduction, max_shift=p.max_shift),
@@ -154,25 +157,40 @@ class TiledChip(wiring.Component):
             b.loader.act_base.eq(L.in_act), b.loader.count.eq(L.in_words),
             seq.load_busy.eq(b.loader.busy), b.loader.clear.eq(clear), b.skipf.clear.eq(clear),
         ]
-        wiring.connect(m, b.win.rd0, b.act.rd0)
-        wiring.connect(m, b.win.rd1, b.act.rd1)
+        # Windows: the window fetch, or for row-pair layers the pair window fetch, owns the
+        # activation memory's read ports and feeds the join.
         wiring.connect(m, b.wcmds.cmd, b.win.cmd)
-        wiring.connect(m, b.win.beats, b.join.a)
+        wiring.connect(m, b.wcmds.pcmd, b.pwin.cmd)
+        for port in ("rd0", "rd1"):
+            mem_port = getattr(b.act, port)
+            src = Mux(L.group, 1, 0)
+            for name in ("addr", "en"):
+                m.d.comb += getattr(mem_port, name).eq(
+                    Mux(src, getattr(getattr(b.pwin, port), name),
+                        getattr(getattr(b.win, port), name)))
+            m.d.comb += [getattr(b.win, port).data.eq(mem_port.data),
+                         getattr(b.pwin, port).data.eq(mem_port.data)]
+        with m.If(L.group):
+            wiring.connect(m, b.pwin.beats, b.join.a)
+        with m.Else():
+            wiring.connect(m, b.win.beats, b.join.a)
         wiring.connect(m, b.join.o, b.mac.i)
         wiring.connect(m, b.mac.o, b.drain.acc)
 
         # The walk: one record per tile to each expander, through small FIFOs.
         m.d.comb += [b.walker.start.eq(seq.walk_start), seq.walk_busy.eq(b.walker.busy),
-                     b.walker.enable.eq(0b0111 | (L.skip << _TO_SKIP))]
+                     b.walker.enable.eq(0b0111 | (L.skip << _TO_SKIP)
+                                        | (L.group << _TO_SPLIT))]
         queues = {}
         for i, name in ((_TO_WINDOW, "q_win"), (_TO_BEATS, "q_beats"), (_TO_DRAIN, "q_drain"),
-                        (_TO_SKIP, "q_skip")):
+                        (_TO_SKIP, "q_skip"), (_TO_SPLIT, "q_split")):
             q = queues[i] = _tile_fifo(m, name, p, clear)
             src = getattr(b.walker, f"o{i}")
             m.d.comb += [q.w_data.eq(src.payload), q.w_en.eq(src.valid), src.ready.eq(q.w_rdy)]
         self._connect_records(m, queues[_TO_WINDOW], b.wcmds.tiles)
         self._connect_records(m, queues[_TO_BEATS], b.issuer.tiles)
         self._connect_records(m, queues[_TO_SKIP], b.skipjobs.tiles)
+        self._connect_records(m, queues[_TO_SPLIT], b.split.tiles)
         self._drain_records(m, queues[_TO_DRAIN], b.drain, L)
 
         # Constants records, skips, outputs.
@@ -183,11 +201,15 @@ class TiledChip(wiring.Component):
         wiring.connect(m, b.skipjobs.jobs, b.skipf.job)
         wiring.connect(m, b.skipf.skip, b.drain.skip)
         m.d.comb += [b.skipf.ext_base.eq(out_base + L.skip_addr),
-                     b.skipf.stride2.eq(L.skip_stride == 2)]
-        wiring.connect(m, b.drain.out, b.wb.out)
+                     b.skipf.stride2.eq(L.skip_stride == 2),
+                     b.skipf.halves.eq(L.group & (L.skip_stride == 1)),
+                     b.skipf.step2.eq(L.group & (L.skip_stride == 2))]
+        wiring.connect(m, b.drain.out, b.split.i)
+        m.d.comb += [b.split.group.eq(L.group), b.split.out_w.eq(L.out_w)]
+        wiring.connect(m, b.split.o, b.wb.out)
         wiring.connect(m, b.drain.logit, b.wb.logit)
         m.d.comb += [b.wb.act_base.eq(L.out_act), b.wb.ext_base.eq(out_base + L.o_addr),
-                     seq.out_fire.eq((b.drain.out.valid & b.drain.out.ready)
+                     seq.out_fire.eq((b.split.o.valid & b.split.o.ready)
                                      | (b.drain.logit.valid & b.drain.logit.ready)),
                      seq.wb_idle.eq(b.wb.idle)]
         # One activation memory write port: the input loader while it runs, then the drain's.

@@ -33,7 +33,8 @@ slice ``j``: one beat, row ``r`` = slice ``j`` of the recoded weight code of out
 
 **Tiles and order.** A tile is ``rows`` output channels x ``cols`` consecutive output pixels
 ``x0 .. x0+cols-1`` of output row ``oy`` (``x0`` a multiple of ``cols``). Order
-(``tile_order``): channel tiles outer; then output rows; then pixel tiles. A pooled layer
+(``tile_order``): channel tiles outer; then output rows (or row pairs, ``row_group``); then
+pixel tiles. A pooled layer
 (2x2/2 max) runs, per pooled row ``py`` and pooled word ``px``, the four conv tiles
 ``(oy = 2py + dy, x0 = 2*px*cols + h*cols)`` for ``dy`` in 0, 1 and ``h`` in 0, 1, so that one
 pooled activation word is complete after them. The reduction of a tile runs ``ci'``, ``ky``,
@@ -56,7 +57,7 @@ __all__ = [
     "OP_END", "OP_CONV", "DESCRIPTOR", "ACT_ADDR_BITS", "descriptor_words",
     "row_words", "act_words", "ext_tensor_words", "ext_slot_position",
     "slice_input", "pack_act_words", "unpack_act_words", "act_to_ext", "ext_to_act",
-    "tile_order", "pool_codes",
+    "row_group", "tile_order", "pool_codes",
 ]
 
 OP_END = 0
@@ -76,6 +77,8 @@ DESCRIPTOR = data.StructLayout({
     "logits": unsigned(1),
     # 1: 2x2 stride-2 max pooling of the output codes (out_h, out_w even).
     "pool": unsigned(1),
+    # 1: row pairs: a tile covers output rows oy and oy+1 (``row_group``).
+    "group": unsigned(1),
     # 1: before the layer, copy the input tensor from external memory (CSR in_addr) into the
     # activation memory at in_act.
     "in_load": unsigned(1),
@@ -186,13 +189,28 @@ def ext_to_act(words, count, params):
     return [(value >> (n * params.slot_bits)) & mask for n in range(count)]
 
 
-def tile_order(out_c, out_h, out_w, params, *, pool=False):
+def row_group(in_w, out_h, out_w, params, *, pool=False):
+    """Output rows per tile: 2 (a *row pair*) when a row fills at most half the columns, so
+    columns ``cols/2 ..`` compute row ``oy + 1`` (its pixel ``x`` in column ``cols/2 + x``);
+    else 1. Row pairs need input rows of one activation word (``in_w <= cols``) and no
+    pooling.
+
+    >>> from rtl.tiled.params import TiledParams
+    >>> p = TiledParams(4, 4, 16, 16)
+    >>> row_group(16, 8, 8, p), row_group(32, 16, 16, p)
+    (2, 1)
+    """
+    ok = not pool and out_h > 1 and 2 * out_w <= params.cols and in_w <= params.cols
+    return 2 if ok else 1
+
+
+def tile_order(out_c, out_h, out_w, params, *, pool=False, group=1):
     """The tiles of a layer in run order: ``(channel_tile, oy, x0)``."""
     rows, cols = params.rows, params.cols
     tiles = []
     for t in range(ceil_div(out_c, rows)):
         if not pool:
-            for oy in range(out_h):
+            for oy in range(0, out_h, group):
                 for xt in range(ceil_div(out_w, cols)):
                     tiles.append((t, oy, xt * cols))
         else:

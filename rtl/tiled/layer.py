@@ -27,6 +27,7 @@ def layer_layout():
         "in_words": unsigned(_W),      # activation words of the input tensor
         "xt_n": unsigned(8),           # pixel tiles per stored row (pooled: pooled words)
         "h_st": unsigned(8),           # stored output rows (pooled: out_h / 2)
+        "h_loop": unsigned(8),         # row steps of the walk (row pairs: ceil(out_h / 2))
         "rw_st": unsigned(8),          # activation words per stored output row
         "w_st": unsigned(8),           # stored output width (pooled: out_w / 2)
         "chan_stride": unsigned(_W),   # activation words per stored output channel
@@ -52,12 +53,14 @@ def layer_config(d, params):
     rw_st = ceil_div(w_st, p.cols)
     ct_n = ceil_div(d["out_c"], p.rows)
     bpt = d["in_c"] * d["kernel"] ** 2 * d["w_slices"]
-    pos_n = h_st * rw_st * (4 if pool else 1)
+    h_loop = ceil_div(d["out_h"], 2) if d["group"] else h_st
+    pos_n = h_loop * rw_st * (4 if pool else 1)
     rw_skip = ceil_div(d["skip_w"], p.cols)
     from ..chip_format import consts_words, words_for_bits
     return dict(
         rw_in=rw_in, in_plane=d["in_h"] * rw_in, in_words=d["in_c"] * d["in_h"] * rw_in,
-        xt_n=rw_st, h_st=h_st, rw_st=rw_st, w_st=w_st, chan_stride=h_st * rw_st, ct_n=ct_n,
+        xt_n=rw_st, h_st=h_st, h_loop=h_loop, rw_st=rw_st, w_st=w_st,
+        chan_stride=h_st * rw_st, ct_n=ct_n,
         bpt=bpt, pos_n=pos_n,
         w_words=words_for_bits(ct_n * bpt * p.beat_bits, p.mem_width),
         c_words=ct_n * p.rows * consts_words(p.mem_width),
@@ -105,12 +108,14 @@ class LayerDecoder(wiring.Component):
         ct_n = Signal(12)
         m.d.comb += ct_n.eq(_ceil_div_const(d.out_c, p.rows))
         bpt = d.in_c * d.kernel * d.kernel * d.w_slices
-        pos_n = h_st * rw_st * Mux(d.pool, 4, 1)
+        h_loop = Mux(d.group, (d.out_h + 1) >> 1, h_st)
+        pos_n = h_loop * rw_st * Mux(d.pool, 4, 1)
         rw_skip = _ceil_shift(d.skip_w, log_c)
         m.d.comb += [
             o.rw_in.eq(rw_in), o.in_plane.eq(d.in_h * rw_in),
             o.in_words.eq(d.in_c * d.in_h * rw_in),
-            o.xt_n.eq(rw_st), o.h_st.eq(h_st), o.rw_st.eq(rw_st), o.w_st.eq(w_st),
+            o.xt_n.eq(rw_st), o.h_st.eq(h_st), o.h_loop.eq(h_loop), o.rw_st.eq(rw_st),
+            o.w_st.eq(w_st),
             o.chan_stride.eq(h_st * rw_st), o.ct_n.eq(ct_n), o.bpt.eq(bpt), o.pos_n.eq(pos_n),
             o.w_words.eq((ct_n * bpt * p.beat_bits + p.mem_width - 1) >> mw_log),
             o.c_words.eq(ct_n * (p.rows * cw)),
@@ -133,6 +138,8 @@ class LayerDecoder(wiring.Component):
             | (d.logits & ((d.out_h != 1) | (d.out_w != 1) | d.skip))
             | (d.skip & ((d.skip_stride == 0) | (d.skip_stride > 2)))
             | ((pos_n > 1) & (bpt > p.ring_beats))
+            | (d.group & (d.pool | d.logits | (d.in_w > p.cols) | (d.out_w > p.cols // 2)
+                          | (d.skip & (d.skip_w > p.cols))))
         )
         m.d.comb += self.ok.eq(~bad)
         return m

@@ -18,8 +18,8 @@ from .input_loader import ADDR_BITS, READ_REQUEST, check_params
 __all__ = ["SkipFetch", "JOB", "skip_layout"]
 
 #: One drain row's skip: ``zero``: all codes 0 (a channel outside the source), nothing is
-#: read; else source activation word ``n0``, and with stride 2 also word ``n0 + 1`` when
-#: ``pair`` (else that word reads as zeros).
+#: read; else source activation word ``n0``, and with stride 2 (or row pairs) also a second
+#: word (``n0 + 1``, or ``n0 + 2`` with ``step2``) when ``pair`` (else it reads as zeros).
 JOB = data.StructLayout({"zero": 1, "n0": unsigned(24), "pair": 1})
 
 
@@ -32,9 +32,9 @@ def _info_layout(params):
     """What the response side needs to know of a job (queued between the two sides)."""
     spw, wps = params.slots_per_word, params.words_per_slot
     return data.StructLayout({
-        "zero": 1, "stride2": 1, "pair": 1,
+        "zero": 1, "stride2": 1, "pair": 1, "halves": 1, "step2": 1,
         "off": range(spw),                  # slot within the first memory word
-        "last": range(2 if spw > 1 else 2 * wps),   # memory words of the job - 1
+        "last": range(2 if spw > 1 else 3 * wps),   # memory words of the job - 1
     })
 
 
@@ -81,6 +81,11 @@ class SkipFetch(wiring.Component):
             "job": In(stream.Signature(JOB)),
             "ext_base": In(ADDR_BITS),
             "stride2": In(1),
+            # Row pairs (``format.row_group``): lanes 0.. of word n0 then of the second word,
+            # ``halves`` (stride 1), or even lanes of both (``stride2``); the second word is
+            # n0 + 2 with ``step2`` (stride 2: source rows 2*oy and 2*oy + 2).
+            "halves": In(1),
+            "step2": In(1),
             "req": Out(stream.Signature(READ_REQUEST)),
             "rsp": In(stream.Signature(unsigned(params.mem_width))),
             "skip": Out(stream.Signature(skip_layout(params))),
@@ -101,16 +106,19 @@ class SkipFetch(wiring.Component):
         # Request side: one request per non-zero job, its description into the queue.
         job = self.job.payload
         info = layout(Signal(layout.size))
-        pair = self.stride2 & job.pair
+        pair = (self.stride2 | self.halves) & job.pair
         first = Signal(ADDR_BITS)
         if spw > 1:
             shift = spw.bit_length() - 1
+            span = Mux(pair, Mux(self.step2, 2, 1), 0)
             m.d.comb += [first.eq(job.n0 >> shift), info.off.eq(job.n0[:shift]),
-                         info.last.eq(((job.n0 + pair) >> shift) != first)]
+                         info.last.eq(((job.n0 + span) >> shift) != first)]
         else:
             m.d.comb += [first.eq(job.n0 << (wps.bit_length() - 1)),
-                         info.last.eq(Mux(pair, 2 * wps - 1, wps - 1))]
+                         info.last.eq(Mux(pair, Mux(self.step2, 3 * wps - 1, 2 * wps - 1),
+                                          wps - 1))]
         m.d.comb += [
+            info.halves.eq(self.halves), info.step2.eq(self.step2),
             info.zero.eq(job.zero), info.stride2.eq(self.stride2), info.pair.eq(pair),
             self.req.payload.addr.eq(self.ext_base + first),
             self.req.payload.count.eq(info.last + 1),
@@ -122,7 +130,7 @@ class SkipFetch(wiring.Component):
 
         # Response side: gather the head job's words, select its lanes into the output.
         head = layout(queue.r_data)
-        n_buf = 2 if spw > 1 else 2 * wps
+        n_buf = 2 if spw > 1 else 3 * wps
         buf, cur = Signal(n_buf * mw), Signal(n_buf * mw)   # cur: buf with this cycle's word
         k = Signal(range(n_buf))   # words of the head job received
         last = Signal()
@@ -158,9 +166,13 @@ class SkipFetch(wiring.Component):
         aw, sb, bits = p.act_width, p.slot_bits, p.abits
         if p.slots_per_word > 1:
             base = head.off * sb
-            a, b = cur.bit_select(base, aw), cur.bit_select(base + sb, aw)
+            a = cur.bit_select(base, aw)
+            b = Mux(head.step2, cur.bit_select(base + 2 * sb, aw), cur.bit_select(base + sb, aw))
         else:
-            a, b = cur[:aw], cur[sb:sb + aw]
+            a = cur[:aw]
+            b = Mux(head.step2, cur[2 * sb:2 * sb + aw], cur[sb:sb + aw])
         b = Mux(head.pair, b, 0)
-        halves = [w.word_select(2 * i, bits) for w in (a, b) for i in range(p.cols // 2)]
-        return Mux(head.stride2, Cat(*halves), a)
+        half = p.cols // 2
+        even = [w.word_select(2 * i, bits) for w in (a, b) for i in range(half)]
+        low = [w.word_select(i, bits) for w in (a, b) for i in range(half)]
+        return Mux(head.stride2, Cat(*even), Mux(head.halves, Cat(*low), a))

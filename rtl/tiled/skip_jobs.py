@@ -5,9 +5,11 @@ are ``src[c - skip_off, y*stride, x*stride]``, zeros outside the source's channe
 Row ``r`` of tile ``(t, oy, x0)``: source channel ``cs = t*rows + r - skip_off``; with stride 1
 the source word is ``n0 = (cs*skip_h + oy)*rw_skip + x0/cols``; with stride 2 it is
 ``n0 = (cs*skip_h + 2*oy)*rw_skip + 2*x0/cols`` and, when it exists, ``n0 + 1`` (``pair``).
+A row-pair tile also needs row ``oy + 1``'s word (one word per row): ``pair`` when that row
+exists (the skip fetch finds it at ``n0 + stride``).
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,7 +52,9 @@ class SkipJobs(wiring.Component):
             n0.eq(cs * L.skip_plane + tile.oy * L.skip_stride * L.rw_skip + xw),
             self.jobs.payload.zero.eq((cs < 0) | (cs >= L.skip_c)),
             self.jobs.payload.n0.eq(n0[:24]),
-            self.jobs.payload.pair.eq((L.skip_stride == 2) & (xw + 1 < L.rw_skip)),
+            # Row pairs: the second word is row oy + 1's (when it exists).
+            self.jobs.payload.pair.eq(Mux(L.group, tile.pair,
+                                          (L.skip_stride == 2) & (xw + 1 < L.rw_skip))),
             self.jobs.valid.eq(self.tiles.valid),
         ]
         with m.If(self.jobs.valid & self.jobs.ready):

@@ -31,6 +31,7 @@ def tile_layout(params):
         "phase": unsigned(2),
         "first_pos": unsigned(1),
         "last_pos": unsigned(1),
+        "pair": unsigned(1),        # row pairs: row oy + 1 exists too
     })
 
 
@@ -80,15 +81,17 @@ class TileWalker(wiring.Component):
             rows_left.eq(L.out_c - t * R),
             lanes_left.eq(L.w_st - (b << log_c)),
             rec.t.eq(t), rec.tbase.eq(tbase),
-            rec.oy.eq(Mux(L.pool, (a << 1) + ph[1], a)),
+            rec.oy.eq(Mux(L.pool | L.group, (a << 1) + ph[1], a)),
             rec.x0.eq(Mux(L.pool, ((b << 1) + ph[0]) << log_c, b << log_c)),
             rec.xw.eq(b),
-            rec.addr.eq(L.out_act + co_base + a * L.rw_st + b),
+            rec.addr.eq(L.out_act + co_base + Mux(L.group, a << 1, a) * L.rw_st + b),
             rec.rows_valid.eq(Mux(rows_left >= R, R, rows_left)),
-            rec.lanes_valid.eq(Mux(lanes_left >= C, C, lanes_left)),
+            # Row pairs: every column is kept here; the row split masks each row's lanes.
+            rec.lanes_valid.eq(Mux(L.group | (lanes_left >= C), C, lanes_left)),
+            rec.pair.eq(L.group & ((a << 1) + 1 < L.out_h)),
             rec.phase.eq(ph),
             rec.first_pos.eq((a == 0) & (b == 0) & (ph == 0)),
-            rec.last_pos.eq((a == L.h_st - 1) & (b == L.xt_n - 1) & (ph == last_ph)),
+            rec.last_pos.eq((a == L.h_loop - 1) & (b == L.xt_n - 1) & (ph == last_ph)),
         ]
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), t.eq(0), a.eq(0), b.eq(0), ph.eq(0), tbase.eq(0),
@@ -102,7 +105,7 @@ class TileWalker(wiring.Component):
                     m.d.sync += b.eq(b + 1)
                 with m.Else():
                     m.d.sync += b.eq(0)
-                    with m.If(a != L.h_st - 1):
+                    with m.If(a != L.h_loop - 1):
                         m.d.sync += a.eq(a + 1)
                     with m.Else():
                         m.d.sync += [a.eq(0), t.eq(t + 1), tbase.eq(tbase + L.bpt),

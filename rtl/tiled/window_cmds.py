@@ -12,15 +12,17 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layer import layer_layout
+from .pair_window import pair_cmd_layout
 from .walker import tile_layout
 
 __all__ = ["WindowCommands"]
 
 
 class WindowCommands(wiring.Component):
-    """Tile records in, ``in_c * kernel`` window commands per tile out (``cmd_layout``: the
-    window fetch's command: ``addr``, ``zmask``, ``off``, ``kernel``, ``stride``, ``reps``).
-    One command per cycle."""
+    """Tile records in, ``in_c * kernel`` window commands per tile out: on ``cmd``
+    (``cmd_layout``: the window fetch's command: ``addr``, ``zmask``, ``off``, ``kernel``,
+    ``stride``, ``reps``), or for a layer of row pairs on ``pcmd`` (the pair window fetch's:
+    the words of input rows ``iy`` and ``iy + stride``). One command per cycle."""
 
     def __init__(self, params, cmd_layout):
         self._p = params
@@ -28,6 +30,7 @@ class WindowCommands(wiring.Component):
             "layer": In(layer_layout()),
             "tiles": In(stream.Signature(tile_layout(params))),
             "cmd": Out(stream.Signature(cmd_layout)),
+            "pcmd": Out(stream.Signature(pair_cmd_layout(params))),
         })
 
     def elaborate(self, platform):
@@ -63,10 +66,19 @@ class WindowCommands(wiring.Component):
         for i in range(nwords):
             wx = wx0 + i
             m.d.comb += cmd.zmask[i].eq(row_out | (wx < 0) | (wx >= L.rw_in))
-        m.d.comb += self.cmd.valid.eq(self.tiles.valid)
+        pc = self.pcmd.payload
+        iy1 = iy + L.stride
+        m.d.comb += [
+            pc.addr.eq((L.in_act + chan + iy * L.rw_in)[:len(pc.addr)]),
+            pc.step.eq(L.stride), pc.pad.eq(L.pad), pc.kernel.eq(L.kernel),
+            pc.stride.eq(L.stride), pc.reps.eq(L.w_slices),
+            pc.zmask[0].eq(row_out), pc.zmask[1].eq((iy1 < 0) | (iy1 >= L.in_h)),
+        ]
+        m.d.comb += [self.cmd.valid.eq(self.tiles.valid & ~L.group),
+                     self.pcmd.valid.eq(self.tiles.valid & L.group)]
         last_ky = ky == L.kernel - 1
         last_ci = ci == L.in_c - 1
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If((self.cmd.valid & self.cmd.ready) | (self.pcmd.valid & self.pcmd.ready)):
             with m.If(~last_ky):
                 m.d.sync += ky.eq(ky + 1)
             with m.Else():
