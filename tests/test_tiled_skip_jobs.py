@@ -20,14 +20,14 @@ def expected_jobs(d, p, tiles):
             xw = tile["x0"] // p.cols * s
             n0 = (cs * d["skip_h"] + tile["oy"] * s) * c["rw_skip"] + xw
             zero = not 0 <= cs < d["skip_c"]
-            out.append(dict(zero=int(zero), n0=n0 % (1 << 24),
-                            pair=int(s == 2 and xw + 1 < c["rw_skip"])))
+            pair = tile["pair"] if d["group"] else int(s == 2 and xw + 1 < c["rw_skip"])
+            out.append(dict(zero=int(zero), n0=n0 % (1 << 24), pair=pair))
     return out
 
 
-def residual_descriptors():
+def residual_descriptors(params=PARAMS):
     image = random_image(1, model="resnet20", wbits=4, abits=4, input_shape=(3, 32, 32))
-    return [d for d in descriptors(image, PARAMS) if d["skip"]]
+    return [d for d in descriptors(image, params) if d["skip"]]
 
 
 def test_jobs_of_resnet20_skips_both_strides():
@@ -44,3 +44,18 @@ def test_jobs_of_resnet20_skips_both_strides():
         assert got == want
         # Jobs that read nothing exist exactly where the channel is outside the source.
         assert any(j["zero"] for j in want) == (d["skip_off"] > 0)
+
+
+def test_jobs_of_row_pairs():
+    params = TiledParams(4, 4, 16, 16, act_kib=16, ring_beats=1024)
+    descs = [d for d in residual_descriptors(params) if d["group"]]
+    assert {d["skip_stride"] for d in descs} == {1, 2}
+    for i, d in enumerate(descs[:2]):
+        tiles = expected_records(d, params)[:12]
+        want = expected_jobs(d, params, tiles)
+        dut = SkipJobs(params)
+        (got,) = run_streams(dut, setup=lambda ctx, d=d, dut=dut: ctx.set(
+            dut.layer, layer_value(d, params)), source=dut.tiles, items=tiles,
+            sinks=[dut.jobs], counts=[len(want)], seed=i,
+            unpack=lambda v: {k: int(getattr(v, k)) for k in ("zero", "n0", "pair")})
+        assert got == want

@@ -19,7 +19,8 @@ def expected_records(d, p):
     c = layer_config(d, p)
     pool = bool(d["pool"])
     out = []
-    tiles = tf.tile_order(d["out_c"], d["out_h"], d["out_w"], p, pool=pool)
+    group = 2 if d["group"] else 1
+    tiles = tf.tile_order(d["out_c"], d["out_h"], d["out_w"], p, pool=pool, group=group)
     per_t = len(tiles) // c["ct_n"]
     for i, (t, oy, x0) in enumerate(tiles):
         k = i % per_t
@@ -28,12 +29,13 @@ def expected_records(d, p):
             row, xw = oy // 2, x0 // (2 * p.cols)
         else:
             phase, row, xw = 0, oy, x0 // p.cols
+        lanes = p.cols if group == 2 else min(p.cols, c["w_st"] - xw * p.cols)
         out.append(dict(
             t=t, tbase=t * c["bpt"], oy=oy, x0=x0, xw=xw,
             addr=d["out_act"] + t * p.rows * c["chan_stride"] + row * c["rw_st"] + xw,
-            rows_valid=min(p.rows, d["out_c"] - t * p.rows),
-            lanes_valid=min(p.cols, c["w_st"] - xw * p.cols), phase=phase,
-            first_pos=int(k == 0), last_pos=int(k == per_t - 1)))
+            rows_valid=min(p.rows, d["out_c"] - t * p.rows), lanes_valid=lanes, phase=phase,
+            first_pos=int(k == 0), last_pos=int(k == per_t - 1),
+            pair=int(group == 2 and oy + 1 < d["out_h"])))
     return out
 
 
@@ -90,6 +92,10 @@ def test_checker_sees_a_wrong_address():
     want = expected_records(d, PARAMS)
     want[1]["addr"] += 1
     assert run_walker(d, PARAMS, 0b1, seed=1)[0] != want
+
+
+def test_row_pairs_are_walked():
+    assert any(d["group"] for d in DESCS)
 
 
 def test_pooled_layer_has_four_tiles_per_word():

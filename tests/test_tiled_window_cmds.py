@@ -13,7 +13,26 @@ from tests.tiled_streams import layer_value, model_descriptors, run_streams
 PARAMS = TiledParams(4, 4, 4, 8, act_kib=8, ring_beats=512)
 
 
+def expected_pair_cmds(d, p, tiles):
+    c = layer_config(d, p)
+    out = []
+    for tile in tiles:
+        for ci in range(d["in_c"]):
+            for ky in range(d["kernel"]):
+                iy = tile["oy"] * d["stride"] - d["pad"] + ky
+                rows = (iy, iy + d["stride"])
+                addr = d["in_act"] + ci * c["in_plane"] + iy * c["rw_in"]
+                out.append(dict(addr=addr % (1 << p.act_addr_bits), step=d["stride"],
+                                zmask=sum(1 << g for g in range(2)
+                                          if not 0 <= rows[g] < d["in_h"]),
+                                pad=d["pad"], kernel=d["kernel"], stride=d["stride"],
+                                reps=d["w_slices"]))
+    return out
+
+
 def expected_cmds(d, p, tiles):
+    if d["group"]:
+        return expected_pair_cmds(d, p, tiles)
     c = layer_config(d, p)
     bits = p.act_addr_bits
     out = []
@@ -37,7 +56,7 @@ def run_cmds(d, p, seed):
     want = expected_cmds(d, p, tiles)
     (got,) = run_streams(
         dut, setup=lambda ctx: ctx.set(dut.layer, layer_value(d, p)), source=dut.tiles,
-        items=tiles, sinks=[dut.cmd], counts=[len(want)], seed=seed,
+        items=tiles, sinks=[dut.pcmd if d["group"] else dut.cmd], counts=[len(want)], seed=seed,
         unpack=lambda v: {k: int(getattr(v, k)) for k in want[0]})
     return got, want
 
