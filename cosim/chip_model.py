@@ -332,17 +332,24 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
     """A random, valid ``ModelImage`` with the PACT bit-width policy: first and last layer
     ``end_bits`` weights, ``end_bits`` input codes, hidden ``wbits`` weights, ``abits`` PACT
     outputs, 16-bit logits. ``model`` is ``cnn`` (``channels`` default ``(16, 32, 32)``),
-    ``resnet`` (``channels`` default ``(16, 32)``) or ``mlp``; ``specs`` (layer dicts with
-    name/op/in_shape/out_shape, conv kernel/stride/padding and optional ``skip``) overrides
-    them."""
+    ``resnet`` (``channels`` default ``(16, 32)``) or ``mlp``, or any model of
+    ``golden.models.describe`` (``resnet20``, ``svhn``, ``lenet``, ...: its shapes, pools and
+    skips, random codes and constants); ``specs`` (layer dicts with name/op/in_shape/out_shape,
+    conv kernel/stride/padding and optional ``skip``, ``skip_stride``,
+    ``skip_channel_offset``, ``pool``, ``in_pool``) overrides them."""
     rng = np.random.default_rng(seed)
     if specs is None:
         if model == "cnn":
             specs = _spec_cnn(input_shape, channels or (16, 32, 32), classes)
         elif model == "resnet":
             specs = _spec_resnet(input_shape, channels or (16, 32), classes)
-        else:
+        elif model == "mlp":
             specs = _spec_mlp(input_shape, hidden, classes)
+        else:
+            from golden.models import describe
+
+            specs = describe(model, input_shape, classes, wbits=wbits, abits=abits,
+                             end_bits=end_bits)
     layers, last = [], len(specs) - 1
     for i, sp in enumerate(specs):
         lw = end_bits if i in (0, last) else wbits
@@ -353,12 +360,19 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
         if sp["op"] == "conv":
             k = sp.get("kernel", 3)
             wshape = (cout, sp["in_shape"][0], k, k)
+        elif sp.get("in_pool") == "avg":
+            wshape = (cout, sp["in_shape"][0])
         else:
             wshape = (cout, int(np.prod(sp["in_shape"])))
         weights = rng.integers(0, 1 << lw, size=wshape).astype(np.uint8 if lw <= 8
                                                                   else np.uint16)
-        mult, offset, shift = _random_constants(rng, cout, int(np.prod(wshape[1:])), lw,
-                                                in_bits, out_bits, logits)
+        reduction = int(np.prod(wshape[1:]))
+        if sp.get("in_pool") == "avg":
+            reduction *= int(np.prod(sp["in_shape"][1:]))
+        mult, offset, shift = _random_constants(rng, cout, reduction, lw, in_bits, out_bits,
+                                                logits)
+        if sp.get("pool"):
+            mult = np.abs(mult.astype(np.int64)).astype(np.int16)  # pooling codes needs M >= 0
         skip, skip_mult = sp.get("skip"), None
         if skip is not None:
             skip_mult = _random_skip_mult(rng, shift, cout)
@@ -368,7 +382,9 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
             out_kind="logits" if logits else "pact", weights=weights, mult=mult,
             offset=offset, shift=shift, kernel=sp.get("kernel", 1), stride=sp.get("stride", 1),
             padding=sp.get("padding", 0), alpha=None if logits else 1.0, skip=skip,
-            skip_mult=skip_mult))
+            skip_mult=skip_mult, skip_stride=sp.get("skip_stride", 1),
+            skip_channel_offset=sp.get("skip_channel_offset", 0), pool=sp.get("pool"),
+            in_pool=sp.get("in_pool")))
     image = ModelImage(input_shape=tuple(input_shape), input_bits=end_bits, layers=layers,
                        meta={"source": f"random seed {seed}"})
     validate(image)

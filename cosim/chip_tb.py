@@ -239,6 +239,66 @@ if cocotb is not None:
 # -- the host side --------------------------------------------------------------------------
 
 
+class _Plane:
+    """A program of the plane chip (``gen.compiler``: a dict layout)."""
+
+    def __init__(self, program):
+        from gen import compiler
+
+        self.program, self.c = program, compiler
+        lay = program.layout
+        self.words_used, self.static_words = lay["words_used"], lay["static_words"]
+        self.mem_width, self.program_addr = lay["mem_width"], lay["program_addr"]
+        self.per_slot = lay["slots"]["input_stride"] + lay["slots"]["output_stride"]
+        self.mac_beats = sum(x["mac_beats"] for x in lay["layers"])
+        self.names = [x["name"] for x in lay["layers"]]
+        self.image_hash = lay["image_hash"]
+
+    def with_slots(self, n):
+        return type(self)(relayout(self.program, n))
+
+    def memory_words(self, inputs):
+        return self.c.memory_words(self.program, inputs)
+
+    def slot_addresses(self, slot):
+        return self.c.slot_addresses(self.program.layout, slot)
+
+    def read_outputs(self, words, slot):
+        from cosim.chip_model import read_outputs
+
+        return read_outputs(words, self.program.layout, slot)
+
+
+class _Tiled(_Plane):
+    """A program of the tiled chip (``gen.tiled_compiler``: a ``ProgramLayout``)."""
+
+    def __init__(self, program):
+        from gen import tiled_compiler
+
+        self.program, self.c = program, tiled_compiler
+        lay = program.layout
+        self.words_used, self.static_words = lay.words_used, lay.static_words
+        self.mem_width, self.program_addr = lay.mem_width, 0
+        self.per_slot = lay.input_words + lay.output_stride
+        self.mac_beats = sum(x.mac_beats for x in lay.layers)
+        self.names = [x.name for x in lay.layers]
+        self.image_hash = lay.image_hash
+
+    def with_slots(self, n):
+        return type(self)(self.c.with_slots(self.program, n))
+
+    def read_outputs(self, words, slot):
+        from cosim.tiled_model import read_layer_outputs
+
+        return read_layer_outputs(words, self.program.layout, slot)
+
+
+def program_view(program):
+    """What the bench needs of a compiled program, for either chip."""
+    return _Plane(program) if isinstance(program.layout, dict) else _Tiled(program)
+
+
+
 def mem_words_for(words_used):
     """Harness memory size: ``DEFAULT_MEM_WORDS``, or the next power of two that holds a
     program with one slot."""
@@ -248,21 +308,20 @@ def mem_words_for(words_used):
     return n
 
 
-def batch_slots(layout, mem_words, images):
+def batch_slots(view, mem_words, images):
     """Slots per batch that fit ``mem_words`` (at least 1, at most ``MAX_BATCH``)."""
-    s = layout["slots"]
-    per = s["input_stride"] + s["output_stride"]
-    fit = (mem_words - layout["static_words"]) // per
+    fit = (mem_words - view.static_words) // view.per_slot
     if fit < 1:
-        raise UserError(f"the program needs {layout['static_words'] + per} words, more than "
-                        f"the harness memory of {mem_words}")
+        raise UserError(f"the program needs {view.static_words + view.per_slot} words, more "
+                        f"than the harness memory of {mem_words}")
     return max(1, min(images, fit, MAX_BATCH))
 
 
 def _verilog(hw_dir):
     hw_dir = Path(hw_dir)
     manifest = json.loads((hw_dir / "manifest.json").read_text())
-    return hw_dir / manifest.get("verilog", "pact_chip.v"), manifest
+    default = "pact_tiled_chip.v" if manifest.get("block") == "tiled_chip" else "pact_chip.v"
+    return hw_dir / manifest.get("verilog", default), manifest
 
 
 def _config(hw_dir, mem_words):
@@ -271,6 +330,11 @@ def _config(hw_dir, mem_words):
     verilog, _ = _verilog(hw_dir)
     tag = hashlib.sha256(verilog.read_bytes()).hexdigest()
     return f"chip-{tag[:12]}-m{mem_words}"
+
+
+def _is_tiled(hw_dir):
+    """The chip of ``hw_dir`` is the tiled chip (``pact gen --block tiled_chip``)."""
+    return _verilog(hw_dir)[1].get("block") == "tiled_chip"
 
 
 def build_dir_for(sim, hw_dir, mem_words, waves=False):
@@ -329,12 +393,13 @@ def build(sim, hw_dir, *, mem_words, waves=False):
     if "verilog_sha256" in manifest:
         check_verilog_hash(hw_dir, manifest)
     sources = [verilog, HARNESS]
+    define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
     if sim == "verilator":
         # (first: cocotb takes the language of the top level from the last source)
         sources.insert(0, verilator_control_file())
-        args = verilator_args(hw_dir, mem_words) + ["--no-public-flat-rw"]
+        args = verilator_args(hw_dir, mem_words) + ["--no-public-flat-rw"] + define
     else:
-        args = [f"-P{TOPLEVEL}.MEM_WORDS={mem_words}"]
+        args = [f"-P{TOPLEVEL}.MEM_WORDS={mem_words}"] + define
     return runner.build(sim, sources, TOPLEVEL, _config(hw_dir, mem_words), waves=waves,
                         build_args=args)
 
@@ -393,20 +458,17 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     ``per_process`` images each, so that ``progress(n)`` is called often enough). The
     harness memory stalls ``mem_stall`` percent of the cycles on each channel and answers
     reads after ``mem_latency`` cycles."""
-    from cosim.chip_model import read_outputs
     from gen import compiler
 
     t_start = time.perf_counter()
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    layout = program.layout
-    one = relayout(program, 1)
-    mem_words = mem_words_for(one.layout["words_used"])
-    per_batch = batch_slots(one.layout, mem_words, len(inputs))
+    view = program_view(program)
+    mem_words = mem_words_for(view.with_slots(1).words_used)
+    per_batch = batch_slots(view, mem_words, len(inputs))
     if per_process:
         per_batch = max(1, min(per_batch, per_process))
-    prog = relayout(program, per_batch)
-    layout = prog.layout
+    prog = view.with_slots(per_batch)
     t_build = time.perf_counter()
     info = build(sim, hw_dir, mem_words=mem_words)
     build_seconds = time.perf_counter() - t_build
@@ -416,18 +478,17 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
     for b, i0 in enumerate(range(0, len(inputs), per_batch)):
         chunk = inputs[i0:i0 + per_batch]
         hexfile = work / f"batch_{b:03d}.hex"
-        hexfile.write_text(compiler.to_hex(compiler.memory_words(prog, chunk), prog.mem_width))
-        slots = [list(compiler.slot_addresses(layout, s)) for s in range(len(chunk))]
+        hexfile.write_text(compiler.to_hex(prog.memory_words(chunk), prog.mem_width))
+        slots = [list(prog.slot_addresses(s)) for s in range(len(chunk))]
         batches.append({"hex": str(hexfile), "dump": str(work / f"dump_{b:03d}.hex"),
-                        "last": layout["words_used"] - 1, "slots": slots})
+                        "last": prog.words_used - 1, "slots": slots})
         chunks.append(chunk)
-    total_beats = sum(lay["mac_beats"] for lay in layout["layers"])
     job = {"memfile": str(work / "mem.hex"), "dumpfile": str(work / "dump.hex"),
-           "prog_addr": layout["program_addr"],
-           "timeout_cycles": 100 * total_beats + 100_000, "results": str(work / "results.json"),
+           "prog_addr": prog.program_addr,
+           "timeout_cycles": 100 * prog.mac_beats + 100_000, "results": str(work / "results.json"),
            "batches": []}
     run = ChipRun(images=len(inputs), build_dir=str(info.folder), build_seconds=build_seconds)
-    names = [lay["name"] for lay in layout["layers"]]
+    names = prog.names
     nl = len(names)
     image = 0
     # One simulator process per batch: its dump is checked while the next batch is prepared,
@@ -444,7 +505,7 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
         for s in range(len(chunks[b])):
             rec = runs[s] if s < len(runs) else None
             run.records.append(rec)
-            outs = read_outputs(words, layout, s)
+            outs = prog.read_outputs(words, s)
             run.outputs.append(outs)
             windows = layer_windows(rec, nl) if rec else None
             mm = check_outputs(expected[image], outs, names=names, image=image, windows=windows)
@@ -544,25 +605,24 @@ def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
     """Run one image again on a tracing build, recording the diverging layer's window."""
     from gen import compiler
 
-    prog = relayout(program, 1)
+    prog = program_view(program).with_slots(1)
     info = build(sim, hw_dir, mem_words=mem_words, waves=sim == "verilator")
     wdir = work / f"waves_{mm.image}"
     wdir.mkdir(parents=True, exist_ok=True)
     hexfile = wdir / "mem.hex"
-    hexfile.write_text(compiler.to_hex(compiler.memory_words(prog, [x]), prog.mem_width))
+    hexfile.write_text(compiler.to_hex(prog.memory_words([x]), prog.mem_width))
     # Icarus writes the harness's $dumpfile as FST when run with -fst (its default for
     # waves=True; it otherwise runs with -none, no dump at all); Verilator (a --trace build)
     # writes VCD.
     ext = "fst" if sim == "icarus" else "vcd"
     wave = work / f"mismatch_{mm.image}.{ext}"
     job = {"memfile": str(hexfile), "dumpfile": str(wdir / "dump.hex"),
-           "prog_addr": prog.layout["program_addr"],
-           "timeout_cycles": 100 * sum(lay["mac_beats"] for lay in prog.layout["layers"])
-           + 100_000, "results": str(wdir / "results.json"), "wave_layer": mm.layer,
+           "prog_addr": prog.program_addr,
+           "timeout_cycles": 100 * prog.mac_beats + 100_000,
+           "results": str(wdir / "results.json"), "wave_layer": mm.layer,
            "batches": [{"hex": str(hexfile), "dump": str(wdir / "dump.hex"),
-                        "last": prog.layout["words_used"] - 1,
-                        "slots": [list(compiler.slot_addresses(prog.layout, 0))]}]}
+                        "last": prog.words_used - 1, "slots": [list(prog.slot_addresses(0))]}]}
     _run_bench(info, sim, job, wdir,
-               _plusargs(hexfile, wdir / "dump.hex", prog.layout["words_used"] - 1, waves=wave),
+               _plusargs(hexfile, wdir / "dump.hex", prog.words_used - 1, waves=wave),
                waves=sim == "icarus")
     return wave

@@ -27,6 +27,7 @@ while the chip runs), and the time of each stage. The exit code is 0 only when e
 bit-exact.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -51,6 +52,11 @@ __all__ = ["FlowConfig", "flow", "chip_dir", "generate_chip", "utilization", "ad
            "run"]
 
 SIMS = ("verilator", "icarus")
+#: The chips: the tiled chip (``rtl/tiled``, the default) and the plane chip (``rtl/chip.py``).
+CHIPS = ("tiled", "plane")
+#: Training epochs of a model when ``--epochs`` is not given: the paper's networks train for
+#: a few epochs on the CPU (the flow checks the hardware, not the accuracy).
+DEFAULT_EPOCHS = {"resnet20": 2, "svhn": 2, "lenet": 10}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,8 +64,12 @@ class FlowConfig:
     """The parameters of one flow (validated on construction: ``UserError`` on a bad one)."""
 
     def __init__(self, *, wbits, abits, sim="verilator", images=100, rows=8, cols=8,
-                 model="cnn", seed=0, epochs=40, runs=None, work=None, mem_stall=0,
-                 mem_latency=1, waves=True, progress=True):
+                 model="cnn", seed=0, epochs=None, runs=None, work=None, mem_stall=0,
+                 mem_latency=1, waves=True, progress=True, chip="tiled", data=None):
+        if epochs is None:
+            epochs = DEFAULT_EPOCHS.get(model, 40)
+        if chip not in CHIPS:
+            raise UserError(f"--chip must be one of {', '.join(CHIPS)}, not {chip!r}")
         for name, v, lo, hi in (("wbits", wbits, 2, 8), ("abits", abits, 2, 8),
                                 ("images", images, 1, 100_000), ("rows", rows, 1, 64),
                                 ("cols", cols, 1, 64), ("epochs", epochs, 1, 10_000),
@@ -81,6 +91,14 @@ class FlowConfig:
         self.mem_latency = mem_latency
         self.work = Path(work) if work else None
         self.waves, self.progress = waves, progress
+        from golden import data as data_mod
+
+        self.chip = chip
+        self.data = data if data is not None else data_mod.stand_in(model)
+        try:
+            data_mod.parse_spec(self.data)
+        except ValueError as exc:
+            raise UserError(f"--data: {exc}") from None
 
     def chip_params(self):
         return {"wbits": self.wbits, "abits": self.abits, "rows": self.rows, "cols": self.cols}
@@ -96,7 +114,7 @@ def train_and_export(cfg, log):
     from golden import train as train_mod
 
     tc = train_mod.TrainConfig(wbits=cfg.wbits, abits=cfg.abits, model=cfg.model, seed=cfg.seed,
-                               epochs=cfg.epochs)
+                               epochs=cfg.epochs, data=cfg.data)
     run_dir = cfg.runs / train_mod.run_key(tc)
     cached = (run_dir / train_mod.METRICS).is_file()
     log(("reusing" if cached else "training") + f" run {run_dir}")
@@ -113,23 +131,28 @@ def train_and_export(cfg, log):
 def _generator_sources_hash():
     """Hash of the sources that decide the chip's Verilog (a change regenerates it)."""
     digest = hashlib.sha256()
-    for folder in ("rtl", "gen"):
+    for folder in ("rtl", "rtl/tiled", "gen"):
         for f in sorted((ROOT / folder).glob("*.py")):
             digest.update(f.name.encode() + f.read_bytes())
     return digest.hexdigest()
 
 
-def chip_dir(params, root=None):
-    """``sim_build/chips/chip-w<W>a<A>r<R>c<C>-<hash>``: one folder per parameters and
-    generator sources."""
+def chip_dir(params, root=None, block="chip"):
+    """``sim_build/chips/<chip|tiled>-w<W>a<A>r<R>c<C>-<hash>``: one folder per block,
+    parameters and generator sources."""
     root = Path(root) if root else sim_build_root() / "chips"
-    key = json.dumps({"params": params, "sources": _generator_sources_hash()}, sort_keys=True)
+    key = json.dumps({"block": block, "params": params, "sources": _generator_sources_hash()},
+                     sort_keys=True)
+    if block == "chip":   # (the plane chip's folders keep their names)
+        key = json.dumps({"params": params, "sources": _generator_sources_hash()},
+                         sort_keys=True)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     p = params
-    return root / f"chip-w{p['wbits']}a{p['abits']}r{p['rows']}c{p['cols']}-{tag}"
+    stem = "chip" if block == "chip" else "tiled"
+    return root / f"{stem}-w{p['wbits']}a{p['abits']}r{p['rows']}c{p['cols']}-{tag}"
 
 
-def generate_chip(params, log=print, root=None):
+def generate_chip(params, log=print, root=None, block="chip"):
     """Generate the chip for ``params`` (``wbits``, ``abits``, ``rows``, ``cols`` and any chip
     option) unless an up-to-date one exists; returns its folder. Parallel callers (pytest
     workers) wait on a lock and share one generation."""
@@ -137,7 +160,7 @@ def generate_chip(params, log=print, root=None):
 
     from gen.generate import DEFAULT_MAX_REDUCTION, generate
 
-    out = chip_dir(params, root)
+    out = chip_dir(params, root, block)
     out.parent.mkdir(parents=True, exist_ok=True)
     with locked(out.with_name(out.name + ".lock")):
         if _chip_ok(out):
@@ -149,7 +172,7 @@ def generate_chip(params, log=print, root=None):
         # a kill leaves a temporary folder that the next generation here removes.
         tmp = temp_folder(out)
         try:
-            generate("chip", full, tmp)
+            generate(block, full, tmp)
             publish_folder(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -161,7 +184,7 @@ def _chip_ok(out):
     if not manifest.exists():
         return False
     m = json.loads(manifest.read_text())
-    verilog = out / m.get("verilog", "pact_chip.v")
+    verilog = out / m.get("verilog", f"pact_{m.get('block', 'chip')}.v")
     return verilog.exists() and hashlib.sha256(verilog.read_bytes()).hexdigest() == m.get(
         "verilog_sha256")
 
@@ -170,14 +193,15 @@ def _check_image_count(cfg, image_path):
     from golden import data as data_mod
     from golden import image as image_mod
 
-    name = image_mod.load(image_path).meta.get("dataset", "digits") if image_path else "digits"
+    name = image_mod.load(image_path).meta.get("dataset", "digits") if image_path else cfg.data
     available = len(data_mod.load(name).x_test)
     if cfg.images > available:
         raise UserError(f"--images {cfg.images} is more than the {available} test images")
 
 
 def test_images(image, count):
-    """The first ``count`` digits test images as input codes, with their labels."""
+    """The first ``count`` test images of the image's data set as input codes, with their
+    labels."""
     from golden import data as data_mod
     from golden.reference import quantize_input
 
@@ -189,16 +213,26 @@ def test_images(image, count):
     return [x[i] for i in range(count)], ds.y_test[:count]
 
 
+def layer_macs(layout):
+    """Per layer ``(name, op, useful slice-MACs, real MACs)`` of either chip's layout."""
+    if isinstance(layout, dict):
+        return [(x["name"], x["op"], x["useful_macs"], x.get("macs", x["useful_macs"]))
+                for x in layout["layers"]]
+    return [(x.name, x.op, x.slice_macs, x.macs) for x in layout.layers]
+
+
 def utilization(layout, records, rows, cols):
     """MAC utilization from the bench's per-layer cycle windows.
 
     Per layer: useful slice-MACs (``Cout*Ho*Wo*Cin*K*K*w_slices*a_slices``) over ``rows * cols
     * cycles`` of that layer (its start to its end, loads included), summed over the images;
     ``conv`` over the layers that are convolutions in the model; ``overall`` over all layers
-    and the whole inference."""
+    and the whole inference. ``*_real`` count real MACs instead (an 8-bit MAC on a 4-bit
+    array is one real MAC, four slice-MACs)."""
     from cosim.chip_tb import layer_windows
 
-    nl = len(layout["layers"])
+    layers = layer_macs(layout)
+    nl = len(layers)
     layer_cycles = np.zeros(nl)
     total_cycles = 0
     n = 0
@@ -216,19 +250,22 @@ def utilization(layout, records, rows, cols):
         return None
     peak = rows * cols
     per_layer = []
-    for i, lay in enumerate(layout["layers"]):
+    for i, (name, op, useful, real) in enumerate(layers):
         per_layer.append({
-            "name": lay["name"], "op": lay["op"], "useful_macs": lay["useful_macs"],
+            "name": name, "op": op, "useful_macs": useful, "real_macs": real,
             "cycles": layer_cycles[i] / n,
-            "utilization": lay["useful_macs"] * n / (peak * layer_cycles[i]),
+            "utilization": useful * n / (peak * layer_cycles[i]),
+            "utilization_real": real * n / (peak * layer_cycles[i]),
         })
-    conv = [i for i, lay in enumerate(layout["layers"]) if lay["op"] == "conv"]
-    useful = sum(lay["useful_macs"] for lay in layout["layers"])
+    conv = [i for i, x in enumerate(layers) if x[1] == "conv"]
     out = {"per_layer": per_layer,
-           "overall": useful * n / (peak * total_cycles)}
+           "overall": sum(x[2] for x in layers) * n / (peak * total_cycles),
+           "overall_real": sum(x[3] for x in layers) * n / (peak * total_cycles)}
     if conv:
-        out["conv"] = (sum(layout["layers"][i]["useful_macs"] for i in conv) * n
-                       / (peak * sum(layer_cycles[i] for i in conv)))
+        cyc = sum(layer_cycles[i] for i in conv)
+        out["conv"] = sum(layers[i][2] for i in conv) * n / (peak * cyc)
+        out["conv_real"] = sum(layers[i][3] for i in conv) * n / (peak * cyc)
+        out["conv_min"] = min(per_layer[i]["utilization"] for i in conv)
     return out
 
 
@@ -251,16 +288,30 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
     image = image_mod.load(image_path)
 
     t = time.perf_counter()
+    from gen import tiled_compiler
+
+    tiled = (cfg.chip == "tiled" if hw_dir is None
+             else tiled_compiler.manifest_block(hw_dir) == "tiled_chip")
     if hw_dir is None:
-        hw_dir = generate_chip(cfg.chip_params(), log)
+        if tiled:
+            hw_dir = generate_chip(tiled_chip_params(cfg, image), log, block="tiled_chip")
+        else:
+            hw_dir = generate_chip(cfg.chip_params(), log)
     times["generate_s"] = time.perf_counter() - t
-    hw = compiler.load_hardware(hw_dir)
+    if tiled:
+        hw, config_hash = tiled_compiler.load_hardware(hw_dir)
+    else:
+        hw = compiler.load_hardware(hw_dir)
+        config_hash = hw.config_hash
     if (hw.wbits, hw.abits) != (cfg.wbits, cfg.abits):
         raise UserError(f"the chip in {hw_dir} has wbits={hw.wbits} abits={hw.abits}, not the "
                         f"--wbits {cfg.wbits} --abits {cfg.abits} asked for")
 
     t = time.perf_counter()
-    program = compiler.compile_image(image, hw)
+    if tiled:
+        program = tiled_compiler.compile_tiled(image, hw, config_hash=config_hash)
+    else:
+        program = compiler.compile_image(image, hw)
     xs, labels = test_images(image, cfg.images)
     expected_b = run_batch(image, np.stack(xs))
     expected = [[e[i] for e in expected_b] for i in range(len(xs))]
@@ -296,8 +347,9 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         "sim": cfg.sim,
         "wbits": hw.wbits, "abits": hw.abits, "rows": hw.rows, "cols": hw.cols,
         "model": image.meta.get("model", cfg.model),
-        "image": str(image_path), "image_hash": program.layout["image_hash"],
-        "hw_dir": str(hw_dir), "config_hash": hw.config_hash,
+        "chip": "tiled" if tiled else "plane",
+        "image": str(image_path), "image_hash": chip_tb.program_view(program).image_hash,
+        "hw_dir": str(hw_dir), "config_hash": config_hash,
         "images": len(xs),
         "bit_exact_images": sum(m is None for m in result.per_image),
         "chip_model_bit_exact": model_exact,
@@ -308,7 +360,8 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         "cycles_min_max": [min(cycles), max(cycles)] if cycles else None,
         "mac_beats_per_inference": (result.records[0]["mac_beats"] if result.records
                                     and result.records[0] else None),
-        "expected_mac_beats": sum(lay["mac_beats"] for lay in program.layout["layers"]),
+        "expected_mac_beats": chip_tb.program_view(program).mac_beats,
+        "on_chip_bytes": hw.on_chip_bytes() if tiled else None,
         "mac_utilization": utilization(program.layout, result.records, hw.rows, hw.cols),
         "sim_cycles_per_second": (total_cycles / result.sim_seconds
                                   if result.sim_seconds else None),
@@ -326,12 +379,33 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
 MODEL_CHECK_IMAGES = 4
 
 
+def tiled_chip_params(cfg, image):
+    """The tiled chip ``pact flow`` generates for ``image``: the array of ``cfg``, with the
+    activation memory, kernel, channels and ring the model needs (``requirements``)."""
+    from gen.tiled_compiler import requirements
+    from rtl.tiled.params import TiledParams
+
+    base = TiledParams(cfg.wbits, cfg.abits, cfg.rows, cfg.cols)
+    return dataclasses.asdict(requirements(image, base))
+
+
 def model_check(program, hw, xs, expected):
-    """Run the compiled program on ``cosim.chip_model`` (no RTL) for ``xs``: ``True`` when every
-    layer equals the reference. A ``False`` here and a mismatch on the RTL point at the
-    compiler's encoding rather than at the hardware."""
+    """Run the compiled program on the instruction-level model (no RTL) for ``xs``: ``True``
+    when every layer equals the reference. A ``False`` here and a mismatch on the RTL point at
+    the compiler's encoding rather than at the hardware."""
     from cosim.chip_model import read_outputs, run_program
     from cosim.chip_tb import first_mismatch, relayout
+
+    if not isinstance(program.layout, dict):
+        from cosim import tiled_model
+        from gen.tiled_compiler import with_slots
+
+        prog = with_slots(program, max(1, len(xs)))
+        try:
+            outs = tiled_model.run_program(prog, xs)
+        except tiled_model.ModelError:
+            return False
+        return all(first_mismatch(e, o) is None for e, o in zip(expected, outs, strict=True))
 
     prog = relayout(program, max(1, len(xs)))
     words, results = run_program(prog, hw, xs)
@@ -364,8 +438,8 @@ def summary(report):
     """A readable terminal summary of a report."""
     r = report
     lines = [
-        f"pact flow: {r['model']} w{r['wbits']}a{r['abits']} on a {r['rows']}x{r['cols']} array, "
-        f"{r['sim']}",
+        f"pact flow: {r['model']} w{r['wbits']}a{r['abits']} on a {r['rows']}x{r['cols']} "
+        f"{r.get('chip', 'plane')} chip, {r['sim']}",
         f"  bit-exact images   {r['bit_exact_images']}/{r['images']}"
         + ("" if r["bit_exact_images"] == r["images"] else "   <-- MISMATCH")
         + ("" if r.get("chip_model_bit_exact", True)
@@ -379,6 +453,9 @@ def summary(report):
         parts = "  ".join(f"{p['name']} {p['utilization']:.1%}" for p in u["per_layer"])
         conv = f", conv layers {u['conv']:.1%}" if "conv" in u else ""
         lines.append(f"  MAC utilization    overall {u['overall']:.1%}{conv}")
+        if "overall_real" in u and u["overall_real"] != u["overall"]:
+            conv_real = f", conv layers {u['conv_real']:.1%}" if "conv_real" in u else ""
+            lines.append(f"    in real MACs     overall {u['overall_real']:.1%}{conv_real}")
         lines.append(f"                     {parts}")
     if r["sim_cycles_per_second"]:
         lines.append(f"  sim speed          {r['sim_cycles_per_second']:,.0f} cycles/s")
@@ -413,10 +490,17 @@ def add_arguments(parser):
     parser.add_argument("--rows", default="8", metavar="R", help="array rows (default 8)")
     parser.add_argument("--cols", default="8", metavar="C", help="array columns (default 8)")
     parser.add_argument("--model", default="cnn",
-                        help="cnn (default), mlp or resnet (residual layers)")
+                        help="cnn (default), mlp, resnet (digits), or the paper's networks "
+                             "resnet20, svhn, lenet")
+    parser.add_argument("--data", default=None, metavar="SPEC",
+                        help="training data: digits, mnist5k, mnist:DIR, cifar10:DIR, svhn:DIR "
+                             "(default: the model's own embedded set or its stand-in)")
+    parser.add_argument("--chip", default="tiled",
+                        help="tiled (default: the chip for any image size) or plane (the "
+                             "first chip, planes of up to --max-plane pixels)")
     parser.add_argument("--seed", default="0", metavar="S", help="training seed (default 0)")
-    parser.add_argument("--epochs", default="40", metavar="E",
-                        help="training epochs (default 40)")
+    parser.add_argument("--epochs", default=None, metavar="E",
+                        help="training epochs (default 40; resnet20/svhn 2, lenet 10)")
     parser.add_argument("--runs", default=None, metavar="DIR",
                         help="training runs folder (default $PACT_RUNS or runs/)")
     parser.add_argument("--image", metavar="FILE",
@@ -444,7 +528,8 @@ def run(args):
         sim=args.sim, images=parse_int("images", args.images, 1),
         rows=parse_int("rows", args.rows, 1), cols=parse_int("cols", args.cols, 1),
         model=args.model, seed=parse_int("seed", args.seed, 0),
-        epochs=parse_int("epochs", args.epochs, 1), runs=args.runs,
+        epochs=None if args.epochs is None else parse_int("epochs", args.epochs, 1),
+        runs=args.runs, chip=args.chip, data=args.data,
         mem_stall=parse_int("mem_stall", args.mem_stall, 0),
         mem_latency=parse_int("mem_latency", args.mem_latency, 1), waves=not args.no_waves,
         progress=not args.quiet)

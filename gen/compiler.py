@@ -638,6 +638,21 @@ def run(args):
     slots = parse_int("slots", args.slots, 1)
     check_output(args.out, "--out")
     check_output(layout_path(args.out), "--out's layout")
+    from gen import tiled_compiler
+
+    if tiled_compiler.manifest_block(args.hw) == "tiled_chip":
+        params, config_hash = tiled_compiler.load_hardware(args.hw, check_verilog=True)
+        image = image_mod.load(args.image)
+        program = tiled_compiler.compile_tiled(image, params, slots=slots,
+                                               config_hash=config_hash)
+        lpath = tiled_compiler.write(program, args.out)
+        lay = program.layout
+        kib = lay.act_words_needed * params.act_width / 8192
+        print(f"pact compile: {len(lay.layers)} layers, {lay.words_used} words of "
+              f"{lay.mem_width} bits ({lay.static_words} program+weights+constants, {slots} "
+              f"slot(s)), {kib:.1f} of {params.act_kib} KiB activation memory -> {args.out}, "
+              f"{lpath}")
+        return 0
     hw = load_hardware(args.hw, check_verilog=True)
     image = image_mod.load(args.image)
     program = compile_image(image, hw, slots=slots)

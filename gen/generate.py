@@ -50,7 +50,7 @@ LINT_WAIVERS = {
 }
 
 #: Modules that register extra blocks when imported (missing ones are skipped).
-PLUGINS = ("gen.chip",)
+PLUGINS = ("gen.chip", "gen.tiled")
 
 #: Default ``max_reduction``: beats of the longest reduction (e.g. 113 input channels x 3 x 3).
 DEFAULT_MAX_REDUCTION = 1024

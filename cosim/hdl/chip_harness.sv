@@ -21,7 +21,18 @@
 // +IN_STRIDE and out_base = +OUT_BASE + i * +OUT_STRIDE (program at +PROG_ADDR), then prints
 // "AUTOSTART images=<n> cycles=<sum of the chip's cycle counts> error=<flags>", dumps the
 // memory if +DUMPFILE is given, and calls $finish.
+//
+// The chip is pact_chip (the plane chip), or pact_tiled_chip when PACT_TILED is defined; the
+// tiled chip's writes carry byte strobes (mem_wr payload: addr, data, strobe, LSB first).
 `timescale 1ns / 1ps
+
+`ifdef PACT_TILED
+`define PACT_CHIP_MODULE pact_tiled_chip
+`define PACT_STROBES 1
+`else
+`define PACT_CHIP_MODULE pact_chip
+`define PACT_STROBES 0
+`endif
 
 module chip_harness #(
     parameter int MEM_WIDTH = 64,
@@ -68,9 +79,11 @@ module chip_harness #(
     logic                 rd_data_valid, rd_data_ready;
     logic [MEM_WIDTH-1:0] rd_data;
     logic                 wr_valid, wr_ready;
-    logic [MEM_WIDTH+31:0] wr_payload;
+    localparam int STRB = MEM_WIDTH / 8;
+    localparam int WR_BITS = 32 + MEM_WIDTH + (`PACT_STROBES ? STRB : 0);
+    logic [WR_BITS-1:0] wr_payload;
 
-    pact_chip chip (
+    `PACT_CHIP_MODULE chip (
         .clk(clk), .rst(rst_i),
         .start(start_i), .prog_addr(prog_i), .in_addr(in_i), .out_base(out_i),
         .busy(busy), .done(done), .cycles(cycles), .error(error), .layer(layer),
@@ -140,6 +153,14 @@ module chip_harness #(
 
     wire [31:0]          wr_addr = wr_payload[31:0];
     wire [MEM_WIDTH-1:0] wr_data = wr_payload[MEM_WIDTH+31:32];
+    wire [STRB-1:0]      wr_strobe;
+    generate
+        if (`PACT_STROBES) begin : g_strobe
+            assign wr_strobe = wr_payload[WR_BITS-1:MEM_WIDTH+32];
+        end else begin : g_full
+            assign wr_strobe = '1;
+        end
+    endgenerate
     wire rd_push = rd_cmd_valid && rd_cmd_ready;
     wire rd_pop  = rd_data_valid && rd_data_ready;
 
@@ -160,7 +181,8 @@ module chip_harness #(
         rd_count <= rd_count + int'(rd_push) - int'(rd_pop);
         if (wr_valid && wr_ready) begin
             if (wr_addr < MEM_WORDS) begin
-                mem[wr_addr[AW-1:0]] <= wr_data;
+                for (int b = 0; b < STRB; b++)
+                    if (wr_strobe[b]) mem[wr_addr[AW-1:0]][8*b +: 8] <= wr_data[8*b +: 8];
             end else begin
                 if (mem_errors == 0) $display("chip_harness: write of word %0d outside %0d words",
                                               wr_addr, MEM_WORDS);

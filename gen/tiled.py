@@ -1,0 +1,54 @@
+"""The tiled chip for ``pact gen``: ``pact gen --block tiled_chip --wbits W --abits A --rows R
+--cols C [--mem-width 64] [--act-kib 16] [--ring-beats 1024] [--max-kernel 8]
+[--max-in-channels 512] [--max-bits 8] [--max-reads 16] --out DIR``.
+
+Imported by ``gen.generate`` (its ``PLUGINS``). The chip derives its own ``max_reduction``
+(``max_in_channels * max_kernel**2 * w_slices_max``) and ``max_shift``, which replace the common
+``--max-reduction`` in the manifest's ``params``.
+"""
+
+import dataclasses
+
+from gen.generate import LINT_WAIVERS, Option, register
+from rtl.tiled.chip import TiledChip
+from rtl.tiled.params import TiledParams
+
+__all__ = ["TILED_OPTIONS", "tiled_params", "build_tiled_chip"]
+
+TILED_OPTIONS = (
+    Option("mem_width", 64, "external memory word bits, a power of two 16..1024", 16),
+    Option("act_kib", 16, "activation memory in KiB (words of cols*abits bits)", 1),
+    Option("ring_beats", 1024, "weight ring depth in beats of rows*wbits bits (power of 2)", 16),
+    Option("max_kernel", 8, "largest kernel (a global-average-pooled fc uses the plane)", 1),
+    Option("max_in_channels", 512, "most (slice) input channels of a layer", 1),
+    Option("max_bits", 8, "widest layer operand (8-bit first/last layers)", 2),
+    Option("max_reads", 16, "external memory reads in flight", 2),
+)
+_FIELDS = tuple(f.name for f in dataclasses.fields(TiledParams))
+
+#: Verilator -Wall waivers (see gen/chip.py).
+TILED_LINT_WAIVERS = {
+    **LINT_WAIVERS,
+    "DECLFILENAME": "the submodules are emitted into the top's file pact_tiled_chip.v",
+}
+#: One C++ file: see gen/chip.py VERILATOR_BUILD_ARGS.
+VERILATOR_BUILD_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
+
+
+def tiled_params(params):
+    """A ``TiledParams`` from a ``pact gen`` parameter dict."""
+    defaults = {opt.name: opt.default for opt in TILED_OPTIONS}
+    return TiledParams(**{k: params.get(k, defaults.get(k)) for k in _FIELDS})
+
+
+def build_tiled_chip(params):
+    tp = tiled_params(params)
+    for k in _FIELDS:
+        params[k] = getattr(tp, k)
+    params["max_reduction"] = tp.max_reduction
+    params["max_shift"] = tp.max_shift
+    return TiledChip(tp), {**tp.derived(), "lint_waivers": sorted(TILED_LINT_WAIVERS),
+                           "verilator_args": list(VERILATOR_BUILD_ARGS)}
+
+
+register("tiled_chip", build_tiled_chip, options=TILED_OPTIONS)

@@ -1,0 +1,105 @@
+"""TileWalker: every tile of a layer, in ``format.tile_order``, on every enabled output, under
+back-pressure."""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from rtl.tiled import format as tf
+from rtl.tiled.layer import layer_config
+from rtl.tiled.params import TiledParams, ceil_div
+from rtl.tiled.walker import TileWalker
+from tests.tiled_streams import layer_value, model_descriptors
+
+PARAMS = TiledParams(4, 4, 4, 8, act_kib=8, ring_beats=512)
+
+
+def expected_records(d, p):
+    c = layer_config(d, p)
+    pool = bool(d["pool"])
+    out = []
+    group = 2 if d["group"] else 1
+    tiles = tf.tile_order(d["out_c"], d["out_h"], d["out_w"], p, pool=pool, group=group)
+    per_t = len(tiles) // c["ct_n"]
+    for i, (t, oy, x0) in enumerate(tiles):
+        k = i % per_t
+        if pool:
+            phase = k % 4
+            row, xw = oy // 2, x0 // (2 * p.cols)
+        else:
+            phase, row, xw = 0, oy, x0 // p.cols
+        lanes = p.cols if group == 2 else min(p.cols, c["w_st"] - xw * p.cols)
+        out.append(dict(
+            t=t, tbase=t * c["bpt"], oy=oy, x0=x0, xw=xw,
+            addr=d["out_act"] + t * p.rows * c["chan_stride"] + row * c["rw_st"] + xw,
+            rows_valid=min(p.rows, d["out_c"] - t * p.rows), lanes_valid=lanes, phase=phase,
+            first_pos=int(k == 0), last_pos=int(k == per_t - 1),
+            pair=int(group == 2 and oy + 1 < d["out_h"])))
+    return out
+
+
+def run_walker(d, p, enable, seed):
+    dut = TileWalker(p, outputs=3)
+    got = [[] for _ in range(3)]
+    rng = random.Random(seed)
+    n = len(expected_records(d, p))
+
+    async def bench(ctx):
+        ctx.set(dut.layer, layer_value(d, p))
+        ctx.set(dut.enable, enable)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        cycles = 0
+        while ctx.get(dut.busy):
+            cycles += 1
+            assert cycles < 50 * n + 100
+            readies = [rng.random() < 0.6 for _ in range(3)]
+            for i in range(3):
+                ctx.set(getattr(dut, f"o{i}").ready, readies[i])
+            for i in range(3):
+                o = getattr(dut, f"o{i}")
+                if readies[i] and ctx.get(o.valid):
+                    rec = ctx.get(o.payload)
+                    got[i].append({name: int(getattr(rec, name)) for name in expected_records(
+                        d, p)[0]})
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+DESCS = model_descriptors(PARAMS) + model_descriptors(PARAMS, models=("lenet",),
+                                                      input_shape=(1, 28, 28))
+
+
+@pytest.mark.parametrize("index", range(0, len(DESCS), 2))
+def test_records_in_tile_order(index):
+    d = DESCS[index]
+    got = run_walker(d, PARAMS, 0b101, seed=index)
+    want = expected_records(d, PARAMS)
+    assert got[0] == want
+    assert got[1] == []
+    assert got[2] == want
+
+
+def test_checker_sees_a_wrong_address():
+    d = DESCS[0]
+    want = expected_records(d, PARAMS)
+    want[1]["addr"] += 1
+    assert run_walker(d, PARAMS, 0b1, seed=1)[0] != want
+
+
+def test_row_pairs_are_walked():
+    assert any(d["group"] for d in DESCS)
+
+
+def test_pooled_layer_has_four_tiles_per_word():
+    d = next(d for d in DESCS if d["pool"])
+    recs = expected_records(d, PARAMS)
+    assert len(recs) == ceil_div(d["out_c"], PARAMS.rows) * (d["out_h"] // 2) * ceil_div(
+        d["out_w"] // 2, PARAMS.cols) * 4
