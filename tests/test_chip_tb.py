@@ -257,3 +257,91 @@ def test_few_reads_in_flight_finish_under_stalls_and_latency(require_sim, tmp_pa
         assert [str(m) for m in result.mismatches] == []
         rec = result.records[0]
         assert rec["error"] == 0 and not rec["timeout"]
+
+
+# -- the tiled chip (rtl/tiled) on the simulators ---------------------------------------------
+
+TILED_CHIP = dict(wbits=4, abits=4, rows=4, cols=8, act_kib=4, ring_beats=512, max_kernel=5,
+                  max_in_channels=64)
+# Row pairs (4-pixel rows on 8 columns), an option-A skip (stride 2, zero channels) that adds
+# the stem's output, and an fc that reads its input through a global average pool.
+TILED_RESNET = [
+    dict(name="conv0", op="conv", in_shape=(1, 8, 8), out_shape=(4, 8, 8), kernel=3, stride=1,
+         padding=1),
+    dict(name="conv1", op="conv", in_shape=(4, 8, 8), out_shape=(8, 4, 4), kernel=3, stride=2,
+         padding=1),
+    dict(name="conv2", op="conv", in_shape=(8, 4, 4), out_shape=(8, 4, 4), kernel=3, stride=1,
+         padding=1, skip=0, skip_stride=2, skip_channel_offset=2),
+    dict(name="conv3", op="conv", in_shape=(8, 4, 4), out_shape=(8, 4, 4), kernel=3, stride=1,
+         padding=1, skip=2),
+    dict(name="fc", op="fc", in_shape=(8, 4, 4), out_shape=(10,), in_pool="avg"),
+]
+# Max pooling (of codes) after 5x5 and 3x3 convolutions, then fully connected layers.
+TILED_LENET = [
+    dict(name="conv0", op="conv", in_shape=(1, 12, 12), out_shape=(6, 6, 6), kernel=5,
+         stride=1, padding=2, pool="max2"),
+    dict(name="conv1", op="conv", in_shape=(6, 6, 6), out_shape=(8, 2, 2), kernel=3, stride=1,
+         padding=0, pool="max2"),
+    dict(name="fc2", op="fc", in_shape=(32,), out_shape=(12,)),
+    dict(name="fc3", op="fc", in_shape=(12,), out_shape=(10,)),
+]
+
+
+def tiled_chip():
+    return generate_chip(TILED_CHIP, log=lambda msg: None, block="tiled_chip")
+
+
+def tiled_program(specs, seed, input_shape):
+    from gen import tiled_compiler
+
+    hw_dir = tiled_chip()
+    params, config_hash = tiled_compiler.load_hardware(hw_dir)
+    image = random_image(seed, wbits=4, abits=4, input_shape=input_shape, specs=specs)
+    return hw_dir, image, tiled_compiler.compile_tiled(image, params, config_hash=config_hash)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("net", ["resnet", "lenet"])
+def test_tiled_chip_bit_exact(require_sim, tmp_path, sim, net):
+    require_sim(sim)
+    specs, shape = ((TILED_RESNET, (1, 8, 8)) if net == "resnet"
+                    else (TILED_LENET, (1, 12, 12)))
+    hw_dir, image, program = tiled_program(specs, 21, shape)
+    layers = program.layout.layers
+    if net == "resnet":
+        assert [lay.group for lay in layers] == [1, 2, 2, 2, 1]
+    else:
+        assert [lay.pool for lay in layers] == [True, True, False, False]
+    xs = random_inputs(21, image, 2)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim=sim,
+                              work=tmp_path)
+    assert [str(m) for m in result.mismatches] == []
+    beats = sum(lay.mac_beats for lay in layers)
+    for rec in result.records:
+        assert rec["error"] == 0 and rec["mem_errors"] == 0 and not rec["timeout"]
+        assert rec["mac_beats"] == beats
+
+
+@pytest.mark.sim
+def test_tiled_chip_under_stalls_and_latency(require_sim, tmp_path):
+    require_sim("verilator")
+    hw_dir, image, program = tiled_program(TILED_RESNET, 23, (1, 8, 8))
+    xs = random_inputs(23, image, 2)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs],
+                              sim="verilator", work=tmp_path, mem_stall=30, mem_latency=7)
+    assert [str(m) for m in result.mismatches] == []
+
+
+@pytest.mark.sim
+def test_tiled_chip_reports_a_corrupt_constant_at_its_layer(require_sim, tmp_path):
+    require_sim("icarus")
+    hw_dir, image, program = tiled_program(TILED_RESNET, 25, (1, 8, 8))
+    conv2 = program.layout.layers[2]
+    program.words[conv2.c_addr] ^= 1 << 13   # channel 0's multiplier
+    xs = random_inputs(25, image, 1)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs], sim="icarus",
+                              work=tmp_path, waves_on_mismatch=False)
+    (mm,) = result.mismatches
+    assert (mm.layer, mm.name, mm.channel) == (2, "conv2", 0)
+    assert np.array_equal(result.outputs[0][1], run(image, xs[0])[1])
