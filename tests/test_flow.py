@@ -119,6 +119,12 @@ def test_flow_exits_1_on_a_mismatch(require_sim, tmp_path, capsys, monkeypatch):
     first = r["mismatches"][0]
     assert (first["layer"], first["name"], first["channel"]) == (2, "conv2", 0)
     assert "MISMATCH" in capsys.readouterr().out
+    # a failing run keeps its own work folder (dumps) under its final name; tidy it up here
+    work = Path(r["work_dir"])
+    assert work.is_dir() and not work.name.startswith(".") and list(work.glob("dump_*.hex"))
+    import shutil
+
+    shutil.rmtree(work)
 
 
 def test_hardware_that_does_not_match_the_model_is_refused(tmp_path, capsys):

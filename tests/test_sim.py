@@ -59,7 +59,7 @@ def test_mac_array_with_shift(require_sim):
 
 def test_pact_sim_command(require_sim, tmp_path, capsys):
     require_sim("icarus")
-    out = tmp_path / "r" / "sim.json"
+    out = tmp_path / "sim.json"  # in an existing folder: pact sim creates none
     argv = ["sim", "--block", "pact_unit", "--sim", "icarus", "--wbits", "4", "--abits", "4",
             "--rows", str(ROWS), "--cols", str(COLS), "--vectors", "30", "--seed", "5",
             "--json", str(out)]
