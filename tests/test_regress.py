@@ -359,8 +359,11 @@ def test_timeout_on_the_local_cluster_kills_only_that_job(require_sim, tmp_path)
     assert str(Path(rec["log"]).parent) not in ps
 
 
+# Python's own SIGINT handler, whatever the test runner's process inherited (a background
+# job starts with SIGINT ignored).
 CTRL_C_SCRIPT = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from cosim import regress
 jobs = [regress.Job.from_dict(d) for d in {jobs!r}]
 results, interrupted = regress.run_jobs(jobs, {out!r}, scheduler={address!r}, progress=False)
@@ -376,17 +379,20 @@ def test_ctrl_c_cancels_the_running_jobs_and_leaves_out_consistent(dask_cluster,
     out = tmp_path / "out"
     script = CTRL_C_SCRIPT.format(jobs=[j.as_dict() for j in jobs], out=str(out),
                                   address=dask_cluster)
-    p = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=dict(
-        os.environ, PYTHONPATH=os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])))
+    err = tmp_path / "stderr.txt"
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=open(err, "wb"),
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])))
     logs = [regress._sim_build() / "regress" / j.key / "job.log" for j in jobs]
+    for f in logs:
+        f.unlink(missing_ok=True)  # an earlier run's log would say "hanging" too soon
     try:
         deadline = time.monotonic() + 90
         while not all(f.exists() and "hanging" in f.read_text() for f in logs):
             assert time.monotonic() < deadline and p.poll() is None
             time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        assert p.wait(60) == 130
+        assert p.wait(60) == 130, err.read_text()
     finally:
         if p.poll() is None:
             p.kill()
