@@ -1,6 +1,6 @@
 """The paper's networks on the tiled chip, measured with ``pact flow`` (issue 8's targets).
 
-    python bench/paper_networks.py [--only resnet20,svhn,lenet] [--json bench/results/paper_networks.json]
+    python bench/paper_networks.py [--only resnet20,svhn,lenet,lenet_icarus] [--warm]
 
 Runs, each a whole ``pact flow`` (train or reuse on the stand-in data, export, generate the
 chip the model needs, compile, build, simulate, compare every layer with ``==``):

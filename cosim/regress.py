@@ -70,14 +70,18 @@ TOPIC = "pact-regress"
 
 #: The axes of a job and their types.
 AXES = {"wbits": int, "abits": int, "rows": int, "cols": int, "model": str, "sim": str,
-        "mem_stall": int, "mem_latency": int, "images": int, "seed": int, "epochs": int}
+        "mem_stall": int, "mem_latency": int, "images": int, "seed": int, "epochs": int,
+        "design": str}
+#: ``design``: ``tiled`` (the tiled chip, as ``pact flow``) or ``plane`` (the first chip).
 DEFAULTS = {"wbits": 4, "abits": 4, "rows": 8, "cols": 8, "model": "cnn", "sim": "verilator",
-            "mem_stall": 0, "mem_latency": 1, "images": 10, "seed": 0, "epochs": 40}
+            "mem_stall": 0, "mem_latency": 1, "images": 10, "seed": 0, "epochs": 40,
+            "design": "tiled"}
 #: ``--random`` draws an axis from here unless the SPEC says otherwise: ``(lo, hi)``
 #: inclusive, or a list of choices.
 RANDOM_RANGES = {"wbits": (2, 8), "abits": (2, 8), "rows": [4, 8, 16], "cols": [4, 8, 16],
                  "model": ["cnn", "mlp"], "sim": ["verilator"], "mem_stall": (0, 50),
-                 "mem_latency": (1, 4), "images": (1, 10), "seed": (0, 2), "epochs": [40]}
+                 "mem_latency": (1, 4), "images": (1, 10), "seed": (0, 2), "epochs": [40],
+                 "design": ["tiled"]}
 STATUSES = ("pass", "fail", "error", "timeout", "died")
 
 
@@ -100,6 +104,7 @@ class Job:
     images: int = 10
     seed: int = 0
     epochs: int = 40
+    design: str = "tiled"
     chip: tuple = ()  # sorted (name, value) pairs of extra generator options
     image_sha256: str | None = None
     image_name: str | None = None
@@ -127,6 +132,8 @@ class Job:
     def name(self):
         parts = [self.model if not self.image_name else Path(self.image_name).stem,
                  f"w{self.wbits}a{self.abits}", f"r{self.rows}c{self.cols}", self.sim]
+        if self.design != "tiled":
+            parts.append(self.design)
         if not self.image_sha256:
             parts.append(f"s{self.seed}")
         if self.mem_stall:
@@ -147,7 +154,7 @@ class Job:
                          images=self.images, rows=self.rows, cols=self.cols, model=self.model,
                          seed=self.seed, epochs=self.epochs, runs=runs, work=work,
                          mem_stall=self.mem_stall, mem_latency=self.mem_latency, waves=True,
-                         progress=False)
+                         progress=False, chip=self.design)
         cfg.wbits, cfg.abits = self.wbits, self.abits
         return cfg
 
@@ -476,8 +483,15 @@ def job_main(work):
         with _file_lock(runs / f"{train_mod.run_key(tc)}.lock"):
             image_path = flow_mod.train_and_export(cfg, log)
     tg = time.perf_counter()
-    hw_dir = flow_mod.generate_chip({**cfg.chip_params(), **dict(j.chip)}, log,
-                                    root=_sim_build() / "chips")
+    if j.design == "tiled":
+        from golden import image as image_mod
+
+        params = flow_mod.tiled_chip_params(cfg, image_mod.load(image_path))
+        hw_dir = flow_mod.generate_chip({**params, **dict(j.chip)}, log,
+                                        root=_sim_build() / "chips", block="tiled_chip")
+    else:
+        hw_dir = flow_mod.generate_chip({**cfg.chip_params(), **dict(j.chip)}, log,
+                                        root=_sim_build() / "chips")
     generate_s = time.perf_counter() - tg
     report = flow_mod.flow(cfg, image_path=image_path, hw_dir=hw_dir, log=log)
     report["times"]["generate_s"] = round(generate_s, 3)
@@ -502,6 +516,17 @@ def _corrupt_compiler():
         return program
 
     compiler.compile_image = corrupt
+
+    from gen import tiled_compiler
+
+    real_tiled = tiled_compiler.compile_tiled
+
+    def corrupt_tiled(image, params, **kw):
+        program = real_tiled(image, params, **kw)
+        program.words[program.layout.layers[2].c_addr] ^= 1 << 13
+        return program
+
+    tiled_compiler.compile_tiled = corrupt_tiled
 
 
 # -- on the client --------------------------------------------------------------------------------

@@ -414,6 +414,7 @@ def _simulate_jobs(cfg, items, log):
         extra = {n: v for n, v in params.items() if n not in ("wbits", "abits", "rows", "cols")}
         jobs.append(regress.Job(wbits=k, abits=k, rows=params["rows"], cols=params["cols"],
                                 model="cnn", sim=cfg.cycles_sim, images=cfg.images,
+                                design="plane",
                                 chip=tuple(sorted(extra.items())), image_sha256=digest,
                                 image_name=f"report-k{label}.pactimg"))
     out = Path(tempfile.mkdtemp(prefix="regress-", dir=_mkdir(cfg.work)))
