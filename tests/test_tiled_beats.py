@@ -4,12 +4,11 @@ ring release; BeatJoin: one MAC beat from three streams."""
 import random
 
 from amaranth.sim import Simulator
+from tiled_streams import expected_records, layer_value, model_descriptors, run_streams
 
 from rtl.tiled.beats import BeatIssuer, BeatJoin
 from rtl.tiled.layer import layer_config
 from rtl.tiled.params import TiledParams
-from tests.test_tiled_walker import expected_records
-from tests.tiled_streams import layer_value, model_descriptors, run_streams
 
 PARAMS = TiledParams(4, 4, 4, 8, act_kib=8, ring_beats=512)
 

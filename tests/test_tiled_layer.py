@@ -3,10 +3,10 @@ and ``ok`` drops for descriptors the chip cannot run."""
 
 import pytest
 from amaranth.sim import Simulator
+from tiled_streams import model_descriptors
 
 from rtl.tiled.layer import LayerDecoder, layer_config
 from rtl.tiled.params import TiledParams
-from tests.tiled_streams import model_descriptors
 
 PARAMS = TiledParams(4, 4, 4, 8, act_kib=8, ring_beats=512)
 DESCS = model_descriptors(PARAMS) + model_descriptors(PARAMS, models=("lenet",),

@@ -3,9 +3,10 @@ width zeroed, the second row only when it exists); other layers' words pass thro
 
 import random
 
+from tiled_streams import run_streams
+
 from rtl.tiled.params import TiledParams
 from rtl.tiled.row_split import RowSplit
-from tests.tiled_streams import run_streams
 
 P = TiledParams(4, 4, 4, 8, act_kib=1)
 

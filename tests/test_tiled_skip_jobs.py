@@ -1,11 +1,11 @@
 """SkipJobs: one job per channel row of a residual tile, naming the skip tensor's words."""
 
+from tiled_streams import descriptors, expected_records, layer_value, run_streams
+
 from cosim.chip_model import random_image
 from rtl.tiled.layer import layer_config
 from rtl.tiled.params import TiledParams
 from rtl.tiled.skip_jobs import SkipJobs
-from tests.test_tiled_walker import expected_records
-from tests.tiled_streams import descriptors, layer_value, run_streams
 
 PARAMS = TiledParams(4, 4, 8, 8, act_kib=16, ring_beats=1024)
 

@@ -5,38 +5,12 @@ import random
 
 import pytest
 from amaranth.sim import Simulator
+from tiled_streams import expected_records, layer_value, model_descriptors
 
-from rtl.tiled import format as tf
-from rtl.tiled.layer import layer_config
 from rtl.tiled.params import TiledParams, ceil_div
 from rtl.tiled.walker import TileWalker
-from tests.tiled_streams import layer_value, model_descriptors
 
 PARAMS = TiledParams(4, 4, 4, 8, act_kib=8, ring_beats=512)
-
-
-def expected_records(d, p):
-    c = layer_config(d, p)
-    pool = bool(d["pool"])
-    out = []
-    group = 2 if d["group"] else 1
-    tiles = tf.tile_order(d["out_c"], d["out_h"], d["out_w"], p, pool=pool, group=group)
-    per_t = len(tiles) // c["ct_n"]
-    for i, (t, oy, x0) in enumerate(tiles):
-        k = i % per_t
-        if pool:
-            phase = k % 4
-            row, xw = oy // 2, x0 // (2 * p.cols)
-        else:
-            phase, row, xw = 0, oy, x0 // p.cols
-        lanes = p.cols if group == 2 else min(p.cols, c["w_st"] - xw * p.cols)
-        out.append(dict(
-            t=t, tbase=t * c["bpt"], oy=oy, x0=x0, xw=xw,
-            addr=d["out_act"] + t * p.rows * c["chan_stride"] + row * c["rw_st"] + xw,
-            rows_valid=min(p.rows, d["out_c"] - t * p.rows), lanes_valid=lanes, phase=phase,
-            first_pos=int(k == 0), last_pos=int(k == per_t - 1),
-            pair=int(group == 2 and oy + 1 < d["out_h"])))
-    return out
 
 
 def run_walker(d, p, enable, seed):

@@ -2,13 +2,12 @@
 window's first word, its padding mask and the first pixel's lane, under back-pressure."""
 
 import pytest
+from tiled_streams import expected_records, layer_value, model_descriptors, run_streams
 
 from rtl.tiled.layer import layer_config
 from rtl.tiled.params import TiledParams
 from rtl.tiled.window_cmds import WindowCommands
 from rtl.tiled.window_fetch import cmd_layout
-from tests.test_tiled_walker import expected_records
-from tests.tiled_streams import layer_value, model_descriptors, run_streams
 
 PARAMS = TiledParams(4, 4, 4, 8, act_kib=8, ring_beats=512)
 

@@ -72,3 +72,29 @@ def run_streams(dut, *, setup, source, items, sinks, counts, unpack=None, bubble
         sim.add_testbench(consumer(i, sink))
     sim.run()
     return got
+
+
+def expected_records(d, p):
+    """The walker's records of descriptor ``d``: ``format.tile_order`` and the addresses the
+    format defines."""
+    c = layer_config(d, p)
+    pool = bool(d["pool"])
+    out = []
+    group = 2 if d["group"] else 1
+    tiles = tf.tile_order(d["out_c"], d["out_h"], d["out_w"], p, pool=pool, group=group)
+    per_t = len(tiles) // c["ct_n"]
+    for i, (t, oy, x0) in enumerate(tiles):
+        k = i % per_t
+        if pool:
+            phase = k % 4
+            row, xw = oy // 2, x0 // (2 * p.cols)
+        else:
+            phase, row, xw = 0, oy, x0 // p.cols
+        lanes = p.cols if group == 2 else min(p.cols, c["w_st"] - xw * p.cols)
+        out.append(dict(
+            t=t, tbase=t * c["bpt"], oy=oy, x0=x0, xw=xw,
+            addr=d["out_act"] + t * p.rows * c["chan_stride"] + row * c["rw_st"] + xw,
+            rows_valid=min(p.rows, d["out_c"] - t * p.rows), lanes_valid=lanes, phase=phase,
+            first_pos=int(k == 0), last_pos=int(k == per_t - 1),
+            pair=int(group == 2 and oy + 1 < d["out_h"])))
+    return out
