@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cosim.chip_model import ModelError
 from golden.integer import (
     LOGIT_BITS,
     clamp_signed,
@@ -25,10 +26,6 @@ from rtl.tiled.params import ceil_div
 
 __all__ = ["ModelError", "LayerTrace", "RunResult", "TiledModel", "read_layer_outputs",
            "run_program"]
-
-
-class ModelError(Exception):
-    """The program asks for something the chip cannot do consistently (a bug, not a flag)."""
 
 
 @dataclass

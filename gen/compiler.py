@@ -271,22 +271,24 @@ def _lower(image):
 _REGEN = "regenerate the chip with 'pact gen --block chip"
 
 
-def _check_precision(layers, hw, meta):
-    """The array's wbits/abits must be the model's: hidden weights and PACT outputs."""
+def check_precision(layers, hw, meta, *, regen=_REGEN):
+    """The array's wbits/abits must be the model's: hidden weights and PACT outputs (either
+    chip: ``layers`` have ``index``, ``where``, ``wbits``, ``logits``, ``out_bits``; ``regen``
+    starts the advice)."""
     for key, hw_value in (("wbits", hw.wbits), ("abits", hw.abits)):
         v = meta.get(key)
         if isinstance(v, int) and not isinstance(v, bool) and v != hw_value:
             raise UserError(f"the model was trained with {key}={v} but the hardware has "
-                            f"{key}={hw_value}; {_REGEN} --{key} {v} ...' or compile another "
+                            f"{key}={hw_value}; {regen} --{key} {v} ...' or compile another "
                             "model")
     last = len(layers) - 1
     for lay in layers:
         if 0 < lay.index < last and lay.wbits != hw.wbits:
             raise UserError(f"{lay.where} has {lay.wbits}-bit weights but the hardware has "
-                            f"wbits={hw.wbits}; {_REGEN} --wbits {lay.wbits} ...'")
+                            f"wbits={hw.wbits}; {regen} --wbits {lay.wbits} ...'")
         if not lay.logits and lay.out_bits != hw.abits:
             raise UserError(f"{lay.where} outputs {lay.out_bits}-bit activations but the "
-                            f"hardware has abits={hw.abits}; {_REGEN} --abits {lay.out_bits} "
+                            f"hardware has abits={hw.abits}; {regen} --abits {lay.out_bits} "
                             "...'")
 
 
@@ -431,7 +433,7 @@ def compile_image(image, hw, *, slots=1):
         raise UserError(f"slots must be a positive integer, not {slots!r}")
     image_mod.validate(image)
     layers = _lower(image)
-    _check_precision(layers, hw, image.meta)
+    check_precision(layers, hw, image.meta)
     for lay in layers:
         lay.w_slices = cf.weight_slices(lay.wbits, hw.wbits)
         lay.a_slices = cf.activation_slices(lay.in_bits, hw.abits)

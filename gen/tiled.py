@@ -9,6 +9,7 @@ Imported by ``gen.generate`` (its ``PLUGINS``). The chip derives its own ``max_r
 
 import dataclasses
 
+from gen.chip import VERILATOR_BUILD_ARGS
 from gen.generate import LINT_WAIVERS, Option, register
 from rtl.tiled.chip import TiledChip
 from rtl.tiled.params import TiledParams
@@ -31,8 +32,6 @@ TILED_LINT_WAIVERS = {
     **LINT_WAIVERS,
     "DECLFILENAME": "the submodules are emitted into the top's file pact_tiled_chip.v",
 }
-#: One C++ file: see gen/chip.py VERILATOR_BUILD_ARGS.
-VERILATOR_BUILD_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
 
 
 def tiled_params(params):

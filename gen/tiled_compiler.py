@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gen.compiler import check_precision, poison_word
 from golden import image as image_mod
 from pact.errors import UserError
 from rtl import chip_format as cf
@@ -46,13 +47,10 @@ from rtl.tiled.params import KERNEL_MAX, STRIDE_MAX, TiledParams, ceil_div
 
 __all__ = ["LayerPlan", "ProgramLayout", "TiledProgram", "compile_tiled", "lower",
            "layout_to_json", "layout_from_json", "weight_beat_stream", "consts_records",
-           "input_words", "memory_words", "slot_addresses", "with_slots", "POISON_WORD",
+           "input_words", "memory_words", "slot_addresses", "with_slots",
            "hardware_from_manifest", "load_hardware", "manifest_block", "requirements", "write"]
 
 LAYOUT_VERSION = 3
-#: Output slots are filled with this pattern before a run, so a word the chip never wrote
-#: cannot pass for a computed one.
-POISON_WORD = 0xDEAD
 
 
 @dataclass(frozen=True)
@@ -182,7 +180,7 @@ def lower(image):
     out = []
     for i, layer in enumerate(image.layers):
         where = f"layer {i} ({layer.name})"
-        pool = getattr(layer, "pool", None)
+        pool = layer.pool
         if pool not in (None, "max2"):
             raise UserError(f"{where}: the chip cannot run pooling {pool!r} (only 2x2 max)")
         weights = np.asarray(layer.weights, dtype=np.int64)
@@ -195,7 +193,7 @@ def lower(image):
                 raise UserError(f"{where}: a fully connected layer after a non-square {h}x{w} "
                                 "plane cannot be lowered to a convolution")
             n_out = weights.shape[0]
-            if getattr(layer, "in_pool", None) == "avg":
+            if layer.in_pool == "avg":
                 weights = np.repeat(np.repeat(weights.reshape(n_out, c, 1, 1), h, 2), w, 3)
             else:
                 weights = weights.reshape(n_out, c, h, w)
@@ -211,8 +209,7 @@ def lower(image):
             out_bits=int(layer.out_bits), mult=np.asarray(layer.mult, dtype=np.int64),
             offset=np.asarray(layer.offset, dtype=np.int64),
             shift=np.asarray(layer.shift, dtype=np.int64), pool=bool(pool), skip=skip,
-            skip_stride=int(getattr(layer, "skip_stride", 1) or 1),
-            skip_off=int(getattr(layer, "skip_channel_offset", 0) or 0),
+            skip_stride=int(layer.skip_stride), skip_off=int(layer.skip_channel_offset),
             skip_mult=None if skip is None else np.asarray(layer.skip_mult, dtype=np.int64)))
         prev = stored
     return out
@@ -224,12 +221,7 @@ _REGEN = "regenerate the chip with 'pact gen --block tiled_chip"
 
 
 def _check(lays, p, meta):
-    for key, hw_value in (("wbits", p.wbits), ("abits", p.abits)):
-        v = meta.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and v != hw_value:
-            raise UserError(f"the model was trained with {key}={v} but the hardware has "
-                            f"{key}={hw_value}; {_REGEN} --{key} {v} ...' or compile another "
-                            "model")
+    check_precision(lays, p, meta, regen=_REGEN)
     last = len(lays) - 1
     for lay in lays:
         w = lay.where
@@ -238,9 +230,6 @@ def _check(lays, p, meta):
         if lay.logits and lay.out_shape[1:] != (1, 1):
             raise UserError(f"{w} produces logits over a {lay.out_shape[1]}x{lay.out_shape[2]} "
                             "plane; the chip writes logits only for a 1x1 output")
-        if not lay.logits and lay.out_bits != p.abits:
-            raise UserError(f"{w} outputs {lay.out_bits}-bit activations but the hardware has "
-                            f"abits={p.abits}; {_REGEN} --abits {lay.out_bits} ...'")
         if lay.index > 0 and lay.in_bits != p.abits:
             raise UserError(f"{w} reads {lay.in_bits}-bit codes; only the network input may be "
                             f"wider than abits={p.abits}")
@@ -453,7 +442,7 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
         words += b
     assert len(words) == static
     words += [0] * (slots * in_words)
-    words += [_poison(mw)] * (slots * o_addr)
+    words += [poison_word(mw)] * (slots * o_addr)
     layout = ProgramLayout(
         version=LAYOUT_VERSION,
         image_hash=image.meta.get("content_hash") or image_mod.content_hash(
@@ -465,11 +454,6 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
         output_base=output_base, output_stride=o_addr, act_words_needed=need,
         layers=tuple(plans))
     return TiledProgram(words=words, layout=layout)
-
-
-def _poison(mem_width):
-    digits = mem_width // 4
-    return int((f"{POISON_WORD:04x}" * (digits // 4 + 1))[:digits], 16)
 
 
 def slot_addresses(layout, slot):
@@ -488,7 +472,7 @@ def with_slots(program, slots):
     static = program.words[:lay.static_words]
     output_base = lay.static_words + slots * lay.input_words
     words = (static + [0] * (slots * lay.input_words)
-             + [_poison(lay.mem_width)] * (slots * lay.output_stride))
+             + [poison_word(lay.mem_width)] * (slots * lay.output_stride))
     layout = dataclasses.replace(lay, slot_count=slots, input_base=lay.static_words,
                                  output_base=output_base, words_used=len(words))
     return TiledProgram(words=words, layout=layout)

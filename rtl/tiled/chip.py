@@ -163,10 +163,9 @@ class TiledChip(wiring.Component):
         wiring.connect(m, b.wcmds.pcmd, b.pwin.cmd)
         for port in ("rd0", "rd1"):
             mem_port = getattr(b.act, port)
-            src = Mux(L.group, 1, 0)
             for name in ("addr", "en"):
                 m.d.comb += getattr(mem_port, name).eq(
-                    Mux(src, getattr(getattr(b.pwin, port), name),
+                    Mux(L.group, getattr(getattr(b.pwin, port), name),
                         getattr(getattr(b.win, port), name)))
             m.d.comb += [getattr(b.win, port).data.eq(mem_port.data),
                          getattr(b.pwin, port).data.eq(mem_port.data)]
