@@ -24,6 +24,15 @@ def tests(session):
 
 
 @nox.session(python=PYTHON)
+def quick(session):
+    """The fast tier (under a minute): everything that neither builds a simulator nor runs
+    whole networks (markers applied by tests/conftest.py). ``nox -s tests`` runs everything."""
+    _install(session)
+    workers = os.environ.get("PYTEST_WORKERS", "auto")
+    session.run("pytest", "-n", workers, "-m", "not slow", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session):
     """ruff over the whole tree."""
     session.install("ruff>=0.5")

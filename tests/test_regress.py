@@ -147,6 +147,7 @@ def test_bad_timeout_is_refused(spec, capsys):
     assert "--timeout must be a positive" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # waits for Dask's connect timeout
 def test_a_scheduler_that_does_not_answer_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "s.toml").write_text("[matrix]\nwbits = 4\n")
     out = tmp_path / "out"
