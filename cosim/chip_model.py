@@ -37,16 +37,12 @@ from golden.integer import (
     requantize_residual,
 )
 from rtl import chip_format as cf
+from rtl.chip import ERR_BUFFER, ERR_MEMORY, ERR_UNKNOWN_OP  # the error port's flags, defined once
 
 __all__ = [
     "ERR_UNKNOWN_OP", "ERR_BUFFER", "ERR_MEMORY", "ModelError", "LayerTrace", "RunResult",
     "ChipModel", "read_outputs", "run_program", "random_image",
 ]
-
-#: Error flags, as the chip's ``error`` port (CHIP.md).
-ERR_UNKNOWN_OP = 1
-ERR_BUFFER = 2
-ERR_MEMORY = 4
 
 #: Upper bound on descriptors, so a program without OP_END cannot run forever.
 MAX_LAYERS = 256
@@ -275,7 +271,7 @@ def _spec_cnn(input_shape, channels, classes):
 
 
 def _spec_resnet(input_shape, channels, classes):
-    """``golden.models.describe_resnet``'s shapes: per stage a conv (stride 1, then 2) and a
+    """``golden.shapes.describe_resnet``'s shapes: per stage a conv (stride 1, then 2) and a
     residual block of two convs whose second adds the stage conv's output."""
     c, h, w = input_shape
     specs = []
@@ -333,7 +329,7 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
     ``end_bits`` weights, ``end_bits`` input codes, hidden ``wbits`` weights, ``abits`` PACT
     outputs, 16-bit logits. ``model`` is ``cnn`` (``channels`` default ``(16, 32, 32)``),
     ``resnet`` (``channels`` default ``(16, 32)``) or ``mlp``, or any model of
-    ``golden.models.describe`` (``resnet20``, ``svhn``, ``lenet``, ...: its shapes, pools and
+    ``golden.shapes.describe`` (``resnet20``, ``svhn``, ``lenet``, ...: its shapes, pools and
     skips, random codes and constants); ``specs`` (layer dicts with name/op/in_shape/out_shape,
     conv kernel/stride/padding and optional ``skip``, ``skip_stride``,
     ``skip_channel_offset``, ``pool``, ``in_pool``) overrides them."""
@@ -346,7 +342,7 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
         elif model == "mlp":
             specs = _spec_mlp(input_shape, hidden, classes)
         else:
-            from golden.models import describe
+            from golden.shapes import describe
 
             specs = describe(model, input_shape, classes, wbits=wbits, abits=abits,
                              end_bits=end_bits)

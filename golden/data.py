@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pact.errors import UserError
+from .errors import UserError
 
 __all__ = [
     "DIGITS_SPLIT_SEED",

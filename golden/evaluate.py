@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pact.errors import UserError
-from pact.paths import check_output, write_file
-
 from . import data as data_mod
+from .errors import UserError
 from .image import load
-from .models import address_skip
+from .paths import check_output, write_file
 from .reference import quantize_input, run_batch
+from .shapes import address_skip
 from .train import CHECKPOINT, build_from_checkpoint, load_checkpoint, state_fingerprint
 
 __all__ = [

@@ -42,10 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pact.errors import UserError
-from pact.paths import check_output
-
 from . import data as data_mod
+from .errors import UserError
 from .image import Layer, ModelImage, content_hash, from_bytes, save
 from .integer import (
     LOGIT_BITS,
@@ -54,6 +52,7 @@ from .integer import (
     REQUANT_OFFSET_BITS,
     REQUANT_SKIP_MULT_BITS,
 )
+from .paths import check_output
 from .quant import dorefa_codes
 from .train import (
     IMAGE_NAME,

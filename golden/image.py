@@ -56,8 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pact.errors import UserError
-
+from .errors import UserError
 from .integer import (
     LOGIT_BITS,
     REQUANT_MAX_SHIFT,
@@ -494,7 +493,7 @@ def from_bytes(data):
 
 def save(image, path):
     """Write an image atomically (a partial file never appears under ``path``)."""
-    from pact.paths import write_file
+    from .paths import write_file
 
     data = to_bytes(image)
     write_file(path, data)

@@ -4,7 +4,8 @@ This module is the integer path of the golden model. It never touches floats or 
 arithmetic is exact Python/NumPy int64, and every rounding is named. The hardware (rtl/) and the
 co-simulation benches (cosim/) compare against these functions with ``==``.
 
-Definitions (see ../shared/PACT.md):
+Definitions (Choi et al., "PACT", arXiv 1805.06085, for the activations; Zhou et al.,
+"DoReFa-Net", arXiv 1606.06160, for the weights):
 
 - A weight is stored as its DoReFa code ``q``, an unsigned ``wbits``-bit integer. Its value times
   ``2**wbits - 1`` is the odd integer ``s = 2*q - (2**wbits - 1)``; the multiply uses ``s``.

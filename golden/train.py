@@ -30,12 +30,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pact.errors import UserError
-from pact.paths import check_output, locked
-from pact.paths import runs_root as _runs_root
-
 from . import data as data_mod
+from .errors import UserError
 from .models import BITS_RANGE, MODELS, PactNet, describe
+from .paths import check_output, locked
+from .paths import runs_root as _runs_root
 from .reference import quantize_input
 
 __all__ = [
