@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -53,11 +54,14 @@ __all__ = [
 class _Block(nn.Module):
     """One described layer: conv/fc, then batch-norm and PACT, or nothing (logits)."""
 
+    spec: LayerSpec
+    linear: QConv2d | QLinear
+    bn: nn.BatchNorm2d | nn.BatchNorm1d | None
+    act: PACT | None
+
     def __init__(self, spec: LayerSpec, alpha_init: float) -> None:
         super().__init__()
         self.spec = spec
-        self.linear: QConv2d | QLinear
-        self.bn: nn.BatchNorm2d | nn.BatchNorm1d | None
         if spec["op"] == "conv":
             self.flatten = self.average = False
             self.linear = QConv2d(
@@ -108,13 +112,16 @@ class PactNet(nn.Module):
         self.layers = copy.deepcopy(list(layers))
         self.blocks = nn.ModuleList(_Block(spec, alpha_init) for spec in self.layers)
 
+    def _blocks(self) -> list[_Block]:
+        return cast(list[_Block], list(self.blocks))
+
     @property
     def quantized(self) -> bool:
         return self.layers[0]["wbits"] is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs: list[torch.Tensor] = []
-        for block in self.blocks:
+        for block in self._blocks():
             x = block(x, self.skip_input(block, outs))
             outs.append(x)
         return x
@@ -128,13 +135,13 @@ class PactNet(nn.Module):
 
     def pacts(self) -> list[tuple[str, PACT]]:
         """``(name, PACT module)`` of every hidden layer, in order."""
-        return [(b.spec["name"], b.act) for b in self.blocks if b.act is not None]
+        return [(b.spec["name"], b.act) for b in self._blocks() if b.act is not None]
 
     def alphas(self) -> dict[str, float]:
         """``{layer name: alpha}`` as floats."""
         return {name: float(act.alpha.detach()) for name, act in self.pacts()}
 
-    def alpha_penalty(self) -> torch.Tensor:
+    def alpha_penalty(self) -> torch.Tensor | int:
         """``sum(alpha**2)`` over all PACT layers (the trainer scales it by lambda_alpha)."""
         return sum(act.penalty() for _, act in self.pacts())
 
@@ -154,7 +161,7 @@ class PactNet(nn.Module):
             raise ValueError("a float baseline has no activation codes")
         codes: list[torch.Tensor] = []
         outs: list[torch.Tensor] = []
-        for block in self.blocks:
+        for block in self._blocks():
             y = block.pre_activation(x)
             skip = self.skip_input(block, outs)
             if skip is not None:

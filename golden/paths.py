@@ -18,6 +18,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UserError
@@ -28,18 +29,18 @@ __all__ = ["FILE_MODE", "runs_root", "sim_build_root", "check_output", "write_fi
 FILE_MODE = 0o644
 
 
-def runs_root():
+def runs_root() -> Path:
     """``$PACT_RUNS`` or ``runs/`` under the working directory (training runs)."""
     return Path(os.environ.get("PACT_RUNS") or "runs")
 
 
-def sim_build_root():
+def sim_build_root() -> Path:
     """``$PACT_SIM_BUILD`` or ``sim_build/`` under the working directory, absolute (builds,
     generated chips, work folders)."""
     return Path(os.environ.get("PACT_SIM_BUILD") or "sim_build").resolve()
 
 
-def _writable_folder(folder):
+def _writable_folder(folder: str | os.PathLike[str]) -> bool:
     """True when a file can be created in ``folder`` (tried, not guessed from mode bits: root
     ignores them, a read-only mount does not)."""
     try:
@@ -49,7 +50,7 @@ def _writable_folder(folder):
         return False
 
 
-def check_output(path, flag, *, folder=False):
+def check_output(path: str | os.PathLike[str], flag: str, *, folder: bool = False) -> Path:
     """Refuse an output path that cannot be written, before any work; returns it as a ``Path``.
 
     ``flag`` names the option in the message (e.g. ``"--json"``). ``folder=True`` for an output
@@ -71,11 +72,11 @@ def check_output(path, flag, *, folder=False):
     return path
 
 
-def _under_a_file(path):
+def _under_a_file(path: Path) -> bool:
     return any(p.exists() and not p.is_dir() for p in path.parents)
 
 
-def write_file(path, data, *, mode=FILE_MODE):
+def write_file(path: str | os.PathLike[str], data: str | bytes, *, mode: int = FILE_MODE) -> None:
     """Write ``data`` (``str`` or ``bytes``) to ``path`` atomically, with ``mode``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -93,7 +94,7 @@ def write_file(path, data, *, mode=FILE_MODE):
 TEMP_PREFIX = ".tmp-"
 
 
-def temp_folder(dest):
+def temp_folder(dest: str | os.PathLike[str]) -> Path:
     """A new, empty folder beside ``dest`` to build it in (then ``publish_folder``). Its name
     carries this process's id, so a later run can tell a leftover of a killed one."""
     dest = Path(dest)
@@ -103,7 +104,7 @@ def temp_folder(dest):
                                  prefix=f"{TEMP_PREFIX}{os.getpid()}-{dest.name}."))
 
 
-def publish_folder(tmp, dest):
+def publish_folder(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Move the finished folder ``tmp`` to ``dest`` (replacing an old ``dest``), by rename."""
     tmp, dest = Path(tmp), Path(dest)
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700
@@ -116,7 +117,7 @@ def publish_folder(tmp, dest):
         os.replace(tmp, dest)
 
 
-def _pid_alive(pid):
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -126,7 +127,7 @@ def _pid_alive(pid):
     return True
 
 
-def clean_stale_temps(folder):
+def clean_stale_temps(folder: str | os.PathLike[str]) -> None:
     """Remove the temporary folders in ``folder`` left by processes that no longer run (a kill
     during generation or a build)."""
     folder = Path(folder)
@@ -139,7 +140,7 @@ def clean_stale_temps(folder):
 
 
 @contextlib.contextmanager
-def locked(path):
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the file ``path`` (created, with its folder): processes
     that would make the same thing (a build, a chip, a training run) take turns. The lock goes
     with the process, so a killed holder never blocks the others."""

@@ -219,7 +219,7 @@ def describe_mlp(input_shape: Sequence[int], num_classes: int, *, wbits: int | N
     """The MLP: fully connected layers with batch-norm and PACT, then the logits layer."""
     _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
     n = int(input_shape[0] * input_shape[1] * input_shape[2])
-    layers = []
+    layers: list[LayerSpec] = []
     for i, width in enumerate(hidden):
         if width < 1 or width % ARRAY_MULTIPLE:
             raise ValueError(f"hidden widths must be multiples of {ARRAY_MULTIPLE}, not {width}")
@@ -244,12 +244,12 @@ def describe_resnet(input_shape: Sequence[int], num_classes: int, *, wbits: int 
     if len(channels) != 2 or any(c < 1 or c % ARRAY_MULTIPLE for c in channels):
         raise ValueError(f"channels must be two multiples of {ARRAY_MULTIPLE}, not {channels!r}")
     c, h, w = input_shape
-    layers = []
+    layers: list[LayerSpec] = []
     for stage, cout in enumerate(channels):
         for j, stride in enumerate((1 if stage == 0 else 2, 1, 1)):
             i = len(layers)
             ho, wo = _conv_out(h, 3, stride, 1), _conv_out(w, 3, stride, 1)
-            spec = {
+            spec: LayerSpec = {
                 "name": f"conv{i}", "op": "conv", "in_shape": [c, h, w],
                 "out_shape": [cout, ho, wo], "kernel": 3, "stride": stride, "padding": 1,
                 "bias": False, "bn": True, "act": "pact",
@@ -319,7 +319,8 @@ def describe_svhn(input_shape: Sequence[int], num_classes: int, *, wbits: int | 
     if h != w or h < 24 or (h - 24) % 4:
         raise ValueError(f"the svhn network takes square inputs of side 24 + 4n (40 by "
                          f"default), not {h}x{w}")
-    layers, shape = [], list(input_shape)
+    layers: list[LayerSpec] = []
+    shape = list(input_shape)
     for i, (k, cout, pad, pool) in enumerate(SVHN_CONVS):
         layers.append(_conv(f"conv{i}", shape, cout, k, 1, pad, pool))
         shape = layers[-1]["out_shape"]
@@ -334,7 +335,8 @@ def describe_lenet(input_shape: Sequence[int], num_classes: int, *, wbits: int |
     ``fc2`` 400 -> 120, ``fc3`` 120 -> 84, ``fc4`` 84 -> classes; PACT after every hidden
     layer (before each pool), batch-norm on hidden layers."""
     _validate_policy(input_shape, num_classes, wbits, abits, end_bits)
-    layers, shape = [], list(input_shape)
+    layers: list[LayerSpec] = []
+    shape = list(input_shape)
     for i, (k, cout, pad) in enumerate(LENET_CONVS):
         layers.append(_conv(f"conv{i}", shape, cout, k, 1, pad, pool=True))
         shape = layers[-1]["out_shape"]
