@@ -30,6 +30,7 @@ from .shapes import (
     describe_resnet20,
     describe_svhn,
     input_bits,
+    quantized_bits,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "conv_shape",
     "address_skip",
     "input_bits",
+    "quantized_bits",
     "PactNet",
 ]
 
@@ -110,10 +112,9 @@ class PactNet(nn.Module):
     def __init__(self, layers: Sequence[LayerSpec], alpha_init: float = 2.0) -> None:
         super().__init__()
         self.layers = copy.deepcopy(list(layers))
-        self.blocks = nn.ModuleList(_Block(spec, alpha_init) for spec in self.layers)
-
-    def _blocks(self) -> list[_Block]:
-        return cast(list[_Block], list(self.blocks))
+        # A ModuleList at run time (so the blocks register); typed as the blocks it holds.
+        self.blocks = cast(Sequence[_Block],
+                           nn.ModuleList(_Block(spec, alpha_init) for spec in self.layers))
 
     @property
     def quantized(self) -> bool:
@@ -121,7 +122,7 @@ class PactNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs: list[torch.Tensor] = []
-        for block in self._blocks():
+        for block in self.blocks:
             x = block(x, self.skip_input(block, outs))
             outs.append(x)
         return x
@@ -135,7 +136,7 @@ class PactNet(nn.Module):
 
     def pacts(self) -> list[tuple[str, PACT]]:
         """``(name, PACT module)`` of every hidden layer, in order."""
-        return [(b.spec["name"], b.act) for b in self._blocks() if b.act is not None]
+        return [(b.spec["name"], b.act) for b in self.blocks if b.act is not None]
 
     def alphas(self) -> dict[str, float]:
         """``{layer name: alpha}`` as floats."""
@@ -161,7 +162,7 @@ class PactNet(nn.Module):
             raise ValueError("a float baseline has no activation codes")
         codes: list[torch.Tensor] = []
         outs: list[torch.Tensor] = []
-        for block in self._blocks():
+        for block in self.blocks:
             y = block.pre_activation(x)
             skip = self.skip_input(block, outs)
             if skip is not None:

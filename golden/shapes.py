@@ -56,6 +56,7 @@ __all__ = [
     "conv_shape",
     "address_skip",
     "input_bits",
+    "quantized_bits",
 ]
 
 
@@ -371,6 +372,16 @@ def describe(model: str, input_shape: Sequence[int], num_classes: int, *, wbits:
 def input_bits(layers: Sequence[LayerSpec]) -> int | None:
     """Width of the network input codes (``None`` for a float baseline)."""
     return layers[0]["in_bits"]
+
+
+def quantized_bits(spec: LayerSpec) -> tuple[int, int, int]:
+    """``(wbits, in_bits, out_bits)`` of a quantized layer; ``ValueError`` for a float one (the
+    integer path has no meaning there)."""
+    bits = spec.get("wbits"), spec.get("in_bits"), spec.get("out_bits")
+    wbits, in_bits, out_bits = bits
+    if wbits is None or in_bits is None or out_bits is None:
+        raise ValueError(f"layer {spec['name']} is a float layer, without bit-widths")
+    return wbits, in_bits, out_bits
 
 
 def address_skip(spec: LayerSpec, src: "torch.Tensor") -> "torch.Tensor":
