@@ -679,13 +679,13 @@ def run(args: argparse.Namespace) -> int:
     if tiled_compiler.manifest_block(args.hw) == "tiled_chip":
         params, config_hash = tiled_compiler.load_hardware(args.hw, check_verilog=True)
         image = image_mod.load(args.image)
-        program = tiled_compiler.compile_tiled(image, params, slots=slots,
-                                               config_hash=config_hash)
-        lpath = tiled_compiler.write(program, args.out)
-        lay = program.layout
-        kib = lay.act_words_needed * params.act_width / 8192
-        print(f"pact compile: {len(lay.layers)} layers, {lay.words_used} words of "
-              f"{lay.mem_width} bits ({lay.static_words} program+weights+constants, {slots} "
+        tiled = tiled_compiler.compile_tiled(image, params, slots=slots,
+                                             config_hash=config_hash)
+        lpath = tiled_compiler.write(tiled, args.out)
+        tlay = tiled.layout
+        kib = tlay.act_words_needed * params.act_width / 8192
+        print(f"pact compile: {len(tlay.layers)} layers, {tlay.words_used} words of "
+              f"{tlay.mem_width} bits ({tlay.static_words} program+weights+constants, {slots} "
               f"slot(s)), {kib:.1f} of {params.act_kib} KiB activation memory -> {args.out}, "
               f"{lpath}")
         return 0
