@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -111,7 +111,8 @@ class TiledModel:
         q = unpack_codes(self._read(mem, d["w_addr"], nwords), nbeats * p.rows, p.wbits,
                          p.mem_width).reshape(tiles, cin, k, k, ws, p.rows)
         odd = 2 * q - ((1 << p.wbits) - 1)
-        w = cast(np.ndarray, sum(odd[..., j, :] << (p.wbits * j) for j in range(ws)))  # [T,Cin',K,K,R]
+        # [T, Cin', K, K, R]
+        w = cast(np.ndarray, sum(odd[..., j, :] << (p.wbits * j) for j in range(ws)))
         w = w.transpose(0, 4, 1, 2, 3).reshape(tiles * p.rows, cin, k, k)[:d["out_c"]]
         a_shift = (np.arange(cin) % d["a_slices"]) * p.abits
         return w << a_shift.reshape(1, -1, 1, 1)
