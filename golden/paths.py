@@ -11,6 +11,9 @@ files are published.
   temporary name beside its destination and renamed into place, so a reader (another process)
   sees the old version or the new one, never half of one, and a crash leaves no partial
   output. Files get mode 0644 (``mkstemp`` alone gives 0600).
+
+The module sits in ``golden`` (the bottom layer, which writes runs and images) so that
+``golden`` never imports ``pact``; ``pact.paths`` re-exports it.
 """
 
 import contextlib

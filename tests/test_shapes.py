@@ -53,3 +53,20 @@ def test_float_baseline_has_no_bit_widths():
 def test_conv_shape_undoes_the_pool():
     conv0 = shapes.describe_lenet((1, 28, 28), 10, wbits=4, abits=4)[0]
     assert conv0["out_shape"] == [6, 14, 14] and shapes.conv_shape(conv0) == [6, 28, 28]
+
+
+def test_address_skip_pads_and_differentiates_like_f_pad():
+    """The torch-free zero channels give F.pad's values and gradient (option A, stride 2)."""
+    import torch
+    from torch.nn import functional as F
+
+    spec = shapes.describe_resnet20((3, 32, 32), 10, wbits=4, abits=4)[8]
+    assert spec.get("skip_stride") == 2 and spec.get("skip_channel_offset") == 8
+    src = torch.randn(2, 16, 32, 32, requires_grad=True)
+    got = shapes.address_skip(spec, src)
+    want = F.pad(src[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))
+    assert torch.equal(got, want)
+    weights = torch.randn(want.shape)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), src)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), src)
+    assert torch.equal(grad_got, grad_want)
