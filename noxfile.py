@@ -34,9 +34,11 @@ def quick(session):
 
 @nox.session(python=PYTHON)
 def lint(session):
-    """ruff over the whole tree."""
-    session.install("ruff>=0.5")
+    """ruff over the whole tree; mypy over the typed modules (pyproject's ``[tool.mypy]``
+    ``files``)."""
+    session.install("ruff>=0.5", "mypy>=1.10")
     session.run("ruff", "check", ".")
+    session.run("mypy")
 
 
 @nox.session(python=PYTHON)

@@ -9,11 +9,15 @@ The bench's parameters come from the JSON file named by ``PACT_TB_CONFIG`` (writ
 ``cosim.runner.run``); the summary goes to the file named by ``PACT_TB_RESULT``.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import random
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import cocotb
 from cocotb.clock import Clock
@@ -26,13 +30,14 @@ __all__ = ["TB", "StreamDriver", "StreamMonitor", "InOrderChecker", "load_config
 PERIOD_NS = 10
 
 
-def load_config():
+def load_config() -> dict[str, Any]:
     """The bench parameters: the JSON file named by ``PACT_TB_CONFIG``."""
     with open(os.environ["PACT_TB_CONFIG"]) as f:
-        return json.load(f)
+        config: dict[str, Any] = json.load(f)
+    return config
 
 
-def write_summary(summary):
+def write_summary(summary: Mapping[str, Any]) -> None:
     """Write the summary JSON for ``pact sim`` and the pytest side (atomic rename)."""
     path = os.environ.get("PACT_TB_RESULT")
     if not path:
@@ -46,18 +51,18 @@ def write_summary(summary):
 class TB:
     """Owns the clock and reset of a DUT with Amaranth's ``clk``/``rst`` ports, counts cycles."""
 
-    def __init__(self, dut):
+    def __init__(self, dut: Any) -> None:
         self.dut = dut
         self.cycle = 0
         Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
         cocotb.start_soon(self._count())
 
-    async def _count(self):
+    async def _count(self) -> None:
         while True:
             await RisingEdge(self.dut.clk)
             self.cycle += 1
 
-    async def reset(self, cycles=3):
+    async def reset(self, cycles: int = 3) -> None:
         """Hold ``rst`` for ``cycles`` rising edges with every stream idle, then release it."""
         self.dut.rst.value = 1
         for _ in range(cycles):
@@ -72,22 +77,24 @@ class StreamDriver:
     A word stays on the bus with ``valid`` high until it is taken (no retraction).
     """
 
-    def __init__(self, dut, prefix, *, rng, bubbles=0.0, tb=None):
+    def __init__(self, dut: Any, prefix: str, *, rng: random.Random, bubbles: float = 0.0,
+                 tb: TB | None = None) -> None:
         self.clk = dut.clk
         self.tb = tb
-        self.first_cycle = self.last_cycle = None  # of accepted words (needs ``tb``)
+        self.first_cycle: int | None = None  # of accepted words (needs ``tb``)
+        self.last_cycle: int | None = None
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.payload = getattr(dut, f"{prefix}__payload")
         self.rng, self.bubbles = rng, bubbles
-        self.queue = deque()
+        self.queue: deque[int] = deque()
         self.sent = 0
         self.valid.value = 0
 
-    def send(self, words):
+    def send(self, words: Iterable[int]) -> None:
         self.queue.extend(words)
 
-    async def run(self):
+    async def run(self) -> None:
         presenting = False
         while True:
             if not presenting and self.queue and self.rng.random() >= self.bubbles:
@@ -112,7 +119,8 @@ class StreamMonitor:
     """Drives ``<prefix>__ready`` with random back-pressure, calls ``sink(payload, cycle)`` per
     transfer."""
 
-    def __init__(self, dut, prefix, tb, sink, *, rng, backpressure=0.0):
+    def __init__(self, dut: Any, prefix: str, tb: TB, sink: Callable[[int, int], object], *,
+                 rng: random.Random, backpressure: float = 0.0) -> None:
         self.clk = dut.clk
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
@@ -122,7 +130,7 @@ class StreamMonitor:
         self.received = 0
         self.ready.value = 0
 
-    async def run(self):
+    async def run(self) -> None:
         while True:
             ready = self.rng.random() >= self.backpressure
             self.ready.value = int(ready)
@@ -140,17 +148,18 @@ class InOrderChecker:
     form. Mismatches are counted, and the first few are kept for the report.
     """
 
-    def __init__(self, expected, decode, *, keep=5):
+    def __init__(self, expected: Iterable[Any], decode: Callable[[int], Any], *,
+                 keep: int = 5) -> None:
         self.expected = deque(expected)
         self.total = len(self.expected)
         self.decode = decode
         self.keep = keep
         self.checked = 0
         self.mismatches = 0
-        self.first = []
-        self.last_cycle = None
+        self.first: list[dict[str, Any]] = []
+        self.last_cycle: int | None = None
 
-    def __call__(self, raw, cycle):
+    def __call__(self, raw: int, cycle: int) -> None:
         got = self.decode(raw)
         self.last_cycle = cycle
         if not self.expected:
@@ -163,16 +172,16 @@ class InOrderChecker:
                             "expected": want})
         self.checked += 1
 
-    def _mismatch(self, record):
+    def _mismatch(self, record: dict[str, Any]) -> None:
         self.mismatches += 1
         if len(self.first) < self.keep:
             self.first.append(record)
 
     @property
-    def done(self):
+    def done(self) -> bool:
         return not self.expected
 
-    def finish(self):
+    def finish(self) -> int:
         """Missing outputs count as mismatches; returns the total number of mismatches."""
         missing = len(self.expected)
         if missing:
@@ -181,7 +190,7 @@ class InOrderChecker:
         return self.mismatches
 
 
-async def run_until_checked(tb, checker, max_cycles):
+async def run_until_checked(tb: TB, checker: InOrderChecker, max_cycles: int) -> None:
     """Wait until ``checker`` has everything or ``max_cycles`` pass (a hang is a failure)."""
     start = tb.cycle
     while not checker.done and tb.cycle - start < max_cycles:
@@ -191,12 +200,15 @@ async def run_until_checked(tb, checker, max_cycles):
         await RisingEdge(tb.dut.clk)
 
 
-def rngs(seed):
+def rngs(seed: int) -> tuple[random.Random, random.Random]:
     """Independent random streams for the driver and the monitor, from one seed."""
     return random.Random(f"{seed}-driver"), random.Random(f"{seed}-monitor")
 
 
-async def run_stream_bench(tb, config, words, checker, *, sink=None):
+async def run_stream_bench(tb: TB, config: Mapping[str, Any], words: list[int],
+                           checker: InOrderChecker, *,
+                           sink: Callable[[int, int], object] | None = None
+                           ) -> tuple[StreamDriver, int, float]:
     """Reset, then stream ``words`` into ``i`` (random bubbles) while ``o`` (random
     back-pressure) feeds ``sink`` (default: ``checker``), until ``checker`` has every result.
 
@@ -219,7 +231,8 @@ async def run_stream_bench(tb, config, words, checker, *, sink=None):
     return driver, (checker.last_cycle or tb.cycle) - start, wall
 
 
-def summarize(block, config, checker, cycles, wall_start, **extra):
+def summarize(block: str, config: Mapping[str, Any], checker: InOrderChecker, cycles: int,
+              wall_start: float, **extra: Any) -> dict[str, Any]:
     """The bench summary (also what ``pact sim`` prints and writes); ``cycles`` from the end of
     reset to the last result."""
     return {

@@ -20,8 +20,12 @@ model image's shapes) and ``random_image`` (random integer networks with codes a
 range, for tests and benches that do not need a trained model).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,16 +41,15 @@ from golden.integer import (
     requantize_residual,
 )
 from rtl import chip_format as cf
+from rtl.chip import ERR_BUFFER, ERR_MEMORY, ERR_UNKNOWN_OP  # the error port's flags, defined once
+
+if TYPE_CHECKING:
+    from gen.compiler import Hardware, Program
 
 __all__ = [
     "ERR_UNKNOWN_OP", "ERR_BUFFER", "ERR_MEMORY", "ModelError", "LayerTrace", "RunResult",
     "ChipModel", "read_outputs", "run_program", "random_image",
 ]
-
-#: Error flags, as the chip's ``error`` port (CHIP.md).
-ERR_UNKNOWN_OP = 1
-ERR_BUFFER = 2
-ERR_MEMORY = 4
 
 #: Upper bound on descriptors, so a program without OP_END cannot run forever.
 MAX_LAYERS = 256
@@ -61,7 +64,7 @@ class LayerTrace:
     """What one descriptor did: its fields, the beats the MAC array issues, its output."""
 
     index: int
-    desc: dict
+    desc: dict[str, int]
     mac_beats: int
     weight_beats: int
     output: np.ndarray
@@ -70,42 +73,42 @@ class LayerTrace:
 @dataclass
 class RunResult:
     error: int = 0
-    layers: list = field(default_factory=list)
+    layers: list[LayerTrace] = field(default_factory=list)
 
     @property
-    def mac_beats(self):
+    def mac_beats(self) -> int:
         return sum(t.mac_beats for t in self.layers)
 
 
 class ChipModel:
     """Runs programs on a chip with the parameters of ``hw`` (a ``gen.compiler.Hardware``)."""
 
-    def __init__(self, hw):
+    def __init__(self, hw: Hardware) -> None:
         self.hw = hw
         self.mw = hw.mem_width
 
     # -- memory access ----------------------------------------------------------------------
 
-    def _read(self, words, addr, n):
+    def _read(self, words: Sequence[int], addr: int, n: int) -> Sequence[int]:
         if addr < 0 or addr + n > len(words):
             raise ModelError(f"read of words {addr}..{addr + n - 1} outside memory of "
                              f"{len(words)} words")
         return words[addr:addr + n]
 
-    def _write(self, words, addr, values):
+    def _write(self, words: list[int], addr: int, values: Sequence[int]) -> None:
         if addr < 0 or addr + len(values) > len(words):
             raise ModelError(f"write of words {addr}..{addr + len(values) - 1} outside memory "
                              f"of {len(words)} words")
         words[addr:addr + len(values)] = values
 
-    def descriptor(self, words, addr):
+    def descriptor(self, words: Sequence[int], addr: int) -> dict[str, int]:
         dw = cf.descriptor_words(self.mw)
         return cf.unpack_record(cf.DESCRIPTOR, cf.words_to_record(self._read(words, addr, dw),
                                                                     self.mw))
 
     # -- one layer ----------------------------------------------------------------------------
 
-    def _fits(self, d):
+    def _fits(self, d: Mapping[str, int]) -> tuple[bool, int]:
         hw = self.hw
         tiles = -(-d["out_c"] // hw.rows)
         wbeats = tiles * d["in_c"] * d["kernel"] ** 2 * d["w_slices"]
@@ -118,7 +121,7 @@ class ChipModel:
                 and d["kernel"] >= 1 and d["stride"] >= 1
                 and not (d["skip"] and d["logits"])), wbeats
 
-    def weight_slices(self, words, d):
+    def weight_slices(self, words: Sequence[int], d: Mapping[str, int]) -> np.ndarray:
         """Odd values of each weight slice: ``[w_slices, out_c, in_c, K, K]``."""
         hw = self.hw
         tiles = -(-d["out_c"] // hw.rows)
@@ -133,35 +136,39 @@ class ChipModel:
         codes = codes.transpose(4, 0, 5, 1, 2, 3).reshape(ws, tiles * hw.rows, d["in_c"], k, k)
         return dorefa_odd_values(codes[:, :d["out_c"]], hw.wbits)
 
-    def constants(self, words, d):
+    def constants(self, words: Sequence[int], d: Mapping[str, int]
+                  ) -> tuple[list[int], list[int], list[int], list[int]]:
         n = cf.consts_words(self.mw)
         recs = [cf.unpack_record(cf.CONSTS, cf.words_to_record(
             self._read(words, d["c_addr"] + c * n, n), self.mw)) for c in range(d["out_c"])]
         return ([r["mult"] for r in recs], [r["offset"] for r in recs],
                 [r["shift"] for r in recs], [r["skip_mult"] for r in recs])
 
-    def accumulate(self, x, s_slices, d):
+    def accumulate(self, x: np.ndarray, s_slices: np.ndarray, d: Mapping[str, int]) -> np.ndarray:
         """``sum_{i,j} conv(a_i, s_j) << (wbits*j + abits*i)``: the sliced, shifted sum the MAC
         array forms, one exact convolution per slice pair."""
         hw = self.hw
         amask = (1 << hw.abits) - 1
-        acc = 0
+        acc: np.ndarray | int = 0
         for i in range(d["a_slices"]):
             a_i = (x >> (hw.abits * i)) & amask
             for j in range(d["w_slices"]):
                 part = conv2d_acc(a_i, s_slices[j], d["stride"], d["pad"])
                 acc = acc + (part << (hw.wbits * j + hw.abits * i))
+        assert isinstance(acc, np.ndarray), "a descriptor has at least one slice of each"
         return acc
 
     # -- the program --------------------------------------------------------------------------
 
-    def run(self, words, *, prog_addr=0, in_addr, out_base):
+    def run(self, words: list[int], *, prog_addr: int = 0, in_addr: int,
+            out_base: int) -> RunResult:
         """Run the program at ``prog_addr``; ``words`` is updated in place with every layer's
         output. Returns a ``RunResult`` (``error`` flags as the chip's, per-layer traces)."""
         result = RunResult()
         dw = cf.descriptor_words(self.mw)
         # The two activation banks (a tensor and its code bits, or None) and the one read now.
-        banks, cur = [(None, None), (None, None)], 0
+        banks: list[tuple[np.ndarray | None, int | None]] = [(None, None), (None, None)]
+        cur = 0
         for index in range(MAX_LAYERS):
             d = self.descriptor(words, prog_addr + index * dw)
             if d["op"] == cf.OP_END:
@@ -215,11 +222,11 @@ class ChipModel:
         raise ModelError(f"no OP_END within {MAX_LAYERS} descriptors")
 
 
-def _unpack_chunked(words, count, bits, mem_width):
+def _unpack_chunked(words: Sequence[int], count: int, bits: int, mem_width: int) -> list[int]:
     """``chip_format.unpack_codes`` over a long stream, a word-aligned chunk at a time."""
     chunk_words = 64 * bits // math.gcd(bits, mem_width)
     chunk_codes = chunk_words * mem_width // bits
-    out = []
+    out: list[int] = []
     for i in range(0, count, chunk_codes):
         n = min(chunk_codes, count - i)
         w0 = i * bits // mem_width
@@ -228,14 +235,15 @@ def _unpack_chunked(words, count, bits, mem_width):
     return out
 
 
-def read_outputs(words, layout, slot=0):
+def read_outputs(words: Sequence[int], layout: Mapping[str, Any],
+                 slot: int = 0) -> list[np.ndarray]:
     """Every layer's output of one slot, read from memory ``words``, in the model image's
     shapes (``[N]`` for fully connected layers); logits signed."""
     from gen.compiler import slot_addresses
 
     _, out_base = slot_addresses(layout, slot)
     mw = layout["mem_width"]
-    outs = []
+    outs: list[np.ndarray] = []
     for lay in layout["layers"]:
         base = out_base + lay["o_addr"]
         t = cf.unpack_tensor(words[base:base + lay["out_words"]], lay["out_shape"],
@@ -244,14 +252,15 @@ def read_outputs(words, layout, slot=0):
     return outs
 
 
-def run_program(program, hw, inputs):
+def run_program(program: Program, hw: Hardware,
+                inputs: Sequence[np.ndarray]) -> tuple[list[int], list[RunResult]]:
     """Compile-side convenience: memory words with ``inputs`` in the slots, each slot run
     through the model; returns ``(words, [RunResult per slot])``."""
     from gen.compiler import memory_words, slot_addresses
 
     words = memory_words(program, inputs)
     model = ChipModel(hw)
-    results = []
+    results: list[RunResult] = []
     for slot in range(len(inputs)):
         in_addr, out_base = slot_addresses(program.layout, slot)
         results.append(model.run(words, prog_addr=program.layout["program_addr"],
@@ -262,9 +271,10 @@ def run_program(program, hw, inputs):
 # -- random networks ----------------------------------------------------------------------------
 
 
-def _spec_cnn(input_shape, channels, classes):
+def _spec_cnn(input_shape: Sequence[int], channels: Sequence[int],
+              classes: int) -> list[dict[str, Any]]:
     c, h, w = input_shape
-    specs = []
+    specs: list[dict[str, Any]] = []
     for i, (cout, stride) in enumerate(zip(channels, (1, 2, 1, 1, 1, 1), strict=False)):
         ho, wo = (h + 2 - 3) // stride + 1, (w + 2 - 3) // stride + 1
         specs.append(dict(name=f"conv{i}", op="conv", in_shape=(c, h, w),
@@ -274,17 +284,19 @@ def _spec_cnn(input_shape, channels, classes):
     return specs
 
 
-def _spec_resnet(input_shape, channels, classes):
-    """``golden.models.describe_resnet``'s shapes: per stage a conv (stride 1, then 2) and a
+def _spec_resnet(input_shape: Sequence[int], channels: Sequence[int],
+                 classes: int) -> list[dict[str, Any]]:
+    """``golden.shapes.describe_resnet``'s shapes: per stage a conv (stride 1, then 2) and a
     residual block of two convs whose second adds the stage conv's output."""
     c, h, w = input_shape
-    specs = []
+    specs: list[dict[str, Any]] = []
     for stage, cout in enumerate(channels):
         for j, stride in enumerate((1 if stage == 0 else 2, 1, 1)):
             i = len(specs)
             ho, wo = (h + 2 - 3) // stride + 1, (w + 2 - 3) // stride + 1
-            sp = dict(name=f"conv{i}", op="conv", in_shape=(c, h, w), out_shape=(cout, ho, wo),
-                      kernel=3, stride=stride, padding=1)
+            sp: dict[str, Any] = dict(name=f"conv{i}", op="conv", in_shape=(c, h, w),
+                                      out_shape=(cout, ho, wo), kernel=3, stride=stride,
+                                      padding=1)
             if j == 2:
                 sp["skip"] = i - 2
             specs.append(sp)
@@ -293,23 +305,26 @@ def _spec_resnet(input_shape, channels, classes):
     return specs
 
 
-def _random_skip_mult(rng, shift, cout):
+def _random_skip_mult(rng: np.random.Generator, shift: np.ndarray, cout: int) -> np.ndarray:
     """Residual constants: up to 1.5 output codes per skip code, either sign."""
     scale = 2.0 ** int(shift[0])
     lim = (1 << (REQUANT_SKIP_MULT_BITS - 1)) - 1
     return np.clip(np.round(scale * rng.uniform(-1.5, 1.5, cout)), -lim, lim).astype(np.int32)
 
 
-def _spec_mlp(input_shape, hidden, classes):
+def _spec_mlp(input_shape: Sequence[int], hidden: Sequence[int],
+              classes: int) -> list[dict[str, Any]]:
     n = int(np.prod(input_shape))
-    specs = []
+    specs: list[dict[str, Any]] = []
     for i, m in enumerate(list(hidden) + [classes]):
         specs.append(dict(name=f"fc{i}", op="fc", in_shape=(n,), out_shape=(m,)))
         n = m
     return specs
 
 
-def _random_constants(rng, cout, reduction, wbits, in_bits, out_bits, logits):
+def _random_constants(rng: np.random.Generator, cout: int, reduction: int, wbits: int,
+                      in_bits: int, out_bits: int,
+                      logits: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Constants that spread the outputs over the output range (some clamp at both ends)."""
     wmax, amax = (1 << wbits) - 1, (1 << in_bits) - 1
     acc_scale = max(1.0, np.sqrt(reduction) * wmax * amax / 4)
@@ -327,13 +342,16 @@ def _random_constants(rng, cout, reduction, wbits, in_bits, out_bits, logits):
     return mult, offset, np.full(cout, shift, dtype=np.uint8)
 
 
-def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape=(1, 8, 8),
-                 channels=None, hidden=(64, 64), classes=10, specs=None):
+def random_image(seed: int, *, model: str = "cnn", wbits: int = 4, abits: int = 4,
+                 end_bits: int = 8, input_shape: Sequence[int] = (1, 8, 8),
+                 channels: Sequence[int] | None = None, hidden: Sequence[int] = (64, 64),
+                 classes: int = 10,
+                 specs: Sequence[Mapping[str, Any]] | None = None) -> ModelImage:
     """A random, valid ``ModelImage`` with the PACT bit-width policy: first and last layer
     ``end_bits`` weights, ``end_bits`` input codes, hidden ``wbits`` weights, ``abits`` PACT
     outputs, 16-bit logits. ``model`` is ``cnn`` (``channels`` default ``(16, 32, 32)``),
     ``resnet`` (``channels`` default ``(16, 32)``) or ``mlp``, or any model of
-    ``golden.models.describe`` (``resnet20``, ``svhn``, ``lenet``, ...: its shapes, pools and
+    ``golden.shapes.describe`` (``resnet20``, ``svhn``, ``lenet``, ...: its shapes, pools and
     skips, random codes and constants); ``specs`` (layer dicts with name/op/in_shape/out_shape,
     conv kernel/stride/padding and optional ``skip``, ``skip_stride``,
     ``skip_channel_offset``, ``pool``, ``in_pool``) overrides them."""
@@ -346,17 +364,19 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
         elif model == "mlp":
             specs = _spec_mlp(input_shape, hidden, classes)
         else:
-            from golden.models import describe
+            from golden.shapes import describe
 
             specs = describe(model, input_shape, classes, wbits=wbits, abits=abits,
                              end_bits=end_bits)
-    layers, last = [], len(specs) - 1
+    layers: list[Layer] = []
+    last = len(specs) - 1
     for i, sp in enumerate(specs):
         lw = end_bits if i in (0, last) else wbits
         in_bits = end_bits if i == 0 else abits
         logits = i == last
         out_bits = LOGIT_BITS if logits else abits
         cout = sp["out_shape"][0]
+        wshape: tuple[int, ...]
         if sp["op"] == "conv":
             k = sp.get("kernel", 3)
             wshape = (cout, sp["in_shape"][0], k, k)
@@ -391,7 +411,7 @@ def random_image(seed, *, model="cnn", wbits=4, abits=4, end_bits=8, input_shape
     return image
 
 
-def random_inputs(seed, image, count):
+def random_inputs(seed: int, image: ModelImage, count: int) -> list[np.ndarray]:
     """``count`` random input code tensors for ``image``."""
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 1 << image.input_bits, size=image.input_shape) for _ in range(count)]

@@ -38,6 +38,9 @@ cancels what is left and writes ``junit.xml`` of what finished (``results.jsonl`
 lines only). The exit code is 0 only when every job of the SPEC is bit-exact.
 """
 
+from __future__ import annotations
+
+import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -54,9 +57,14 @@ import threading
 import time
 import tomllib
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pact.errors import UserError
+
+if TYPE_CHECKING:
+    from cosim.flow import FlowConfig
 
 __all__ = ["Job", "JobResult", "AXES", "DEFAULTS", "RANDOM_RANGES", "load_spec", "matrix_jobs",
            "random_jobs", "execute", "pending", "run_jobs", "read_results", "junit_xml",
@@ -69,19 +77,22 @@ RESULTS, JUNIT, FAILURES = "results.jsonl", "junit.xml", "failures"
 TOPIC = "pact-regress"
 
 #: The axes of a job and their types.
-AXES = {"wbits": int, "abits": int, "rows": int, "cols": int, "model": str, "sim": str,
-        "mem_stall": int, "mem_latency": int, "images": int, "seed": int, "epochs": int,
-        "design": str}
+AXES: dict[str, type] = {
+    "wbits": int, "abits": int, "rows": int, "cols": int, "model": str, "sim": str,
+    "mem_stall": int, "mem_latency": int, "images": int, "seed": int, "epochs": int,
+    "design": str}
 #: ``design``: ``tiled`` (the tiled chip, as ``pact flow``) or ``plane`` (the first chip).
-DEFAULTS = {"wbits": 4, "abits": 4, "rows": 8, "cols": 8, "model": "cnn", "sim": "verilator",
-            "mem_stall": 0, "mem_latency": 1, "images": 10, "seed": 0, "epochs": 40,
-            "design": "tiled"}
+DEFAULTS: dict[str, Any] = {
+    "wbits": 4, "abits": 4, "rows": 8, "cols": 8, "model": "cnn", "sim": "verilator",
+    "mem_stall": 0, "mem_latency": 1, "images": 10, "seed": 0, "epochs": 40,
+    "design": "tiled"}
 #: ``--random`` draws an axis from here unless the SPEC says otherwise: ``(lo, hi)``
 #: inclusive, or a list of choices.
-RANDOM_RANGES = {"wbits": (2, 8), "abits": (2, 8), "rows": [4, 8, 16], "cols": [4, 8, 16],
-                 "model": ["cnn", "mlp"], "sim": ["verilator"], "mem_stall": (0, 50),
-                 "mem_latency": (1, 4), "images": (1, 10), "seed": (0, 2), "epochs": [40],
-                 "design": ["tiled"]}
+RANDOM_RANGES: dict[str, tuple[int, int] | list[Any]] = {
+    "wbits": (2, 8), "abits": (2, 8), "rows": [4, 8, 16], "cols": [4, 8, 16],
+    "model": ["cnn", "mlp"], "sim": ["verilator"], "mem_stall": (0, 50),
+    "mem_latency": (1, 4), "images": (1, 10), "seed": (0, 2), "epochs": [40],
+    "design": ["tiled"]}
 STATUSES = ("pass", "fail", "error", "timeout", "died")
 
 
@@ -105,31 +116,31 @@ class Job:
     seed: int = 0
     epochs: int = 40
     design: str = "tiled"
-    chip: tuple = ()  # sorted (name, value) pairs of extra generator options
+    chip: tuple[tuple[str, int], ...] = ()  # sorted (name, value) pairs of extra options
     image_sha256: str | None = None
     image_name: str | None = None
     #: Fault injection for the engine's own tests: "kill-worker", "hang", "corrupt".
     fault: str | None = None
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["chip"] = dict(self.chip)
         return d
 
     @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        d["chip"] = tuple(sorted((d.get("chip") or {}).items()))
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any]) -> Job:
+        fields = dict(d)
+        fields["chip"] = tuple(sorted((fields.get("chip") or {}).items()))
+        return cls(**fields)
 
     @property
-    def key(self):
+    def key(self) -> str:
         """16 hex of the job's content: what decides its result (a rerun skips it)."""
         text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
-    def name(self):
+    def name(self) -> str:
         parts = [self.model if not self.image_name else Path(self.image_name).stem,
                  f"w{self.wbits}a{self.abits}", f"r{self.rows}c{self.cols}", self.sim]
         if self.design != "tiled":
@@ -143,7 +154,8 @@ class Job:
         parts.append(f"n{self.images}")
         return "-".join(parts) + f"-{self.key[:6]}"
 
-    def flow_config(self, runs, work):
+    def flow_config(self, runs: str | os.PathLike[str],
+                    work: str | os.PathLike[str] | None) -> FlowConfig:
         """The job's ``FlowConfig``. That takes the 2..8 bits training supports; a job with a
         model image runs any width its image and chip have (2..16, e.g. the report's 16)."""
         from cosim.flow import FlowConfig
@@ -159,7 +171,7 @@ class Job:
         return cfg
 
 
-def _read_toml(path):
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -168,7 +180,7 @@ def _read_toml(path):
         raise UserError(f"SPEC {path} is not valid TOML ({exc})") from None
 
 
-def _values(name, v):
+def _values(name: str, v: Any) -> list[Any]:
     values = v if isinstance(v, list) else [v]
     if not values:
         raise UserError(f"SPEC: [matrix] {name} is an empty list; give at least one value")
@@ -179,11 +191,12 @@ def _values(name, v):
     return values
 
 
-def load_spec(path):
+def load_spec(path: str | os.PathLike[str]) -> tuple[dict[str, list[Any]], dict[str, int],
+                                                     dict[str, Any], dict[str, bytes]]:
     """``(matrix, chip, random_ranges, images)`` from a SPEC file; ``images`` maps an image's
     path to its bytes. ``UserError`` on anything unknown or ill-typed."""
-    path = Path(path)
-    spec = _read_toml(path)
+    spec_path = Path(path)
+    spec = _read_toml(spec_path)
     unknown = set(spec) - {"matrix", "chip", "random"}
     if unknown:
         raise UserError(f"SPEC: unknown table(s) {', '.join(sorted(unknown))}; use [matrix], "
@@ -193,12 +206,13 @@ def load_spec(path):
     bad = sorted(set(matrix_in) - axes) + sorted(set(spec.get("random", {})) - set(AXES))
     if bad:
         raise UserError(f"SPEC: unknown axis {bad[0]!r}; axes are {', '.join(sorted(axes))}")
-    matrix, images = {}, {}
+    matrix: dict[str, list[Any]] = {}
+    images: dict[str, bytes] = {}
     for name, v in matrix_in.items():
         if name == "image":
             files = v if isinstance(v, list) else [v]
             for f in files:
-                p = (path.parent / str(f)).resolve()
+                p = (spec_path.parent / str(f)).resolve()
                 if not p.is_file():
                     raise UserError(f"SPEC: image {f!r} is not a file (paths are relative to "
                                     "the SPEC)")
@@ -210,7 +224,7 @@ def load_spec(path):
     for k, v in chip.items():
         if isinstance(v, bool) or not isinstance(v, int):
             raise UserError(f"SPEC: [chip] {k} = {v!r} is not an integer")
-    ranges = {}
+    ranges: dict[str, Any] = {}
     for name, v in spec.get("random", {}).items():
         if isinstance(v, dict) and set(v) == {"min", "max"} and AXES[name] is int:
             ranges[name] = (int(v["min"]), int(v["max"]))
@@ -222,36 +236,39 @@ def load_spec(path):
     return matrix, dict(chip), ranges, images
 
 
-def _image_axes(data):
+def _image_axes(data: bytes) -> tuple[dict[str, Any], str]:
     from golden import image as image_mod
 
     img = image_mod.from_bytes(data)
     meta = img.meta
-    out = {"model": meta.get("model", "cnn")}
+    out: dict[str, Any] = {"model": meta.get("model", "cnn")}
     for k in ("wbits", "abits"):
         if isinstance(meta.get(k), int):
             out[k] = meta[k]
     return out, img.meta["content_hash"]
 
 
-def _make_job(values, chip, images):
+def _make_job(values: Mapping[str, Any], chip: Mapping[str, int],
+              images: Mapping[str, bytes]) -> Job:
     """A validated ``Job`` from axis values (``image``: a path into ``images``)."""
-    values = {**DEFAULTS, **values}
-    extra = {}
-    path = values.pop("image", None)
+    fields = {**DEFAULTS, **values}
+    extra: dict[str, Any] = {}
+    path = fields.pop("image", None)
     if path is not None:
         axes, digest = _image_axes(images[path])
-        values.update(axes)
+        fields.update(axes)
         extra = {"image_sha256": digest, "image_name": Path(path).name}
-    job = Job(**values, chip=tuple(sorted(chip.items())), **extra)
+    job = Job(**fields, chip=tuple(sorted(chip.items())), **extra)
     job.flow_config("runs", None)  # UserError on a bad value
     return job
 
 
-def matrix_jobs(matrix, chip=None, images=None):
+def matrix_jobs(matrix: Mapping[str, Sequence[Any]], chip: Mapping[str, int] | None = None,
+                images: Mapping[str, bytes] | None = None) -> list[Job]:
     """Every combination of the matrix's values, in order, without duplicates."""
     names = list(matrix)
-    jobs, seen = [], set()
+    jobs: list[Job] = []
+    seen: set[str] = set()
     for combo in itertools.product(*(matrix[n] for n in names)):
         job = _make_job(dict(zip(names, combo, strict=True)), chip or {}, images or {})
         if job.key not in seen:
@@ -260,16 +277,19 @@ def matrix_jobs(matrix, chip=None, images=None):
     return jobs
 
 
-def random_jobs(n, seed, matrix=None, chip=None, ranges=None, images=None):
+def random_jobs(n: int, seed: int, matrix: Mapping[str, Any] | None = None,
+                chip: Mapping[str, int] | None = None, ranges: Mapping[str, Any] | None = None,
+                images: Mapping[str, bytes] | None = None) -> list[Job]:
     """``n`` distinct random valid jobs (drawn with ``random.Random(seed)``): each axis from
     ``ranges``, else from the matrix's values, else from ``RANDOM_RANGES``."""
     rng = random.Random(seed)
     matrix, ranges = matrix or {}, ranges or {}
-    jobs, seen = [], set()
+    jobs: list[Job] = []
+    seen: set[str] = set()
     for _ in range(100 * n):
         if len(jobs) == n:
             break
-        values = {}
+        values: dict[str, Any] = {}
         for name in AXES:
             r = ranges.get(name, matrix.get(name, RANDOM_RANGES[name]))
             values[name] = rng.randint(*r) if isinstance(r, tuple) else rng.choice(r)
@@ -291,17 +311,18 @@ def random_jobs(n, seed, matrix=None, chip=None, ranges=None, images=None):
 # -- on the worker --------------------------------------------------------------------------------
 
 
-def _sim_build():
+def _sim_build() -> Path:
     from cosim.runner import SIM_BUILD
 
     return SIM_BUILD
 
 
-def _runs_root():
+def _runs_root() -> Path:
     return Path(os.environ.get("PACT_RUNS") or ROOT / "runs")
 
 
-def execute(job, image=None, timeout=None):
+def execute(job: dict[str, Any], image: bytes | None = None,
+            timeout: float | None = None) -> dict[str, Any]:
     """Run ``job`` (a ``Job.as_dict()``) on this machine, in a subprocess killed after
     ``timeout`` seconds; returns the job's result record (see the module docstring) with
     ``files``: name -> bytes to copy back when it did not pass (log, mismatch report, waves).
@@ -324,7 +345,8 @@ def execute(job, image=None, timeout=None):
         return _run_in_subprocess(j, job, work, timeout)
 
 
-def _run_in_subprocess(j, job, work, timeout):
+def _run_in_subprocess(j: Job, job: dict[str, Any], work: Path,
+                       timeout: float | None) -> dict[str, Any]:
     log = work / "job.log"
     start = time.perf_counter()
     with open(log, "wb") as f:
@@ -347,7 +369,7 @@ def _run_in_subprocess(j, job, work, timeout):
         status = "fail"
         reason = (mismatch_text(report["mismatches"][:1])
                   or f"{report['bit_exact_images']}/{report['images']} images bit-exact")
-    files = {}
+    files: dict[str, bytes] = {}
     if status != "pass":
         files["job.log"] = log.read_bytes()
         if report and report["mismatches"]:
@@ -360,7 +382,7 @@ def _run_in_subprocess(j, job, work, timeout):
             "worker": _worker_address(), "log": str(log), "files": files}
 
 
-def _wait(p, timeout):
+def _wait(p: subprocess.Popen[bytes], timeout: float | None) -> tuple[int | None, str | None]:
     """Wait for the job's process; kill its group past ``timeout`` or when the client cancels
     the task (Ctrl-C). Returns ``(exit code or None, reason or None)``."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -381,7 +403,7 @@ def _wait(p, timeout):
         return None, reason
 
 
-def _cancelled():
+def _cancelled() -> bool:
     """True when this task runs on a Dask worker that no longer wants it."""
     try:
         from distributed import get_worker
@@ -393,7 +415,7 @@ def _cancelled():
     return ts is None or ts.state in ("cancelled", "released", "forgotten")
 
 
-def _worker_address():
+def _worker_address() -> str | None:
     try:
         from distributed import get_worker
 
@@ -402,7 +424,7 @@ def _worker_address():
         return None
 
 
-def _fresh(folder):
+def _fresh(folder: Path) -> None:
     import shutil
 
     if folder.exists():
@@ -410,7 +432,7 @@ def _fresh(folder):
     folder.mkdir(parents=True)
 
 
-def mismatch_text(mismatches):
+def mismatch_text(mismatches: Sequence[Mapping[str, Any]]) -> str:
     """One line per mismatch of a flow report (``report["mismatches"]``)."""
     lines = []
     for m in mismatches:
@@ -430,12 +452,12 @@ def mismatch_text(mismatches):
     return "\n".join(lines)
 
 
-def _watch_parent():
+def _watch_parent() -> None:
     """Exit (with the whole process group: the simulator too) when the worker that started
     this job is gone, so a killed worker leaves nothing running."""
     parent = os.getppid()
 
-    def watch():
+    def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os.killpg(0, signal.SIGKILL)
@@ -444,14 +466,14 @@ def _watch_parent():
 
 
 @contextlib.contextmanager
-def _file_lock(path):
+def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 
-def job_main(work):
+def job_main(work: str | os.PathLike[str]) -> int:
     """The job's subprocess: the flow of ``<work>/job.json``, its report to
     ``<work>/flow.json``. Exit 0 only when every image is bit-exact."""
     from cosim import flow as flow_mod
@@ -464,7 +486,7 @@ def job_main(work):
     runs = _runs_root()
     cfg = j.flow_config(runs, work / "flow")
 
-    def log(msg):
+    def log(msg: str) -> None:
         print(f"pact regress [{j.name}]: {msg}", flush=True)
 
     if j.fault == "hang":
@@ -503,14 +525,14 @@ def job_main(work):
     return 0 if report["bit_exact_images"] == report["images"] else 1
 
 
-def _corrupt_compiler():
+def _corrupt_compiler() -> None:
     """Fault injection: flip a bit of the third layer's first multiplier in every compiled
     program (the RTL then disagrees with the reference at that layer)."""
     from gen import compiler
 
     real = compiler.compile_image
 
-    def corrupt(image, hw, **kw):
+    def corrupt(image: Any, hw: Any, **kw: Any) -> Any:
         program = real(image, hw, **kw)
         program.words[program.layout["layers"][2]["c_addr"]] ^= 1 << 13
         return program
@@ -521,7 +543,7 @@ def _corrupt_compiler():
 
     real_tiled = tiled_compiler.compile_tiled
 
-    def corrupt_tiled(image, params, **kw):
+    def corrupt_tiled(image: Any, params: Any, **kw: Any) -> Any:
         program = real_tiled(image, params, **kw)
         program.words[program.layout.layers[2].c_addr] ^= 1 << 13
         return program
@@ -537,18 +559,18 @@ class JobResult:
     """What OUT holds about one job after a run."""
 
     job: Job
-    record: dict | None  # None: not run (interrupted)
+    record: dict[str, Any] | None  # None: not run (interrupted)
 
     @property
-    def status(self):
+    def status(self) -> str:
         return self.record["status"] if self.record else "not run"
 
 
-def read_results(out):
+def read_results(out: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """``{key: record}`` from ``OUT/results.jsonl``; the last line of a key wins, and a torn
     last line (a crash while writing) is ignored."""
     path = Path(out) / RESULTS
-    records = {}
+    records: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return records
     for line in path.read_text().splitlines():
@@ -560,7 +582,7 @@ def read_results(out):
     return records
 
 
-def _append_result(out, record):
+def _append_result(out: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     line = json.dumps(record, sort_keys=True) + "\n"
     with open(Path(out) / RESULTS, "a") as f:
         f.write(line)
@@ -568,7 +590,7 @@ def _append_result(out, record):
         os.fsync(f.fileno())
 
 
-def _store(out, record):
+def _store(out: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Write a record's files to ``OUT/failures/<name>/``, then its line (a line in
     results.jsonl means its files are there)."""
     files = record.pop("files", {}) or {}
@@ -581,8 +603,9 @@ def _store(out, record):
     _append_result(out, record)
 
 
-def _failure_record(job, status, reason, log=None):
-    rec = {"key": job.key, "name": job.name, "job": job.as_dict(), "status": status,
+def _failure_record(job: Job, status: str, reason: str,
+                    log: bytes | None = None) -> dict[str, Any]:
+    rec: dict[str, Any] = {"key": job.key, "name": job.name, "job": job.as_dict(), "status": status,
            "reason": reason, "report": None, "seconds": None, "host": None, "worker": None,
            "log": None, "files": {}}
     if log:
@@ -591,7 +614,7 @@ def _failure_record(job, status, reason, log=None):
 
 
 @contextlib.contextmanager
-def _client(scheduler, workers=None):
+def _client(scheduler: str | None, workers: int | None = None) -> Iterator[Any]:
     """A Dask client on ``scheduler``, or on a new ``LocalCluster`` (one single-threaded worker
     process per core) that is closed afterwards."""
     import logging
@@ -615,11 +638,11 @@ def _client(scheduler, workers=None):
         yield client
 
 
-def _set_allowed_failures(client, n):
+def _set_allowed_failures(client: Any, n: int) -> Any:
     """A job whose worker dies fails at once (the scheduler's default retries it three times
     elsewhere); returns the scheduler's previous value."""
 
-    def set_it(dask_scheduler=None, value=n):
+    def set_it(dask_scheduler: Any = None, value: int = n) -> Any:
         old = dask_scheduler.allowed_failures
         dask_scheduler.allowed_failures = value
         return old
@@ -627,7 +650,7 @@ def _set_allowed_failures(client, n):
     return client.run_on_scheduler(set_it)
 
 
-def _started(client):
+def _started(client: Any) -> set[str]:
     try:
         return {msg["key"] for _, msg in client.get_events(TOPIC)
                 if isinstance(msg, dict) and msg.get("state") == "started"}
@@ -635,20 +658,25 @@ def _started(client):
         return set()  # no events known: every job counts as not started
 
 
-def _submit(client, job, payload, timeout, attempt):
+def _submit(client: Any, job: Job, payload: bytes | None, timeout: float | None,
+            attempt: int) -> Any:
     return client.submit(execute, job.as_dict(), payload, timeout, pure=False,
                          key=f"pact-regress-{job.key}-{attempt}-{os.getpid()}-{time.time_ns()}")
 
 
-def pending(jobs, done, rerun_failed=False):
+def pending(jobs: Sequence[Job], done: Mapping[str, Mapping[str, Any]],
+            rerun_failed: bool = False) -> list[Job]:
     """The jobs to run: those without a result in ``done``, and with ``rerun_failed`` those
     whose result is not a pass."""
     return [j for j in jobs
             if j.key not in done or (rerun_failed and done[j.key]["status"] != "pass")]
 
 
-def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_failed=False,
-             workers=None, progress=True, log=print):
+def run_jobs(jobs: Sequence[Job], out: str | os.PathLike[str], *,
+             images: Mapping[str, bytes] | None = None, scheduler: str | None = None,
+             timeout: float | None = None, rerun_failed: bool = False, workers: int | None = None,
+             progress: bool = True,
+             log: Callable[[str], object] = print) -> tuple[list[JobResult], bool]:
     """Run ``jobs`` into ``out`` (skipping those already there; see the module docstring).
     Returns ``(results, interrupted)``: a ``JobResult`` per job, in order."""
     from distributed import as_completed
@@ -656,8 +684,8 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
 
     out = Path(out)
     images = images or {}
-    by_hash = {_image_axes(data)[1]: data for data in images.values()}
-    missing = sorted({j.image_name for j in jobs if j.image_sha256 and j.image_sha256
+    by_hash: dict[str | None, bytes] = {_image_axes(data)[1]: data for data in images.values()}
+    missing = sorted({str(j.image_name) for j in jobs if j.image_sha256 and j.image_sha256
                       not in by_hash})
     if missing:
         raise UserError(f"no bytes given for the model image(s) {', '.join(missing)}")
@@ -672,14 +700,15 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
         with _client(scheduler, workers) as client:
             out.mkdir(parents=True, exist_ok=True)  # not before: a refused scheduler leaves none
             previous = _set_allowed_failures(client, 0)
-            futures, failed = {}, 0
+            futures: dict[Any, tuple[Job, int]] = {}
+            failed = 0
             try:
                 for j in todo:
                     futures[_submit(client, j, by_hash.get(j.image_sha256), timeout, 0)] = (j, 0)
                 stream = as_completed(list(futures))
                 for fut in stream:
                     j, attempt = futures.pop(fut)
-                    rec = None
+                    rec: dict[str, Any]
                     if fut.status == "error":
                         exc = fut.exception()
                         if isinstance(exc, KilledWorker):
@@ -717,13 +746,13 @@ def run_jobs(jobs, out, *, images=None, scheduler=None, timeout=None, rerun_fail
     return results, interrupted
 
 
-def _dead_log(job):
+def _dead_log(job: Job) -> bytes | None:
     """The log of a job whose worker died, when the worker shares this machine's tree."""
     path = _sim_build() / "regress" / job.key / "job.log"
     return path.read_bytes() if path.is_file() else None
 
 
-def _bar(total, enabled):
+def _bar(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
@@ -731,7 +760,7 @@ def _bar(total, enabled):
     return tqdm(total=total, desc="pact regress", unit="job", file=sys.stderr)
 
 
-def _write_atomic(path, text):
+def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -740,7 +769,7 @@ def _write_atomic(path, text):
 # -- reporting ------------------------------------------------------------------------------------
 
 
-def junit_xml(results):
+def junit_xml(results: Sequence[JobResult]) -> str:
     """JUnit XML: one ``testcase`` per job (``failure`` for a mismatch, ``error`` for an error,
     a timeout or a dead worker, ``skipped`` for a job that did not run)."""
     counts = {"tests": len(results), "failures": 0, "errors": 0, "skipped": 0}
@@ -774,7 +803,7 @@ def junit_xml(results):
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def summary_table(results):
+def summary_table(results: Sequence[JobResult]) -> str:
     """The terminal table: one row per job."""
     rows = [("job", "status", "bit-exact", "cycles/inf", "MAC util", "time")]
     for r in results:
@@ -794,7 +823,7 @@ def summary_table(results):
     passed = sum(r.status == "pass" for r in results)
     lines.append(f"{passed}/{len(results)} jobs bit-exact")
     for r in results:
-        if r.status not in ("pass", "not run"):
+        if r.record is not None and r.status != "pass":
             lines.append(f"  {r.job.name}: {r.status}: {r.record['reason']}")
     return "\n".join(lines)
 
@@ -802,7 +831,7 @@ def summary_table(results):
 # -- command line ---------------------------------------------------------------------------------
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="TOML file: [matrix], [chip], [random]")
     parser.add_argument("--out", required=True, metavar="OUT", help="results folder")
     parser.add_argument("--random", metavar="N", help="N random configurations instead of the "
@@ -819,7 +848,7 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def jobs_from_args(args):
+def jobs_from_args(args: argparse.Namespace) -> tuple[list[Job], dict[str, bytes]]:
     """The jobs and image bytes a command line asks for."""
     from gen.generate import parse_int
 
@@ -832,7 +861,7 @@ def jobs_from_args(args):
     return jobs, images
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from gen.generate import parse_int
 
     jobs, images = jobs_from_args(args)
@@ -850,7 +879,7 @@ def run(args):
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
 
-    def log(msg):
+    def log(msg: str) -> None:
         print(f"pact regress: {msg}", file=sys.stderr)
 
     log(f"{len(jobs)} jobs on "

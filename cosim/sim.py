@@ -16,10 +16,15 @@ the terminal say where.
 ``PACT_VECTORS`` and ``PACT_SEED`` set the defaults of ``--vectors`` and ``--seed``.
 """
 
+from __future__ import annotations
+
+import argparse
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cosim import runner
 from cosim.tools import SIMULATORS
@@ -41,7 +46,7 @@ DEFAULT_BACKPRESSURE = 0.25
 DEFAULT_MAX_REDUCTION = 256
 
 
-def env_int(name, default):
+def env_int(name: str, default: int) -> int:
     """An integer from the environment (``PACT_VECTORS``, ``PACT_SEED``) or ``default``."""
     text = os.environ.get(name)
     if text is None or text == "":
@@ -52,10 +57,10 @@ def env_int(name, default):
         raise UserError(f"{name} must be an integer, not {text!r}") from None
 
 
-def block_params(block, wbits, abits, rows, cols, max_reduction=DEFAULT_MAX_REDUCTION,
-                 max_shift=0):
+def block_params(block: str, wbits: int, abits: int, rows: int, cols: int,
+                 max_reduction: int = DEFAULT_MAX_REDUCTION, max_shift: int = 0) -> dict[str, Any]:
     """Generator parameters of ``block`` (validated; a bad value is a ``UserError``)."""
-    params = {"wbits": wbits, "abits": abits, "rows": rows, "cols": cols,
+    params: dict[str, Any] = {"wbits": wbits, "abits": abits, "rows": rows, "cols": cols,
               "max_reduction": max_reduction, "max_shift": max_shift}
     if block == "pact_unit":
         params.update(out_bits=None, signed_out=False)
@@ -64,7 +69,7 @@ def block_params(block, wbits, abits, rows, cols, max_reduction=DEFAULT_MAX_REDU
     return params
 
 
-def _check_golden_range(block, params):
+def _check_golden_range(block: str, params: Mapping[str, Any]) -> None:
     """The golden model computes in int64: refuse sizes whose values would not fit."""
     from golden.integer import REQUANT_MULT_BITS
     from rtl.mac_array import accumulator_width
@@ -77,7 +82,8 @@ def _check_golden_range(block, params):
                         f"lower --max-reduction or the bit-widths")
 
 
-def _bench_params(block, params, manifest):
+def _bench_params(block: str, params: Mapping[str, Any],
+                  manifest: Mapping[str, Any]) -> dict[str, Any]:
     if block == "pact_unit":
         d = manifest["derived"]
         return {**params, "acc_width": d["acc_width"], "out_bits": d["out_bits"],
@@ -85,32 +91,35 @@ def _bench_params(block, params, manifest):
     return dict(params)
 
 
-def prepare(block, sim, params, *, waves=False, root=None):
+def prepare(block: str, sim: str, params: Mapping[str, Any], *, waves: bool = False,
+            root: str | os.PathLike[str] | None = None) -> tuple[runner.BuildInfo, dict[str, Any]]:
     """Generate (once) and build (once per simulator) ``block``; ``(BuildInfo, manifest)``."""
     params = dict(params)
     name = config_of(block, params)
-    root = Path(root) if root is not None else sim_build_root()
-    gen_dir = root / "gen" / name
-    with runner._locked(root / "gen" / f"{name}.lock"):
+    base = Path(root) if root is not None else sim_build_root()
+    gen_dir = base / "gen" / name
+    with runner._locked(base / "gen" / f"{name}.lock"):
         manifest_file = gen_dir / "manifest.json"
         manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else None
         if manifest is None or manifest["config_hash"] != generate.config_hash(block, params):
             manifest = generate.generate(block, params, gen_dir)
     info = runner.build(sim, [gen_dir / manifest["verilog"]], manifest["module"], name,
-                        waves=waves, root=root)
+                        waves=waves, root=base)
     return info, manifest
 
 
-def config_of(block, params):
+def config_of(block: str, params: Mapping[str, Any]) -> str:
     """The build folder name of a block configuration, e.g. ``mac_array-w4a4r2c3-1a2b3c4d``."""
     p = params
     return runner.config_name(f"{block}-w{p['wbits']}a{p['abits']}r{p['rows']}c{p['cols']}",
                               {"block": block, **params})
 
 
-def regress(block, sim, params, *, vectors=None, seed=None, waves=False, inject_error=False,
-            bubbles=DEFAULT_BUBBLES, backpressure=DEFAULT_BACKPRESSURE, name=None, root=None,
-            extra=None):
+def regress(block: str, sim: str, params: Mapping[str, Any], *, vectors: int | None = None,
+            seed: int | None = None, waves: bool = False, inject_error: bool = False,
+            bubbles: float = DEFAULT_BUBBLES, backpressure: float = DEFAULT_BACKPRESSURE,
+            name: str | None = None, root: str | os.PathLike[str] | None = None,
+            extra: Mapping[str, Any] | None = None) -> tuple[runner.RunResult, runner.BuildInfo]:
     """Build (or reuse) and run one regression; return ``(RunResult, BuildInfo)``.
 
     ``params`` come from ``block_params``. ``inject_error`` corrupts one golden value, so a
@@ -134,7 +143,7 @@ def regress(block, sim, params, *, vectors=None, seed=None, waves=False, inject_
 # -- command line ---------------------------------------------------------------------------------
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", required=True, choices=sorted(BENCHES))
     parser.add_argument("--sim", required=True, choices=SIMULATORS)
     parser.add_argument("--wbits", required=True, metavar="W")
@@ -153,11 +162,11 @@ def add_arguments(parser):
     parser.add_argument("--json", required=True, metavar="OUT", help="summary JSON file")
 
 
-def _write_json(path, data):
+def _write_json(path: str | os.PathLike[str], data: Any) -> None:
     write_file(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     check_output(args.json, "--json")
     num = {name: generate.parse_int(name, getattr(args, name), 0)
            for name in ("wbits", "abits", "rows", "cols", "max_reduction")}

@@ -9,9 +9,13 @@
 Everything is seeded: the same seed gives the same vectors.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
+from numpy.typing import ArrayLike
 
 from golden.integer import (
     REQUANT_MAX_SHIFT,
@@ -36,7 +40,14 @@ __all__ = [
 # -- payload packing ------------------------------------------------------------------------------
 
 
-def pack(shape, value):
+#: A reduction of the MAC array: ``w`` ``[beats, rows]``, ``a`` ``[beats, cols]``, ``shift``
+#: ``[beats]`` (int64 arrays).
+Reduction = dict[str, np.ndarray]
+#: One PACT-unit lane: ``(acc, mult, offset, shift)``.
+Lane = tuple[int, int, int, int]
+
+
+def pack(shape: Any, value: Any) -> int:
     """Pack ``value`` (int, or list/dict nested like the layout) into an unsigned int."""
     if isinstance(shape, data.Layout):
         bits = 0
@@ -48,7 +59,7 @@ def pack(shape, value):
     return int(value) & ((1 << width) - 1)
 
 
-def unpack(shape, bits):
+def unpack(shape: Any, bits: int) -> Any:
     """Inverse of ``pack``: an int for a plain shape, a list for an array, a dict for a struct."""
     bits = int(bits)
     if isinstance(shape, data.ArrayLayout):
@@ -65,29 +76,30 @@ def unpack(shape, bits):
 # -- MAC array ------------------------------------------------------------------------------------
 
 
-def mac_expected(w, a, shift, wbits):
+def mac_expected(w: ArrayLike, a: ArrayLike, shift: ArrayLike, wbits: int) -> np.ndarray:
     """Sums of one reduction: ``out[r][c] = sum_b (2*w[b,r] - (2**wbits-1)) * a[b,c] << s[b]``.
 
     ``w`` is ``[beats, rows]`` weight codes, ``a`` is ``[beats, cols]`` activation codes,
     ``shift`` is ``[beats]``. Each column is ``golden.integer.linear_acc`` of the shifted
     activations with the odd weight values.
     """
-    w = np.asarray(w, dtype=np.int64)
-    a = np.asarray(a, dtype=np.int64) << np.asarray(shift, dtype=np.int64)[:, None]
-    odd = dorefa_odd_values(w, wbits).T  # [rows, beats]
-    return np.stack([linear_acc(a[:, c], odd) for c in range(a.shape[1])], axis=1)
+    a_shifted = np.asarray(a, dtype=np.int64) << np.asarray(shift, dtype=np.int64)[:, None]
+    odd = dorefa_odd_values(np.asarray(w, dtype=np.int64), wbits).T  # [rows, beats]
+    return np.stack([linear_acc(a_shifted[:, c], odd) for c in range(a_shifted.shape[1])],
+                    axis=1)
 
 
-def _reduction(w, a, shift):
+def _reduction(w: ArrayLike, a: ArrayLike, shift: ArrayLike) -> Reduction:
     return {"w": np.asarray(w, dtype=np.int64), "a": np.asarray(a, dtype=np.int64),
             "shift": np.asarray(shift, dtype=np.int64)}
 
 
-def mac_corner_reductions(wbits, abits, rows, cols, max_reduction, max_shift=0):
+def mac_corner_reductions(wbits: int, abits: int, rows: int, cols: int, max_reduction: int,
+                          max_shift: int = 0) -> list[Reduction]:
     """Corner cases: the accumulator bound both ways, zeros, single beats, mixed extremes."""
     wmax, amax = (1 << wbits) - 1, (1 << abits) - 1
 
-    def full(n, wval, aval, s=max_shift):
+    def full(n: int, wval: int, aval: int, s: int = max_shift) -> Reduction:
         return _reduction(np.full((n, rows), wval), np.full((n, cols), aval), np.full(n, s))
 
     cases = [
@@ -106,11 +118,12 @@ def mac_corner_reductions(wbits, abits, rows, cols, max_reduction, max_shift=0):
     return cases
 
 
-def mac_random_reductions(rng, count, wbits, abits, rows, cols, max_reduction, max_shift=0,
-                          max_len=16, min_len=1):
+def mac_random_reductions(rng: np.random.Generator, count: int, wbits: int, abits: int, rows: int,
+                          cols: int, max_reduction: int, max_shift: int = 0, max_len: int = 16,
+                          min_len: int = 1) -> list[Reduction]:
     """``count`` reductions of random codes, of random length in ``min_len..max_len`` (capped
     at ``max_reduction``)."""
-    out = []
+    out: list[Reduction] = []
     hi = min(max_len, max_reduction)
     for _ in range(count):
         n = int(rng.integers(min(min_len, hi), hi + 1))
@@ -122,7 +135,8 @@ def mac_random_reductions(rng, count, wbits, abits, rows, cols, max_reduction, m
     return out
 
 
-def mac_reductions(seed, count, wbits, abits, rows, cols, max_reduction, max_shift=0):
+def mac_reductions(seed: int, count: int, wbits: int, abits: int, rows: int, cols: int,
+                   max_reduction: int, max_shift: int = 0) -> list[Reduction]:
     """Corner cases first, then ``count`` random reductions (``count`` counts only those)."""
     rng = np.random.default_rng(seed)
     return (mac_corner_reductions(wbits, abits, rows, cols, max_reduction, max_shift)
@@ -130,7 +144,7 @@ def mac_reductions(seed, count, wbits, abits, rows, cols, max_reduction, max_shi
                                     max_shift))
 
 
-def mac_beats(reduction):
+def mac_beats(reduction: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """The input beats of one reduction, as dicts for ``pack(input_layout(...), beat)``."""
     n = len(reduction["shift"])
     return [{
@@ -148,19 +162,21 @@ _MULT_LO, _MULT_HI = -(1 << (REQUANT_MULT_BITS - 1)), (1 << (REQUANT_MULT_BITS -
 _OFF_LO, _OFF_HI = -(1 << (REQUANT_OFFSET_BITS - 1)), (1 << (REQUANT_OFFSET_BITS - 1)) - 1
 
 
-def _check_pact_widths(acc_width):
+def _check_pact_widths(acc_width: int) -> None:
     # The golden model computes in int64: M*acc + B + 2**(S-1) must fit.
     if acc_width + REQUANT_MULT_BITS > 62:
         raise ValueError(f"acc_width {acc_width} is too wide for the int64 golden model")
 
 
-def pact_expected(beat, out_bits, signed_out=False):
+def pact_expected(beat: Mapping[str, Any], out_bits: int, signed_out: bool = False) -> list[int]:
     """``golden.integer.requantize`` of one beat (lanes are the channel axis)."""
-    return requantize(beat["acc"], beat["mult"], beat["offset"], beat["shift"], out_bits,
-                      signed_out=signed_out).tolist()
+    out: list[int] = requantize(beat["acc"], beat["mult"], beat["offset"], beat["shift"],
+                                out_bits, signed_out=signed_out).tolist()
+    return out
 
 
-def _lane_for(rng, acc_lo, acc_hi, target_x, shift):
+def _lane_for(rng: np.random.Generator, acc_lo: int, acc_hi: int, target_x: int,
+              shift: int) -> Lane:
     """Constants for one lane that make ``M*acc + B == target_x`` exactly (B in range)."""
     for _ in range(64):
         acc = int(rng.integers(acc_lo, acc_hi + 1))
@@ -177,7 +193,8 @@ def _lane_for(rng, acc_lo, acc_hi, target_x, shift):
     raise ValueError(f"no constants reach {target_x}")
 
 
-def pact_corner_lanes(rng, acc_width, out_bits, signed_out=False):
+def pact_corner_lanes(rng: np.random.Generator, acc_width: int, out_bits: int,
+                      signed_out: bool = False) -> list[Lane]:
     """Per-lane corner cases: rounding ties both ways, clamp edges, extreme constants."""
     acc_lo, acc_hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
     if signed_out:
@@ -185,7 +202,7 @@ def pact_corner_lanes(rng, acc_width, out_bits, signed_out=False):
     else:
         lo, hi = 0, (1 << out_bits) - 1
     reach = (1 << (REQUANT_MULT_BITS - 1)) * (1 << (acc_width - 1)) + _OFF_HI
-    lanes = []
+    lanes: list[Lane] = []
     for shift in (1, 2, 5, 16, 31, REQUANT_MAX_SHIFT):
         half = 1 << (shift - 1)
         for y in (lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, 0, -1, 1):
@@ -203,7 +220,8 @@ def pact_corner_lanes(rng, acc_width, out_bits, signed_out=False):
     return lanes
 
 
-def pact_random_lane(rng, acc_width, out_bits, signed_out=False):
+def pact_random_lane(rng: np.random.Generator, acc_width: int, out_bits: int,
+                     signed_out: bool = False) -> Lane:
     """A random lane whose result lands near the output range (so rounding and clamping show)."""
     acc_lo, acc_hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
     if rng.random() < 0.25:  # fully random constants
@@ -220,7 +238,8 @@ def pact_random_lane(rng, acc_width, out_bits, signed_out=False):
     return _lane_for(rng, acc_lo, acc_hi, x, shift)
 
 
-def pact_beats(seed, count, acc_width, out_bits, lanes, signed_out=False):
+def pact_beats(seed: int, count: int, acc_width: int, out_bits: int, lanes: int,
+               signed_out: bool = False) -> list[dict[str, list[int]]]:
     """Corner-case beats (every corner lane, spread over the lanes) then ``count`` random beats.
 
     Each beat is a dict ``{"acc": [...], "mult": [...], "offset": [...], "shift": [...]}`` for

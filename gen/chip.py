@@ -8,6 +8,9 @@ longest reduction a descriptor can express within the buffers), so the common
 ``--max-reduction`` option is replaced by that value in the manifest's ``params``.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 from gen.generate import LINT_WAIVERS, Option, register
 from rtl.chip import ChipParams, PactChip
 
@@ -44,14 +47,14 @@ _FIELDS = ("wbits", "abits", "rows", "cols", "mem_width", "max_bits", "max_chann
 VERILATOR_BUILD_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
 
 
-def chip_params(params):
+def chip_params(params: Mapping[str, Any]) -> ChipParams:
     """A ``ChipParams`` from a ``pact gen`` parameter dict (``ValueError``/``TypeError`` on a bad
     value, naming it)."""
     defaults = {opt.name: opt.default for opt in CHIP_OPTIONS}
     return ChipParams(**{k: params.get(k, defaults.get(k)) for k in _FIELDS})
 
 
-def build_chip(params):
+def build_chip(params: dict[str, Any]) -> tuple[PactChip, dict[str, Any]]:
     """``pact gen`` builder: ``(PactChip, derived manifest values)``; fills ``params`` with the
     resolved options and the derived ``max_reduction``/``max_shift``."""
     cp = chip_params(params)

@@ -43,13 +43,18 @@ cannot express; a residual layer whose skip is not the layer two before; a logit
 whose output is not 1x1 (the chip writes logits one word per channel).
 """
 
+from __future__ import annotations
+
+import argparse
 import hashlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -93,37 +98,37 @@ class Hardware:
     config_hash: str = ""
 
     @property
-    def lane_bits(self):
+    def lane_bits(self) -> int:
         """Width of one activation code in the banks."""
         return max(self.abits, self.max_bits)
 
     @property
-    def max_w_slices(self):
+    def max_w_slices(self) -> int:
         return cf.weight_slices(self.max_bits, self.wbits)
 
     @property
-    def max_a_slices(self):
+    def max_a_slices(self) -> int:
         return cf.activation_slices(self.max_bits, self.abits)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in MANIFEST_FIELDS}
 
 
-def _manifest_value(manifest, name):
+def _manifest_value(manifest: Mapping[str, Any], name: str) -> Any:
     for part in (manifest.get("params", {}), manifest.get("derived", {}), manifest):
         if isinstance(part, dict) and name in part:
             return part[name]
     return None
 
 
-def _expected_config_hash(manifest):
+def _expected_config_hash(manifest: Mapping[str, Any]) -> str:
     """The config hash ``pact gen`` derives from the manifest's block and parameters."""
     from gen.generate import config_hash
 
     return config_hash(manifest.get("block"), manifest.get("params"))
 
 
-def hardware_from_manifest(manifest, where="the manifest"):
+def hardware_from_manifest(manifest: object, where: str = "the manifest") -> Hardware:
     """A ``Hardware`` from a parsed manifest; ``UserError`` on a bad or stale one."""
     if not isinstance(manifest, dict):
         raise UserError(f"{where} is not a JSON object; regenerate it with 'pact gen --block chip'")
@@ -151,7 +156,7 @@ def hardware_from_manifest(manifest, where="the manifest"):
     return Hardware(**values, config_hash=stored)
 
 
-def load_hardware(hw_dir, *, check_verilog=False):
+def load_hardware(hw_dir: str | os.PathLike[str], *, check_verilog: bool = False) -> Hardware:
     """Read and check ``hw_dir/manifest.json``; with ``check_verilog``, also that the chip's
     Verilog is the one the manifest describes (its SHA-256): a swapped or edited file would
     otherwise be compiled for, and simulated as, the chip of the manifest."""
@@ -174,7 +179,7 @@ def load_hardware(hw_dir, *, check_verilog=False):
     return hw
 
 
-def check_verilog_hash(hw_dir, manifest):
+def check_verilog_hash(hw_dir: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
     """``UserError`` unless the chip's Verilog file has the manifest's ``verilog_sha256``."""
     verilog = Path(hw_dir) / manifest.get("verilog", "pact_chip.v")
     try:
@@ -191,10 +196,10 @@ def check_verilog_hash(hw_dir, manifest):
 # -- lowering -----------------------------------------------------------------------------------
 
 
-def _chw(shape):
+def _chw(shape: Iterable[int]) -> tuple[int, ...]:
     """``[C, H, W]`` of a tensor shape (a vector ``[N]`` is ``[N, 1, 1]``)."""
-    shape = tuple(int(s) for s in shape)
-    return (shape[0], 1, 1) if len(shape) == 1 else shape
+    dims = tuple(int(s) for s in shape)
+    return (dims[0], 1, 1) if len(dims) == 1 else dims
 
 
 @dataclass
@@ -204,9 +209,9 @@ class Lowered:
     index: int
     name: str
     op: str
-    in_shape: tuple
-    out_shape: tuple
-    image_out_shape: tuple
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    image_out_shape: tuple[int, ...]
     kernel: int
     stride: int
     pad: int
@@ -224,13 +229,13 @@ class Lowered:
     a_slices: int = 0
 
     @property
-    def where(self):
+    def where(self) -> str:
         return f"layer {self.index} ({self.name})"
 
 
-def _lower(image):
+def _lower(image: image_mod.ModelImage) -> list[Lowered]:
     prev = _chw(image.input_shape)
-    out = []
+    out: list[Lowered] = []
     for i, layer in enumerate(image.layers):
         if layer.needs_v3:
             raise UserError(f"layer {i} ({layer.name}): the chip cannot run pooling, averaged "
@@ -271,7 +276,32 @@ def _lower(image):
 _REGEN = "regenerate the chip with 'pact gen --block chip"
 
 
-def check_precision(layers, hw, meta, *, regen=_REGEN):
+class _PrecisionLayer(Protocol):
+    """What ``check_precision`` reads of a layer (both compilers' lowered layers have it)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def where(self) -> str: ...
+    @property
+    def wbits(self) -> int: ...
+    @property
+    def logits(self) -> bool: ...
+    @property
+    def out_bits(self) -> int: ...
+
+
+class _PrecisionHardware(Protocol):
+    """What ``check_precision`` reads of a chip's parameters."""
+
+    @property
+    def wbits(self) -> int: ...
+    @property
+    def abits(self) -> int: ...
+
+
+def check_precision(layers: Sequence[_PrecisionLayer], hw: _PrecisionHardware,
+                    meta: Mapping[str, Any], *, regen: str = _REGEN) -> None:
     """The array's wbits/abits must be the model's: hidden weights and PACT outputs (either
     chip: ``layers`` have ``index``, ``where``, ``wbits``, ``logits``, ``out_bits``; ``regen``
     starts the advice)."""
@@ -292,7 +322,7 @@ def check_precision(layers, hw, meta, *, regen=_REGEN):
                             "...'")
 
 
-def _check_chip_semantics(lay):
+def _check_chip_semantics(lay: Lowered) -> None:
     """What the chip's datapath cannot do, whatever its size: skips other than the layer two
     before, and logits that are not 1x1."""
     if lay.skip is not None and lay.skip != lay.index - 2:
@@ -305,7 +335,7 @@ def _check_chip_semantics(lay):
                         "output (end the network with a fully connected layer)")
 
 
-def _check_fit(lay, hw):
+def _check_fit(lay: Lowered, hw: Hardware) -> None:
     """Buffers and slices: each layer must fit the generated chip."""
     w = lay.where
     fix = "regenerate the chip ('pact gen --block chip') with a larger"
@@ -328,14 +358,14 @@ def _check_fit(lay, hw):
                         f"{fix} --wbuf-depth")
 
 
-def weight_beats(lay, hw):
+def weight_beats(lay: Lowered, hw: Hardware) -> int:
     """Beats of a layer's weight stream: tiles of ``rows`` channels x reduction x slices."""
     tiles = -(-lay.out_shape[0] // hw.rows)
     cin = lay.in_shape[0]
     return tiles * cin * lay.kernel * lay.kernel * lay.w_slices
 
 
-def mac_beats(lay, hw):
+def mac_beats(lay: Lowered, hw: Hardware) -> int:
     """Beats the MAC array must issue for a layer (tiles of ``rows`` channels x ``cols``
     consecutive output positions, each the full sliced reduction)."""
     cout, ho, wo = lay.out_shape
@@ -343,7 +373,7 @@ def mac_beats(lay, hw):
     return tiles * lay.in_shape[0] * lay.kernel ** 2 * lay.w_slices * lay.a_slices
 
 
-def useful_macs(lay):
+def useful_macs(lay: Lowered) -> int:
     """Slice-MACs a layer needs: its nominal MACs times weight and activation slices."""
     cout, ho, wo = lay.out_shape
     return cout * ho * wo * lay.in_shape[0] * lay.kernel ** 2 * lay.w_slices * lay.a_slices
@@ -352,7 +382,7 @@ def useful_macs(lay):
 # -- encoding -----------------------------------------------------------------------------------
 
 
-def weight_stream(lay, hw):
+def weight_stream(lay: Lowered, hw: Hardware) -> list[int]:
     """The layer's beat stream as words (see ``chip_format``): per tile of ``rows`` output
     channels, per ``(ci, ky, kx)``, per weight slice, one beat of ``rows`` ``wbits`` codes."""
     cout = lay.out_shape[0]
@@ -370,23 +400,23 @@ def weight_stream(lay, hw):
     return pack_codes_chunked(beats.reshape(-1), hw.wbits, hw.mem_width)
 
 
-def pack_codes_chunked(codes, bits, mem_width):
+def pack_codes_chunked(codes: Iterable[int], bits: int, mem_width: int) -> list[int]:
     """``chip_format.pack_codes`` of a long stream, in chunks that end on word boundaries (the
     same words; packing one huge integer would be quadratic)."""
     chunk = 64 * mem_width // math.gcd(bits, mem_width)  # codes per chunk: whole words
-    codes = [int(c) for c in codes]
-    out = []
-    for i in range(0, len(codes), chunk):
-        out += cf.pack_codes(codes[i:i + chunk], bits, mem_width)
+    ints = [int(c) for c in codes]
+    out: list[int] = []
+    for i in range(0, len(ints), chunk):
+        out += cf.pack_codes(ints[i:i + chunk], bits, mem_width)
     return out
 
 
-def consts_words(lay, hw):
+def consts_words(lay: Lowered, hw: Hardware) -> list[int]:
     """One ``CONSTS`` record per output channel, each ``consts_words(mem_width)`` words."""
     n = cf.consts_words(hw.mem_width)
-    skip_mult = (lay.skip_mult.tolist() if lay.skip is not None
+    skip_mult = (lay.skip_mult.tolist() if lay.skip_mult is not None and lay.skip is not None
                  else [0] * len(lay.mult))
-    out = []
+    out: list[int] = []
     for m, b, s, sm in zip(lay.mult.tolist(), lay.offset.tolist(), lay.shift.tolist(),
                            skip_mult, strict=True):
         out += cf.record_to_words(
@@ -394,7 +424,7 @@ def consts_words(lay, hw):
     return out
 
 
-def _descriptor(lay, *, first, w_addr, c_addr, o_addr):
+def _descriptor(lay: Lowered, *, first: bool, w_addr: int, c_addr: int, o_addr: int) -> int:
     cin, h, w = lay.in_shape
     cout, ho, wo = lay.out_shape
     fields = dict(
@@ -416,15 +446,16 @@ class Program:
     """A compiled program: the memory ``words`` (program, weights, constants, then zeroed input
     slots and poisoned output slots) and the ``layout`` dict (see ``layout_path``)."""
 
-    words: list
-    layout: dict = field(default_factory=dict)
+    words: list[int]
+    layout: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def mem_width(self):
+    def mem_width(self) -> int:
         return self.layout["mem_width"]
 
 
-def compile_image(image, hw, *, slots=1):
+def compile_image(image: image_mod.ModelImage, hw: Hardware | dict[str, Any], *,
+                  slots: int = 1) -> Program:
     """Lower ``image`` (a ``ModelImage``) for ``hw`` (a ``Hardware`` or a parsed manifest dict)
     with ``slots`` input/output slots; raise ``UserError`` if it does not fit."""
     if isinstance(hw, dict):
@@ -442,7 +473,9 @@ def compile_image(image, hw, *, slots=1):
     mw = hw.mem_width
     dw = cf.descriptor_words(mw)
     addr = (len(layers) + 1) * dw
-    streams, o_addr, meta = [], 0, []
+    streams: list[list[int]] = []
+    meta: list[dict[str, int]] = []
+    o_addr = 0
     for lay in layers:
         w_words = weight_stream(lay, hw)
         c_words = consts_words(lay, hw)
@@ -461,7 +494,7 @@ def compile_image(image, hw, *, slots=1):
     output_base = input_base + slots * input_words
     total = output_base + slots * output_stride
 
-    words = []
+    words: list[int] = []
     for lay, m in zip(layers, meta, strict=True):
         words += cf.record_to_words(
             _descriptor(lay, first=lay.index == 0, w_addr=m["w_addr"], c_addr=m["c_addr"],
@@ -494,18 +527,18 @@ def compile_image(image, hw, *, slots=1):
     return Program(words=words, layout=layout)
 
 
-def poison_word(mem_width):
+def poison_word(mem_width: int) -> int:
     """``POISON`` repeated over a word."""
     digits = mem_width // 4
     return int((f"{POISON:04x}" * (digits // 4 + 1))[:digits], 16)
 
 
-def _image_hash(image):
+def _image_hash(image: image_mod.ModelImage) -> str:
     """Content hash of an in-memory image (same as the file's: SHA-256 of its bytes)."""
     return image_mod.content_hash(image_mod.to_bytes(image))
 
 
-def _layer_layout(lay, m, hw):
+def _layer_layout(lay: Lowered, m: Mapping[str, int], hw: Hardware) -> dict[str, Any]:
     return {
         "index": lay.index, "name": lay.name, "op": lay.op,
         "kind": "logits" if lay.logits else "pact",
@@ -527,7 +560,7 @@ def _layer_layout(lay, m, hw):
 # -- slots and files ----------------------------------------------------------------------------
 
 
-def slot_addresses(layout, slot):
+def slot_addresses(layout: Mapping[str, Any], slot: int) -> tuple[int, int]:
     """``(in_addr, out_base)`` CSR values for one slot."""
     s = layout["slots"]
     if not 0 <= slot < s["count"]:
@@ -536,7 +569,7 @@ def slot_addresses(layout, slot):
             s["output_base"] + slot * s["output_stride"])
 
 
-def memory_words(program, inputs):
+def memory_words(program: Program, inputs: Sequence[np.ndarray]) -> list[int]:
     """The program's words with ``inputs`` (input codes, one tensor per slot, at most
     ``slots`` of them) packed into the input slots."""
     layout = program.layout
@@ -544,8 +577,8 @@ def memory_words(program, inputs):
         raise ValueError(f"{len(inputs)} inputs for {layout['slots']['count']} slots")
     words = list(program.words)
     shape, bits, mw = layout["input"]["shape"], layout["input"]["bits"], layout["mem_width"]
-    for i, x in enumerate(inputs):
-        x = np.asarray(x, dtype=np.int64).reshape(shape)
+    for i, codes in enumerate(inputs):
+        x = np.asarray(codes, dtype=np.int64).reshape(shape)
         if x.min() < 0 or x.max() >= 1 << bits:
             raise ValueError(f"input {i} has codes outside 0..{(1 << bits) - 1}")
         packed = cf.pack_tensor(x, bits, mw)
@@ -554,16 +587,17 @@ def memory_words(program, inputs):
     return words
 
 
-def to_hex(words, mem_width):
+def to_hex(words: Iterable[int], mem_width: int) -> str:
     """``$readmemh`` text: one word per line, ``mem_width / 4`` hex digits."""
     digits = -(-mem_width // 4)
     return "".join(f"{w:0{digits}x}\n" for w in words)
 
 
-def read_hex(path):
+def read_hex(path: str | os.PathLike[str]) -> list[int]:
     """Words of a ``$readmemh``/``$writememh`` file (``@addr`` lines and comments allowed;
     ``x``/``z`` digits read as 0)."""
-    words, addr = {}, 0
+    words: dict[int, int] = {}
+    addr = 0
     for line in Path(path).read_text().splitlines():
         line = line.split("//", 1)[0].strip()
         for tok in line.split():
@@ -577,13 +611,13 @@ def read_hex(path):
     return [words.get(i, 0) for i in range(n)]
 
 
-def layout_path(prog):
+def layout_path(prog: str | os.PathLike[str]) -> Path:
     """Where the layout of program ``prog`` goes: ``x.json`` for ``x.hex``, else ``PROG.json``."""
-    prog = Path(prog)
-    return prog.with_suffix(".json") if prog.suffix == ".hex" else Path(str(prog) + ".json")
+    p = Path(prog)
+    return p.with_suffix(".json") if p.suffix == ".hex" else Path(str(p) + ".json")
 
 
-def _write_temp(path, text):
+def _write_temp(path: Path, text: str) -> str:
     """Write ``text`` to a temporary file next to ``path``; return its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -596,19 +630,19 @@ def _write_temp(path, text):
         raise
 
 
-def write(program, path):
+def write(program: Program, path: str | os.PathLike[str]) -> Path:
     """Write the hex memory image to ``path`` and the layout to ``layout_path(path)``.
 
     Both are written to temporary files first and renamed only when both are complete.
     """
-    path = check_output(path, "--out")
-    lpath = check_output(layout_path(path), "--out's layout")
-    layout = dict(program.layout, memory_file=path.name,
+    out = check_output(path, "--out")
+    lpath = check_output(layout_path(out), "--out's layout")
+    layout = dict(program.layout, memory_file=out.name,
                   memory_sha256=hashlib.sha256(
                       to_hex(program.words, program.mem_width).encode()).hexdigest())
-    tmps = []
+    tmps: list[tuple[str, Path]] = []
     try:
-        tmps.append((_write_temp(path, to_hex(program.words, program.mem_width)), path))
+        tmps.append((_write_temp(out, to_hex(program.words, program.mem_width)), out))
         tmps.append((_write_temp(lpath, json.dumps(layout, indent=1, sort_keys=True) + "\n"),
                      lpath))
     except BaseException:
@@ -623,7 +657,7 @@ def write(program, path):
 # -- command line -------------------------------------------------------------------------------
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="model image (from 'pact export')")
     parser.add_argument("--hw", required=True, metavar="DIR",
                         help="chip folder from 'pact gen --block chip' (reads DIR/manifest.json)")
@@ -634,7 +668,7 @@ def add_arguments(parser):
                         help="input/output slots to reserve, one per inference (default 1)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from gen.generate import parse_int
 
     slots = parse_int("slots", args.slots, 1)
@@ -645,13 +679,13 @@ def run(args):
     if tiled_compiler.manifest_block(args.hw) == "tiled_chip":
         params, config_hash = tiled_compiler.load_hardware(args.hw, check_verilog=True)
         image = image_mod.load(args.image)
-        program = tiled_compiler.compile_tiled(image, params, slots=slots,
-                                               config_hash=config_hash)
-        lpath = tiled_compiler.write(program, args.out)
-        lay = program.layout
-        kib = lay.act_words_needed * params.act_width / 8192
-        print(f"pact compile: {len(lay.layers)} layers, {lay.words_used} words of "
-              f"{lay.mem_width} bits ({lay.static_words} program+weights+constants, {slots} "
+        tiled = tiled_compiler.compile_tiled(image, params, slots=slots,
+                                             config_hash=config_hash)
+        lpath = tiled_compiler.write(tiled, args.out)
+        tlay = tiled.layout
+        kib = tlay.act_words_needed * params.act_width / 8192
+        print(f"pact compile: {len(tlay.layers)} layers, {tlay.words_used} words of "
+              f"{tlay.mem_width} bits ({tlay.static_words} program+weights+constants, {slots} "
               f"slot(s)), {kib:.1f} of {params.act_kib} KiB activation memory -> {args.out}, "
               f"{lpath}")
         return 0

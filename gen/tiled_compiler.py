@@ -30,11 +30,15 @@ weight is repeated for them; weights wider than ``wbits`` are recoded and sliced
 (``chip_format.recode_weight``).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,10 +65,10 @@ class LayerPlan:
     name: str
     op: str                   # the model image's op: "conv" or "fc"
     kind: str                 # "pact" or "logits"
-    in_shape: tuple           # [C', H, W]: slice channels of the stored input
-    conv_shape: tuple         # [C, H, W]: the convolution's output
-    out_shape: tuple          # [C, H, W]: the stored output (pooled, or [N, 1, 1] logits)
-    image_out_shape: tuple    # the model image's output shape of this layer
+    in_shape: tuple[int, ...]           # [C', H, W]: slice channels of the stored input
+    conv_shape: tuple[int, ...]         # [C, H, W]: the convolution's output
+    out_shape: tuple[int, ...]          # [C, H, W]: the stored output (pooled, or [N, 1, 1] logits)
+    image_out_shape: tuple[int, ...]    # the model image's output shape of this layer
     kernel: int
     stride: int
     pad: int
@@ -96,12 +100,12 @@ class ProgramLayout:
     version: int
     image_hash: str
     config_hash: str
-    params: dict
+    params: dict[str, Any]
     mem_width: int
     descriptor_words: int
     static_words: int
     words_used: int
-    input_shape: tuple        # the image's input [C, H, W]
+    input_shape: tuple[int, ...]        # the image's input [C, H, W]
     input_bits: int
     input_words: int
     slot_count: int
@@ -109,29 +113,30 @@ class ProgramLayout:
     output_base: int
     output_stride: int
     act_words_needed: int
-    layers: tuple
+    layers: tuple[LayerPlan, ...]
 
     @property
-    def tiled_params(self):
+    def tiled_params(self) -> TiledParams:
         return TiledParams(**self.params)
 
 
 @dataclass
 class TiledProgram:
-    words: list
+    words: list[int]
     layout: ProgramLayout
 
 
-def layout_to_json(layout):
+def layout_to_json(layout: ProgramLayout) -> str:
     """The layout as a JSON string (tuples become lists)."""
     return json.dumps(dataclasses.asdict(layout), indent=1, sort_keys=True)
 
 
-def layout_from_json(text):
+def layout_from_json(text: str | bytes) -> ProgramLayout:
     """The inverse of ``layout_to_json``."""
     d = json.loads(text)
-    d["layers"] = tuple(LayerPlan(**{k: tuple(v) if isinstance(v, list) else v
-                                     for k, v in lay.items()}) for lay in d["layers"])
+    plans: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in lay.items()} for lay in d["layers"]]
+    d["layers"] = tuple(LayerPlan(**plan) for plan in plans)
     d["input_shape"] = tuple(d["input_shape"])
     return ProgramLayout(**d)
 
@@ -139,7 +144,7 @@ def layout_from_json(text):
 # -- lowering ------------------------------------------------------------------------------------
 
 
-def _chw(shape):
+def _chw(shape: Iterable[int]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     return (shape[0], 1, 1) if len(shape) == 1 else shape
 
@@ -149,10 +154,10 @@ class _Lowered:
     index: int
     name: str
     logits: bool
-    in_shape: tuple        # real input channels [C, H, W]
-    conv_shape: tuple
-    out_shape: tuple
-    image_out_shape: tuple
+    in_shape: tuple[int, ...]        # real input channels [C, H, W]
+    conv_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    image_out_shape: tuple[int, ...]
     kernel: int
     stride: int
     pad: int
@@ -170,11 +175,11 @@ class _Lowered:
     skip_mult: np.ndarray | None
 
     @property
-    def where(self):
+    def where(self) -> str:
         return f"layer {self.index} ({self.name})"
 
 
-def lower(image):
+def lower(image: image_mod.ModelImage) -> list[_Lowered]:
     """The image's layers as convolutions over ``[C, H, W]`` tensors (``_Lowered``)."""
     prev = _chw(image.input_shape)
     out = []
@@ -220,7 +225,7 @@ def lower(image):
 _REGEN = "regenerate the chip with 'pact gen --block tiled_chip"
 
 
-def _check(lays, p, meta):
+def _check(lays: Sequence[_Lowered], p: TiledParams, meta: Mapping[str, Any]) -> None:
     check_precision(lays, p, meta, regen=_REGEN)
     last = len(lays) - 1
     for lay in lays:
@@ -264,9 +269,10 @@ def _check(lays, p, meta):
             raise UserError(f"{w}: planes above 255x255 do not fit a descriptor")
 
 
-def _check_skip(lay, lays):
+def _check_skip(lay: _Lowered, lays: Sequence[_Lowered]) -> None:
     w = lay.where
     j = lay.skip
+    assert j is not None  # called for residual layers only
     if not 0 <= j < lay.index:
         raise UserError(f"{w}: skip {j} is not an earlier layer")
     src = lays[j]
@@ -285,7 +291,7 @@ def _check_skip(lay, lays):
 # -- encoding ------------------------------------------------------------------------------------
 
 
-def _pack_bits(codes, bits, mem_width):
+def _pack_bits(codes: np.ndarray, bits: int, mem_width: int) -> list[int]:
     """A flat array of unsigned codes to a dense LSB-first stream of ``mem_width``-bit words."""
     codes = np.asarray(codes, dtype=np.uint64).reshape(-1)
     bitmat = ((codes[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(
@@ -296,7 +302,8 @@ def _pack_bits(codes, bits, mem_width):
     return [int.from_bytes(row.tobytes(), "little") for row in raw]
 
 
-def weight_beat_stream(lay, p, a_slices, w_slices):
+def weight_beat_stream(lay: _Lowered, p: TiledParams, a_slices: int,
+                       w_slices: int) -> tuple[list[int], int]:
     """The layer's weight beats as memory words (``rtl/tiled/format.py``)."""
     cout = lay.weights.shape[0]
     tiles = ceil_div(cout, p.rows)
@@ -312,7 +319,7 @@ def weight_beat_stream(lay, p, a_slices, w_slices):
     return _pack_bits(beats, p.wbits, p.mem_width), int(np.prod(beats.shape[:-1]))
 
 
-def consts_records(lay, p):
+def consts_records(lay: _Lowered, p: TiledParams) -> list[int]:
     """CONSTS words: one record per output channel, padded with inert records (shift 1) to
     whole channel tiles."""
     n = cf.consts_words(p.mem_width)
@@ -327,7 +334,7 @@ def consts_records(lay, p):
     return out
 
 
-def _descriptor(plan, lays, plans):
+def _descriptor(plan: LayerPlan, lays: Sequence[_Lowered], plans: Sequence[LayerPlan]) -> int:
     cin, h, w = plan.in_shape
     cout, ho, wo = plan.conv_shape
     fields = dict(
@@ -349,7 +356,7 @@ def _descriptor(plan, lays, plans):
                         f"{exc}") from None
 
 
-def _group(lay, lays, p):
+def _group(lay: _Lowered, lays: Sequence[_Lowered], p: TiledParams) -> int:
     """Output rows per tile of a layer (``format.row_group``); a residual layer takes row
     pairs only when its skip source's rows are one activation word each."""
     if lay.logits:
@@ -360,7 +367,7 @@ def _group(lay, lays, p):
                         pool=lay.pool)
 
 
-def _place(in_act, out_words, depth):
+def _place(in_act: int, out_words: int, depth: int) -> int:
     """Activation memory address of a layer's output: at the end opposite its input (the
     input at word 0 puts the output at the top, and the other way round), so the two never
     overlap while their sum fits."""
@@ -370,7 +377,8 @@ def _place(in_act, out_words, depth):
 # -- the compiler --------------------------------------------------------------------------------
 
 
-def compile_tiled(image, params, *, slots=1, config_hash=""):
+def compile_tiled(image: image_mod.ModelImage, params: TiledParams, *, slots: int = 1,
+                  config_hash: str = "") -> TiledProgram:
     """Lower ``image`` for the tiled chip ``params``; ``UserError`` if it cannot run."""
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise UserError(f"slots must be a positive integer, not {slots!r}")
@@ -456,7 +464,7 @@ def compile_tiled(image, params, *, slots=1, config_hash=""):
     return TiledProgram(words=words, layout=layout)
 
 
-def slot_addresses(layout, slot):
+def slot_addresses(layout: ProgramLayout, slot: int) -> tuple[int, int]:
     """``(in_addr, out_base)`` CSR values of one slot."""
     if not 0 <= slot < layout.slot_count:
         raise ValueError(f"slot {slot} outside 0..{layout.slot_count - 1}")
@@ -464,7 +472,7 @@ def slot_addresses(layout, slot):
             layout.output_base + slot * layout.output_stride)
 
 
-def with_slots(program, slots):
+def with_slots(program: TiledProgram, slots: int) -> TiledProgram:
     """The same program with ``slots`` slots (only the slot regions move)."""
     lay = program.layout
     if lay.slot_count == slots:
@@ -478,7 +486,7 @@ def with_slots(program, slots):
     return TiledProgram(words=words, layout=layout)
 
 
-def input_words(codes, layout):
+def input_words(codes: np.ndarray, layout: ProgramLayout) -> list[int]:
     """One input image's codes ``[C, H, W]`` to its external memory words."""
     p = layout.tiled_params
     x = np.asarray(codes, dtype=np.int64).reshape(layout.input_shape)
@@ -488,7 +496,7 @@ def input_words(codes, layout):
     return tf.act_to_ext(tf.pack_act_words(sliced, p), p)
 
 
-def memory_words(program, inputs):
+def memory_words(program: TiledProgram, inputs: Sequence[np.ndarray]) -> list[int]:
     """The program's words with ``inputs`` (one per slot) in the input slots."""
     layout = program.layout
     if len(inputs) > layout.slot_count:
@@ -504,7 +512,8 @@ def memory_words(program, inputs):
 # -- the chip folder and files -------------------------------------------------------------------
 
 
-def hardware_from_manifest(manifest, where="the manifest"):
+def hardware_from_manifest(manifest: object,
+                           where: str = "the manifest") -> tuple[TiledParams, str]:
     """``(TiledParams, config_hash)`` of a tiled chip's manifest; ``UserError`` on a bad one."""
     from gen.compiler import _expected_config_hash
 
@@ -526,7 +535,7 @@ def hardware_from_manifest(manifest, where="the manifest"):
     return p, stored
 
 
-def manifest_block(hw_dir):
+def manifest_block(hw_dir: str | os.PathLike[str]) -> str | None:
     """The block a chip folder holds (``chip`` or ``tiled_chip``), or ``None``."""
     try:
         return json.loads((Path(hw_dir) / "manifest.json").read_text()).get("block")
@@ -534,7 +543,8 @@ def manifest_block(hw_dir):
         return None
 
 
-def load_hardware(hw_dir, *, check_verilog=False):
+def load_hardware(hw_dir: str | os.PathLike[str], *,
+                  check_verilog: bool = False) -> tuple[TiledParams, str]:
     """Read and check ``hw_dir/manifest.json`` of a tiled chip; with ``check_verilog``, also
     that the chip's Verilog is the one the manifest describes."""
     path = Path(hw_dir) / "manifest.json"
@@ -553,7 +563,7 @@ def load_hardware(hw_dir, *, check_verilog=False):
     return hw
 
 
-def requirements(image, params):
+def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParams:
     """The smallest changes to ``params`` (a ``TiledParams``) that run ``image``: activation
     memory, kernel, input channels and ring (each only grown). For ``pact flow``, which
     generates the chip for the model it runs."""
@@ -580,7 +590,7 @@ def requirements(image, params):
                                ring_beats=need_ring)
 
 
-def write(program, path):
+def write(program: TiledProgram, path: str | os.PathLike[str]) -> Path:
     """The hex memory image to ``path`` and the layout (JSON) beside it, both atomically."""
     from gen.compiler import _write_temp, layout_path, to_hex
 

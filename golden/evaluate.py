@@ -22,20 +22,26 @@ digits resnet, six PACT layers with two residual adds, measured 2-3 LSB end to e
 the one that tells a sound export.
 """
 
+from __future__ import annotations
+
+import argparse
 import json
+import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from pact.errors import UserError
-from pact.paths import check_output, write_file
-
 from . import data as data_mod
-from .image import load
-from .models import address_skip
+from .errors import UserError
+from .image import ModelImage, load
+from .models import PactNet
+from .paths import check_output, write_file
 from .reference import quantize_input, run_batch
+from .shapes import address_skip
 from .train import CHECKPOINT, build_from_checkpoint, load_checkpoint, state_fingerprint
 
 __all__ = [
@@ -53,7 +59,8 @@ __all__ = [
 TARGETS = {"prediction_agreement": 0.995, "code_mismatch_fraction": 0.01, "max_code_diff": 1}
 
 
-def _checkpoint_for(image, image_path, run_dir):
+def _checkpoint_for(image: ModelImage, image_path: str | os.PathLike[str],
+                    run_dir: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     """The run's checkpoint, verified to be the one the image was exported from, or None."""
     if run_dir is None:
         run_dir = Path(image_path).parent
@@ -68,12 +75,14 @@ def _checkpoint_for(image, image_path, run_dir):
 
 
 @torch.no_grad()
-def fake_quant_trace(net, x_codes, input_bits, batch=1024):
+def fake_quant_trace(net: PactNet, x_codes: np.ndarray, input_bits: int,
+                     batch: int = 1024) -> tuple[list[np.ndarray], np.ndarray]:
     """Activation codes (int64, one array per PACT layer) and float logits of the fake-quant
     model on integer input codes, in eval mode."""
     net.eval()
     scale = (1 << input_bits) - 1
-    codes, logits = None, []
+    codes: list[np.ndarray] | None = None
+    logits: list[np.ndarray] = []
     for i in range(0, len(x_codes), batch):
         x = torch.as_tensor((x_codes[i:i + batch] / scale).astype(np.float32))
         layer_codes, y = net.trace_codes(x)
@@ -81,11 +90,13 @@ def fake_quant_trace(net, x_codes, input_bits, batch=1024):
         codes = part if codes is None else [np.concatenate(p) for p in zip(codes, part,
                                                                             strict=True)]
         logits.append(y.numpy())
-    return codes, np.concatenate(logits)
+    logits_all = np.concatenate(logits)  # raises on an empty batch, as codes would be None
+    return ([] if codes is None else codes), logits_all
 
 
 @torch.no_grad()
-def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
+def local_code_diffs(net: PactNet, int_outputs: Sequence[np.ndarray], x_codes: np.ndarray,
+                     input_bits: int, batch: int = 1024) -> list[tuple[int, int]]:
     """Per hidden layer, ``(mismatches, max |diff|)`` of the fake-quant layer's codes against the
     reference when both start from the *reference's* input codes.
 
@@ -93,17 +104,19 @@ def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
     that an earlier 1-LSB difference carries forward, which the end-to-end figures include.
     """
     net.eval()
-    results = []
+    results: list[tuple[int, int]] = []
     scale = (1 << input_bits) - 1
 
-    def passed_on(layer, j):
+    def passed_on(layer: int, j: int) -> torch.Tensor:
         # exactly what a PACT passes on: code * alpha / (2^k - 1), of the reference's codes
         act = net.blocks[layer].act
+        assert act is not None and act.bits is not None  # a hidden layer of a quantized net
         codes = torch.as_tensor(int_outputs[layer][j:j + batch].astype(np.float32))
         return codes * act.alpha.detach() / ((1 << act.bits) - 1)
 
     for i, block in enumerate(net.blocks):
-        if block.act is None:
+        act = block.act
+        if act is None:
             break
         bad, worst = 0, 0
         skip = block.spec.get("skip")
@@ -115,7 +128,7 @@ def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
             y = block.pre_activation(x)
             if skip is not None:
                 y = y + address_skip(block.spec, passed_on(skip, j))
-            fq = block.pool(block.act.codes(y)).numpy().astype(np.int64)
+            fq = block.pool(act.codes(y)).numpy().astype(np.int64)
             diff = np.abs(fq - int_outputs[i][j:j + batch])
             bad += int(np.count_nonzero(diff))
             worst = max(worst, int(diff.max()) if diff.size else 0)
@@ -123,13 +136,15 @@ def local_code_diffs(net, int_outputs, x_codes, input_bits, batch=1024):
     return results
 
 
-def agreement(int_outputs, fq_codes, fq_logits, names):
+def agreement(int_outputs: Sequence[np.ndarray], fq_codes: Sequence[np.ndarray],
+              fq_logits: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Agreement figures between integer reference outputs and fake-quant codes and logits.
 
     ``int_outputs`` is ``run_batch``'s list (hidden layers then logits); ``fq_codes`` one array
     per hidden layer; ``fq_logits`` the float logits.
     """
-    per_layer, mismatches, elements, worst = [], 0, 0, 0
+    per_layer: list[dict[str, Any]] = []
+    mismatches, elements, worst = 0, 0, 0
     for name, ref, fq in zip(names, int_outputs[:-1], fq_codes, strict=True):
         if ref.shape != fq.shape:
             raise ValueError(f"layer {name}: reference shape {ref.shape} != model {fq.shape}")
@@ -151,7 +166,7 @@ def agreement(int_outputs, fq_codes, fq_logits, names):
     }
 
 
-def targets_met(figures):
+def targets_met(figures: Mapping[str, Any]) -> dict[str, bool]:
     """``{figure: bool}`` for each acceptance target present in ``figures``."""
     met = {}
     if "prediction_agreement" in figures:
@@ -163,7 +178,8 @@ def targets_met(figures):
     return met
 
 
-def evaluate(image_path, *, run_dir=None, data=None, limit=None):
+def evaluate(image_path: str | os.PathLike[str], *, run_dir: str | os.PathLike[str] | None = None,
+             data: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """Integer reference accuracy (and agreement with the fake-quant model when its checkpoint
     is found) on the test set; returns the result dict that ``pact golden --json`` writes."""
     image_path = Path(image_path)
@@ -213,7 +229,7 @@ def evaluate(image_path, *, run_dir=None, data=None, limit=None):
     return result
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, metavar="IMAGE", help="a model image (pact export)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the figures as JSON")
     parser.add_argument("--run", type=Path, metavar="DIR", dest="run_dir",
@@ -224,7 +240,7 @@ def add_arguments(parser):
                         help="exit 1 unless every agreement target is met")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be positive, not {args.limit}")
     if args.json is not None:

@@ -35,17 +35,24 @@ q``, which negates its odd weights and so its accumulator exactly; ``M_c`` is th
 magnitude and the codes are unchanged (``mirror_negative_channels``).
 """
 
+from __future__ import annotations
+
+import argparse
 import hashlib
 import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from .models import _Block
 
 import numpy as np
 import torch
 
-from pact.errors import UserError
-from pact.paths import check_output
-
 from . import data as data_mod
+from .errors import UserError
 from .image import Layer, ModelImage, content_hash, from_bytes, save
 from .integer import (
     LOGIT_BITS,
@@ -54,6 +61,8 @@ from .integer import (
     REQUANT_OFFSET_BITS,
     REQUANT_SKIP_MULT_BITS,
 )
+from .models import PactNet, quantized_bits
+from .paths import check_output
 from .quant import dorefa_codes
 from .train import (
     IMAGE_NAME,
@@ -93,7 +102,7 @@ class ExportError(UserError):
     """A trained model that cannot be expressed in the integer recipe."""
 
 
-def round_half_up_float(v):
+def round_half_up_float(v: float) -> int:
     """``floor(v + 1/2)`` of a Python float, exactly, as an int (ties toward +infinity).
 
     >>> [round_half_up_float(v) for v in (2.5, -2.5, 2.4999, -0.5, 0.49999999999999994)]
@@ -103,7 +112,8 @@ def round_half_up_float(v):
     return low + (1 if v - low >= 0.5 else 0)
 
 
-def fixed_point_multiplier(m, where="layer", bits=REQUANT_MULT_BITS):
+def fixed_point_multiplier(m: float, where: str = "layer",
+                           bits: int = REQUANT_MULT_BITS) -> tuple[int, int]:
     """``(M, S)`` with ``M = round_half_up(m * 2**S)`` and ``2**14 <= |M| < 2**15`` (for
     ``bits`` signed bits: ``2**(bits-2) <= |M| < 2**(bits-1)``).
 
@@ -136,7 +146,7 @@ def fixed_point_multiplier(m, where="layer", bits=REQUANT_MULT_BITS):
     return mult, shift
 
 
-def fixed_point_pair(m, m_skip, where="layer"):
+def fixed_point_pair(m: float, m_skip: float, where: str = "layer") -> tuple[int, int, int]:
     """``(M, skip_mult, S)`` for a residual layer: ``S`` is the smaller of the shifts
     ``fixed_point_multiplier`` picks for ``m`` (16 signed bits) and for ``m_skip`` (32), so both
     fit; ``M = round_half_up(m * 2**S)``, ``skip_mult = round_half_up(m_skip * 2**S)``. With
@@ -154,7 +164,7 @@ def fixed_point_pair(m, m_skip, where="layer"):
             round_half_up_float(math.ldexp(float(m_skip), shift)), shift)
 
 
-def fixed_point_offset(b, shift, where="layer"):
+def fixed_point_offset(b: float, shift: int, where: str = "layer") -> int:
     """``B = round_half_up(b * 2**shift)``; ``ExportError`` if it does not fit 48 signed bits."""
     b = float(b)
     if not math.isfinite(b):
@@ -166,7 +176,7 @@ def fixed_point_offset(b, shift, where="layer"):
     return offset
 
 
-def choose_logit_scale(max_abs_logit):
+def choose_logit_scale(max_abs_logit: float) -> float:
     """Power of two (real logit per integer code) that keeps logits within half of int16.
 
     >>> choose_logit_scale(20.0)   # 20 / 2**-10 = 20480 > 16383, so 2**-9: 10240
@@ -181,12 +191,13 @@ def choose_logit_scale(max_abs_logit):
     return math.ldexp(1.0, math.ceil(math.log2(max_abs_logit / limit)))
 
 
-def real_affine(block, in_scale):
+def real_affine(block: _Block, in_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel ``(m, b)`` (float64 arrays) mapping a block's accumulator to its real
     pre-activation (conv/fc, bias and batch-norm in eval mode)."""
     spec = block.spec
     cout = spec["out_shape"][0]
-    m = np.full(cout, in_scale / ((1 << spec["wbits"]) - 1), dtype=np.float64)
+    wbits = quantized_bits(spec)[0]
+    m = np.full(cout, in_scale / ((1 << wbits) - 1), dtype=np.float64)
     if spec.get("in_pool") == "avg":
         m = m / (spec["in_shape"][1] * spec["in_shape"][2])
     b = np.zeros(cout, dtype=np.float64)
@@ -194,6 +205,7 @@ def real_affine(block, in_scale):
         b = block.linear.bias.detach().double().numpy().copy()
     if block.bn is not None:
         bn = block.bn
+        assert bn.running_var is not None and bn.running_mean is not None  # tracked stats
         g = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy()
                                                          + bn.eps)
         b = g * (b - bn.running_mean.double().numpy()) + bn.bias.detach().double().numpy()
@@ -201,7 +213,8 @@ def real_affine(block, in_scale):
     return m, b
 
 
-def mirror_negative_channels(codes, m, wbits):
+def mirror_negative_channels(codes: np.ndarray, m: np.ndarray,
+                             wbits: int) -> tuple[np.ndarray, np.ndarray]:
     """Weight codes and multipliers with every channel of negative ``m`` mirrored: ``q ->
     2**wbits - 1 - q`` negates the odd weights ``2q - (2**wbits - 1)``, so ``m * acc`` is
     unchanged when ``m`` changes sign too. Returns new arrays.
@@ -217,37 +230,43 @@ def mirror_negative_channels(codes, m, wbits):
     return codes, m
 
 
-def fold(net, logit_scale):
+def fold(net: PactNet, logit_scale: float) -> list[Layer]:
     """The integer layers of a trained fake-quant ``PactNet`` (eval statistics)."""
     if not net.quantized:
         raise ExportError("a float baseline has no integer form; train without --float")
-    layers = []
-    in_scale = 1.0 / ((1 << net.layers[0]["in_bits"]) - 1)
-    out_scales = []  # real value of one output code of each layer (None for logits)
+    layers: list[Layer] = []
+    in_scale = 1.0 / ((1 << quantized_bits(net.layers[0])[1]) - 1)
+    out_scales: list[float | None] = []  # real value of one output code per layer (None: logits)
     for block in net.blocks:
         spec = block.spec
+        wbits, in_bits, out_bits = quantized_bits(spec)
         skip = spec.get("skip")
         m, b = real_affine(block, in_scale)
+        alpha: float | None
         if spec["act"] == "pact":
+            assert block.act is not None  # a PACT layer has its activation
             alpha = float(block.act.alpha.detach())
-            to_code = ((1 << spec["out_bits"]) - 1) / alpha
+            to_code = ((1 << out_bits) - 1) / alpha
             out_kind = "pact"
         else:
             alpha, to_code, out_kind = None, 1.0 / logit_scale, "logits"
         if skip is not None and (out_kind != "pact" or out_scales[skip] is None):
             raise ExportError(f"layer {spec['name']}: a skip input needs PACT codes on both "
                               "ends")
-        codes = dorefa_codes(block.linear.weight, spec["wbits"]).numpy()
+        codes = dorefa_codes(block.linear.weight, wbits).numpy()
         if spec.get("pool") is not None:
-            codes, m = mirror_negative_channels(codes, m, spec["wbits"])
-        mult, offset, shift, skip_mult = [], [], [], []
+            codes, m = mirror_negative_channels(codes, m, wbits)
+        mult: list[int] = []
+        offset: list[int] = []
+        shift: list[int] = []
+        skip_mult: list[int] = []
         for c in range(len(m)):
             where = f"layer {spec['name']} channel {c}"
             if skip is None:
                 mc, sc = fixed_point_multiplier(m[c] * to_code, where)
             else:
-                mc, smc, sc = fixed_point_pair(m[c] * to_code, out_scales[skip] * to_code,
-                                               where)
+                skip_scale = cast(float, out_scales[skip])  # PACT codes: checked above
+                mc, smc, sc = fixed_point_pair(m[c] * to_code, skip_scale * to_code, where)
                 skip_mult.append(smc)
             mult.append(mc)
             shift.append(sc)
@@ -255,9 +274,9 @@ def fold(net, logit_scale):
         layers.append(Layer(
             name=spec["name"], op=spec["op"],
             in_shape=tuple(spec["in_shape"]), out_shape=tuple(spec["out_shape"]),
-            wbits=spec["wbits"], in_bits=spec["in_bits"], out_bits=spec["out_bits"],
+            wbits=wbits, in_bits=in_bits, out_bits=out_bits,
             out_kind=out_kind,
-            weights=codes.astype(np.uint8 if spec["wbits"] <= 8 else np.uint16),
+            weights=codes.astype(np.uint8 if wbits <= 8 else np.uint16),
             mult=np.array(mult, dtype=np.int16), offset=np.array(offset, dtype=np.int64),
             shift=np.array(shift, dtype=np.uint8),
             kernel=spec["kernel"], stride=spec["stride"], padding=spec["padding"], alpha=alpha,
@@ -267,14 +286,16 @@ def fold(net, logit_scale):
             skip_channel_offset=spec.get("skip_channel_offset", 0),
             pool=spec.get("pool"), in_pool=spec.get("in_pool"),
         ))
-        out_scales.append(None if alpha is None else alpha / ((1 << spec["out_bits"]) - 1))
-        if alpha is not None:
-            in_scale = out_scales[-1]
+        if alpha is None:
+            out_scales.append(None)
+        else:
+            in_scale = alpha / ((1 << out_bits) - 1)
+            out_scales.append(in_scale)
     return layers
 
 
 @torch.no_grad()
-def max_abs_logit(net, x, batch=1024):
+def max_abs_logit(net: PactNet, x: torch.Tensor, batch: int = 1024) -> float:
     """Largest ``|logit|`` of the fake-quant network (eval mode) over input tensor ``x``."""
     net.eval()
     peak = 0.0
@@ -283,7 +304,8 @@ def max_abs_logit(net, x, batch=1024):
     return peak
 
 
-def image_from_checkpoint(ckpt, dataset=None):
+def image_from_checkpoint(ckpt: Mapping[str, Any],
+                          dataset: data_mod.Dataset | None = None) -> ModelImage:
     """Fold a checkpoint into a :class:`ModelImage` (``dataset`` defaults to the run's)."""
     config = TrainConfig.from_dict(ckpt["config"])
     if config.is_float:
@@ -313,10 +335,10 @@ def image_from_checkpoint(ckpt, dataset=None):
         "network": ckpt["layers"],
     }
     return ModelImage(input_shape=tuple(ckpt["input_shape"]),
-                      input_bits=net.layers[0]["in_bits"], layers=layers, meta=meta)
+                      input_bits=quantized_bits(net.layers[0])[1], layers=layers, meta=meta)
 
 
-def export(run_dir, out=None):
+def export(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
     """Write the image of ``run_dir`` to ``out`` (default ``run_dir/model.pactimg``); return
     the path."""
     run_dir = Path(run_dir)
@@ -329,13 +351,13 @@ def export(run_dir, out=None):
     return out
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="DIR", help="a run directory of pact train")
     parser.add_argument("--out", type=Path, metavar="FILE",
                         help=f"image file (default: DIR/{IMAGE_NAME})")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     path = export(args.run_dir, args.out)
     data = path.read_bytes()
     image = from_bytes(data)

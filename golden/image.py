@@ -50,14 +50,15 @@ raises ``ImageError`` with a one-line message naming the problem.
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 
-from pact.errors import UserError
-
+from .errors import UserError
 from .integer import (
     LOGIT_BITS,
     REQUANT_MAX_SHIFT,
@@ -105,8 +106,8 @@ class Layer:
 
     name: str
     op: str
-    in_shape: tuple
-    out_shape: tuple
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
     wbits: int
     in_bits: int
     out_bits: int
@@ -127,7 +128,7 @@ class Layer:
     in_pool: str | None = None
 
     @property
-    def conv_shape(self):
+    def conv_shape(self) -> tuple[int, ...]:
         """The shape the layer computes before its pool (``out_shape`` without a pool)."""
         if self.pool == "max2":
             c, h, w = self.out_shape
@@ -135,22 +136,22 @@ class Layer:
         return tuple(self.out_shape)
 
     @property
-    def needs_v3(self):
+    def needs_v3(self) -> bool:
         """True if this layer uses a field that only format version 3 holds."""
         return (self.pool is not None or self.in_pool is not None or self.skip_stride != 1
                 or self.skip_channel_offset != 0)
 
     @property
-    def out_channels(self):
+    def out_channels(self) -> int:
         return self.out_shape[0]
 
     @property
-    def reduction(self):
+    def reduction(self) -> int:
         """Products summed into one accumulator."""
         return int(np.prod(self.weights.shape[1:]))
 
     @property
-    def macs(self):
+    def macs(self) -> int:
         """Multiply-accumulates of one inference of this layer (an averaged input counts one
         addition per code, not as MACs)."""
         return int(np.prod(self.conv_shape)) * self.reduction
@@ -164,31 +165,31 @@ class ModelImage:
     by ``round_half_up(x * (2**input_bits - 1))``.
     """
 
-    input_shape: tuple
+    input_shape: tuple[int, ...]
     input_bits: int
-    layers: list
-    meta: dict = field(default_factory=dict)
+    layers: list[Layer]
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def logit_scale(self):
+    def logit_scale(self) -> float | None:
         """Real logit per integer logit code (for reporting; argmax does not need it)."""
         return self.meta.get("logit_scale")
 
 
-def _fail(msg):
+def _fail(msg: str) -> NoReturn:
     raise ImageError(msg)
 
 
-def _code_dtype(bits):
+def _code_dtype(bits: int) -> type[np.unsignedinteger[Any]]:
     return np.uint8 if bits <= 8 else np.uint16
 
 
-def _check_bits(where, name, bits, lo=2, hi=16):
+def _check_bits(where: str, name: str, bits: object, lo: int = 2, hi: int = 16) -> None:
     if not isinstance(bits, int) or not lo <= bits <= hi:
         _fail(f"{where}: {name} must be an integer in {lo}..{hi}, not {bits!r}")
 
 
-def validate(image):
+def validate(image: ModelImage) -> None:
     """Check that an image is internally consistent; raise ``ImageError`` if not."""
     _check_bits("input", "input_bits", image.input_bits)
     if not image.layers:
@@ -217,7 +218,7 @@ def validate(image):
             if in_shape != prev_shape or len(in_shape) != 3:
                 _fail(f"{where}: an averaged input must be the previous [C, H, W] output "
                       f"{prev_shape}, not {in_shape}")
-            expected = (layer.out_shape[0], in_shape[0])
+            expected: tuple[int, ...] = (layer.out_shape[0], in_shape[0])
             if layer.weights.shape != expected or len(layer.out_shape) != 1:
                 _fail(f"{where}: weights {layer.weights.shape} should be {expected}")
         elif layer.op == "fc":
@@ -271,7 +272,7 @@ def validate(image):
         prev_shape, prev_bits = tuple(layer.out_shape), layer.out_bits
 
 
-def _validate_pools(layer, where):
+def _validate_pools(layer: Layer, where: str) -> None:
     """``pool``/``in_pool``: known kinds, on the layers that can carry them."""
     if layer.pool is not None:
         if layer.pool not in POOLS:
@@ -286,7 +287,7 @@ def _validate_pools(layer, where):
             _fail(f"{where}: only a fully connected layer may average its input")
 
 
-def _validate_skip(image, i, layer, where):
+def _validate_skip(image: ModelImage, i: int, layer: Layer, where: str) -> None:
     """A residual layer's ``skip``/``skip_mult`` (see the module docstring)."""
     if layer.skip is None:
         if layer.skip_mult is not None:
@@ -344,7 +345,7 @@ def _validate_skip(image, i, layer, where):
               f"{REQUANT_OFFSET_BITS}-bit range")
 
 
-def _layer_arrays(layer):
+def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
     arrays = {
         "weights": np.ascontiguousarray(layer.weights, dtype=_code_dtype(layer.wbits)),
         "mult": np.ascontiguousarray(layer.mult, dtype=np.int16),
@@ -356,7 +357,7 @@ def _layer_arrays(layer):
     return arrays
 
 
-def format_version(image):
+def format_version(image: ModelImage) -> int:
     """The version ``to_bytes`` writes for ``image``: 3 with a pool, an averaged input or a
     strided/channel-offset skip; else 2 with residual layers; else 1."""
     if any(layer.needs_v3 for layer in image.layers):
@@ -366,7 +367,7 @@ def format_version(image):
     return _PLAIN_VERSION
 
 
-def to_bytes(image):
+def to_bytes(image: ModelImage) -> bytes:
     """Serialize a validated image (see the module docstring for the layout)."""
     validate(image)
     table, chunks, offset = [], [], 0
@@ -416,12 +417,12 @@ def to_bytes(image):
     return body + hashlib.sha256(body).digest()
 
 
-def content_hash(data):
+def content_hash(data: bytes) -> str:
     """The hex SHA-256 stored at the end of a serialized image."""
     return data[-_HASH_BYTES:].hex()
 
 
-def from_bytes(data):
+def from_bytes(data: bytes) -> ModelImage:
     """Parse and validate a serialized image; raise ``ImageError`` on any problem."""
     if len(data) < _PREFIX.size + _HASH_BYTES:
         _fail(f"model image is truncated ({len(data)} bytes)")
@@ -492,16 +493,16 @@ def from_bytes(data):
     return image
 
 
-def save(image, path):
+def save(image: ModelImage, path: str | os.PathLike[str]) -> str:
     """Write an image atomically (a partial file never appears under ``path``)."""
-    from pact.paths import write_file
+    from .paths import write_file
 
     data = to_bytes(image)
     write_file(path, data)
     return content_hash(data)
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> ModelImage:
     """Read and validate an image file."""
     path = Path(path)
     try:

@@ -4,7 +4,8 @@ This module is the integer path of the golden model. It never touches floats or 
 arithmetic is exact Python/NumPy int64, and every rounding is named. The hardware (rtl/) and the
 co-simulation benches (cosim/) compare against these functions with ``==``.
 
-Definitions (see ../shared/PACT.md):
+Definitions (Choi et al., "PACT", arXiv 1805.06085, for the activations; Zhou et al.,
+"DoReFa-Net", arXiv 1606.06160, for the weights):
 
 - A weight is stored as its DoReFa code ``q``, an unsigned ``wbits``-bit integer. Its value times
   ``2**wbits - 1`` is the odd integer ``s = 2*q - (2**wbits - 1)``; the multiply uses ``s``.
@@ -48,7 +49,10 @@ Definitions (see ../shared/PACT.md):
   ``1/(H*W)`` folded into ``M`` and ``B`` at export.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "REQUANT_MULT_BITS",
@@ -85,7 +89,7 @@ REQUANT_MAX_SHIFT = 47
 LOGIT_BITS = 16
 
 
-def round_half_up_shift(x, shift):
+def round_half_up_shift(x: ArrayLike, shift: ArrayLike) -> np.ndarray:
     """``floor(x / 2**shift + 1/2)``: a rounding right shift, ties toward +infinity.
 
     Works elementwise on int64 arrays; ``shift`` may be an array broadcast against ``x``.
@@ -100,7 +104,7 @@ def round_half_up_shift(x, shift):
     return (x + (np.int64(1) << (shift - 1))) >> shift
 
 
-def clamp_unsigned(x, bits):
+def clamp_unsigned(x: ArrayLike, bits: int) -> np.ndarray:
     """Clamp to ``[0, 2**bits - 1]``: PACT's clip at alpha, in codes.
 
     >>> clamp_unsigned(np.array([-3, 0, 7, 8, 99]), 3).tolist()
@@ -109,7 +113,7 @@ def clamp_unsigned(x, bits):
     return np.clip(np.asarray(x, dtype=np.int64), 0, (1 << bits) - 1)
 
 
-def clamp_signed(x, bits):
+def clamp_signed(x: ArrayLike, bits: int) -> np.ndarray:
     """Clamp to ``[-2**(bits-1), 2**(bits-1) - 1]`` (signed saturation).
 
     >>> clamp_signed(np.array([-200, -128, 5, 127, 300]), 8).tolist()
@@ -119,7 +123,7 @@ def clamp_signed(x, bits):
     return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
 
 
-def dorefa_odd_values(codes, wbits):
+def dorefa_odd_values(codes: ArrayLike, wbits: int) -> np.ndarray:
     """Weight codes ``q`` to the odd integers ``2*q - (2**wbits - 1)`` that the MACs multiply.
 
     >>> dorefa_odd_values(np.array([0, 1, 2, 3]), 2).tolist()
@@ -129,7 +133,7 @@ def dorefa_odd_values(codes, wbits):
     return 2 * codes - ((1 << wbits) - 1)
 
 
-def accumulator_bound(wbits, abits, reduction):
+def accumulator_bound(wbits: int, abits: int, reduction: int) -> int:
     """Largest ``|acc|`` for a reduction of ``reduction`` products of ``wbits``/``abits`` codes.
 
     Each product is at most ``(2**wbits - 1) * (2**abits - 1)`` in magnitude.
@@ -137,7 +141,7 @@ def accumulator_bound(wbits, abits, reduction):
     return reduction * ((1 << wbits) - 1) * ((1 << abits) - 1)
 
 
-def accumulator_width(wbits, abits, reduction):
+def accumulator_width(wbits: int, abits: int, reduction: int) -> int:
     """Bits of a two's-complement accumulator that can never overflow for that reduction.
 
     >>> accumulator_width(2, 2, 1)   # |acc| <= 9 -> [-16, 15]
@@ -146,7 +150,8 @@ def accumulator_width(wbits, abits, reduction):
     return accumulator_bound(wbits, abits, reduction).bit_length() + 1
 
 
-def requantize(acc, mult, offset, shift, out_bits, *, signed_out=False):
+def requantize(acc: ArrayLike, mult: ArrayLike, offset: ArrayLike, shift: ArrayLike, out_bits: int,
+               *, signed_out: bool = False) -> np.ndarray:
     """Requantize accumulators to output codes, per output channel along axis 0.
 
     ``acc`` has the output channel first (``[C, ...]``); ``mult``, ``offset`` and ``shift`` have
@@ -162,7 +167,7 @@ def requantize(acc, mult, offset, shift, out_bits, *, signed_out=False):
     return clamp_signed(y, out_bits) if signed_out else clamp_unsigned(y, out_bits)
 
 
-def residual_offset(offset, skip_mult, skip):
+def residual_offset(offset: ArrayLike, skip_mult: ArrayLike, skip: ArrayLike) -> np.ndarray:
     """Per element ``B_c + skip_mult_c * skip``: a residual layer's requantization offset.
 
     ``skip`` has the output channel first (``[C, ...]``); ``offset`` and ``skip_mult`` have one
@@ -178,7 +183,8 @@ def residual_offset(offset, skip_mult, skip):
     return offset + skip_mult * skip
 
 
-def requantize_residual(acc, mult, offset, skip_mult, skip, shift, out_bits):
+def requantize_residual(acc: ArrayLike, mult: ArrayLike, offset: ArrayLike, skip_mult: ArrayLike,
+                        skip: ArrayLike, shift: ArrayLike, out_bits: int) -> np.ndarray:
     """A residual add followed by PACT: ``clamp_unsigned(round_half_up_shift(M*acc + B +
     skip_mult*skip, S), out_bits)`` per output channel along axis 0 (``skip`` shaped as
     ``acc``)."""
@@ -194,7 +200,7 @@ def requantize_residual(acc, mult, offset, skip_mult, skip, shift, out_bits):
     return clamp_unsigned(y, out_bits)
 
 
-def conv2d_acc(x, s, stride, padding):
+def conv2d_acc(x: ArrayLike, s: ArrayLike, stride: int, padding: int) -> np.ndarray:
     """Exact integer convolution: ``x`` codes ``[Cin, H, W]``, odd weights ``s`` ``[Cout, Cin,
     K, K]``; zero padding; returns int64 accumulators ``[Cout, Ho, Wo]``."""
     x = np.asarray(x, dtype=np.int64)
@@ -213,7 +219,7 @@ def conv2d_acc(x, s, stride, padding):
     return np.tensordot(s, cols, axes=([1, 2, 3], [0, 1, 2]))
 
 
-def linear_acc(x, s):
+def linear_acc(x: ArrayLike, s: ArrayLike) -> np.ndarray:
     """Exact integer fully connected layer: ``x`` codes ``[N]``, odd weights ``s`` ``[M, N]``."""
     x = np.asarray(x, dtype=np.int64).reshape(-1)
     s = np.asarray(s, dtype=np.int64)
@@ -224,7 +230,8 @@ def linear_acc(x, s):
     return s @ x
 
 
-def skip_tensor(src, out_shape, stride=1, channel_offset=0):
+def skip_tensor(src: ArrayLike, out_shape: Sequence[int], stride: int = 1,
+                channel_offset: int = 0) -> np.ndarray:
     """The skip input of a residual layer: ``skip[c, y, x] = src[c - o, y*s, x*s]`` where
     ``0 <= c - o < C_src``, else 0 (``s = stride``, ``o = channel_offset``).
 
@@ -256,7 +263,7 @@ def skip_tensor(src, out_shape, stride=1, channel_offset=0):
     return out
 
 
-def max_pool2(codes):
+def max_pool2(codes: ArrayLike) -> np.ndarray:
     """2x2, stride-2 max pool over the last two axes (``H``, ``W`` even): ``out[..., y, x] =
     max(codes[..., 2y:2y+2, 2x:2x+2])``.
 
@@ -271,7 +278,7 @@ def max_pool2(codes):
     return quads.max(axis=(-3, -1))
 
 
-def plane_sums(x):
+def plane_sums(x: ArrayLike) -> np.ndarray:
     """``sum_{y,x} a[..., c, y, x]``: codes ``[..., C, H, W]`` to exact int64 sums ``[..., C]``.
 
     >>> plane_sums(np.arange(8).reshape(2, 2, 2)).tolist()
@@ -280,7 +287,7 @@ def plane_sums(x):
     return np.asarray(x, dtype=np.int64).sum(axis=(-2, -1))
 
 
-def avg_pool_acc(x, s):
+def avg_pool_acc(x: ArrayLike, s: ArrayLike) -> np.ndarray:
     """A fully connected layer behind a global average pool: ``acc[o] = sum_c s[o, c] *
     sum_{y,x} x[c, y, x]`` for codes ``x`` ``[C, H, W]`` and odd weights ``s`` ``[out, C]``
     (exact; the ``1/(H*W)`` lives in the requantization constants).

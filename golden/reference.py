@@ -4,7 +4,13 @@ This is what the hardware is compared against with ``==``. It uses nothing but t
 integer functions of ``golden.integer``; no float and no ``torch.round`` is on this path.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .integer import (
     avg_pool_acc,
@@ -19,6 +25,9 @@ from .integer import (
     skip_tensor,
 )
 
+if TYPE_CHECKING:
+    from .image import Layer, ModelImage
+
 __all__ = [
     "quantize_input",
     "layer_accumulators",
@@ -32,7 +41,7 @@ __all__ = [
 ]
 
 
-def quantize_input(x, bits):
+def quantize_input(x: ArrayLike, bits: int) -> np.ndarray:
     """Images in ``[0, 1]`` (float) to unsigned ``bits``-bit codes, rounding half up.
 
     The float is scaled by ``2**bits - 1`` and put on a grid of ``2**-16`` first, so that the
@@ -44,7 +53,7 @@ def quantize_input(x, bits):
     return np.clip(codes, 0, (1 << bits) - 1)
 
 
-def layer_accumulators(layer, x):
+def layer_accumulators(layer: Layer, x: ArrayLike) -> np.ndarray:
     """The exact accumulators of one layer for one input (``[C, H, W]`` or ``[N]`` codes)."""
     s = dorefa_odd_values(layer.weights, layer.wbits)
     if layer.op == "conv":
@@ -54,31 +63,32 @@ def layer_accumulators(layer, x):
     return linear_acc(x, s)
 
 
-def _requantize_layer(layer, acc, skip):
+def _requantize_layer(layer: Layer, acc: np.ndarray, skip: np.ndarray | None) -> np.ndarray:
     """``acc`` (channel first) to output codes; ``skip`` (same shape) for a residual layer."""
     if layer.skip is not None:
         if skip is None:
             raise ValueError(f"layer {layer.name} adds the output of layer {layer.skip}: "
                              "pass it as skip")
+        assert layer.skip_mult is not None  # validate() makes skip and skip_mult go together
         return requantize_residual(acc, layer.mult, layer.offset, layer.skip_mult, skip,
                                    layer.shift, layer.out_bits)
     return requantize(acc, layer.mult, layer.offset, layer.shift, layer.out_bits,
                       signed_out=layer.out_kind == "logits")
 
 
-def _pool(layer, codes):
+def _pool(layer: Layer, codes: np.ndarray) -> np.ndarray:
     """The layer's output pool (``max2``) over the last two axes, or nothing."""
     return max_pool2(codes) if layer.pool == "max2" else codes
 
 
-def run_layer(layer, x, skip=None):
+def run_layer(layer: Layer, x: ArrayLike, skip: np.ndarray | None = None) -> np.ndarray:
     """One layer: accumulate, requantize (PACT clamp or signed logits), then pool the codes if
     the layer pools. A residual layer (``layer.skip`` set) needs ``skip``, shaped like its
     accumulators: ``skip_tensor`` of the output codes of layer ``layer.skip``."""
     return _pool(layer, _requantize_layer(layer, layer_accumulators(layer, x), skip))
 
 
-def _skip_of(layer, outputs):
+def _skip_of(layer: Layer, outputs: Sequence[np.ndarray]) -> np.ndarray | None:
     """The skip tensor of a residual layer (``None`` for others), from the earlier layer's
     output codes (single ``[C, H, W]`` or batched ``[N, C, H, W]``)."""
     if layer.skip is None:
@@ -89,16 +99,17 @@ def _skip_of(layer, outputs):
     return skip_tensor(src, layer.conv_shape, layer.skip_stride, layer.skip_channel_offset)
 
 
-def run(image, x_codes):
+def run(image: ModelImage, x_codes: ArrayLike) -> list[np.ndarray]:
     """Every layer's integer output for one input of codes; the last entry is the logits."""
-    outputs, x = [], np.asarray(x_codes, dtype=np.int64).reshape(image.input_shape)
+    outputs: list[np.ndarray] = []
+    x = np.asarray(x_codes, dtype=np.int64).reshape(image.input_shape)
     for layer in image.layers:
         x = run_layer(layer, x, _skip_of(layer, outputs))
         outputs.append(x)
     return outputs
 
 
-def predict(image, x_codes):
+def predict(image: ModelImage, x_codes: ArrayLike) -> int:
     """Class index of one input: argmax of the integer logits, lowest index on ties."""
     return int(np.argmax(run(image, x_codes)[-1]))
 
@@ -108,7 +119,7 @@ def predict(image, x_codes):
 # must equal ``run`` image by image (tests/test_reference.py checks it).
 
 
-def conv2d_acc_batch(x, s, stride, padding):
+def conv2d_acc_batch(x: ArrayLike, s: ArrayLike, stride: int, padding: int) -> np.ndarray:
     """``conv2d_acc`` over a batch: codes ``[N, Cin, H, W]`` to accumulators ``[N, Cout, Ho,
     Wo]`` (int64, exact)."""
     x = np.asarray(x, dtype=np.int64)
@@ -130,10 +141,11 @@ def conv2d_acc_batch(x, s, stride, padding):
     return acc.reshape(x.shape[0], cout, ho, wo)
 
 
-def linear_acc_batch(x, s):
+def linear_acc_batch(x: ArrayLike, s: ArrayLike) -> np.ndarray:
     """``linear_acc`` over a batch: codes ``[N, ...]`` (flattened in C, H, W order) to ``[N,
     M]``."""
-    x = np.asarray(x, dtype=np.int64).reshape(len(x), -1)
+    x = np.asarray(x, dtype=np.int64)
+    x = x.reshape(len(x), -1)
     s = np.asarray(s, dtype=np.int64)
     if s.shape[1] != x.shape[1]:
         raise ValueError(f"linear_acc_batch: input has {x.shape[1]} features, weights expect "
@@ -141,7 +153,7 @@ def linear_acc_batch(x, s):
     return x @ s.T
 
 
-def run_layer_batch(layer, x, skip=None):
+def run_layer_batch(layer: Layer, x: np.ndarray, skip: ArrayLike | None = None) -> np.ndarray:
     """``run_layer`` over a batch (leading axis; ``skip`` too)."""
     s = dorefa_odd_values(layer.weights, layer.wbits)
     if layer.op == "conv":
@@ -152,22 +164,25 @@ def run_layer_batch(layer, x, skip=None):
         acc = linear_acc_batch(x, s)
     # requantize wants the channel first
     if skip is not None:
-        skip = np.moveaxis(np.asarray(skip, dtype=np.int64).reshape(acc.shape), 1, 0)
-    out = _requantize_layer(layer, np.moveaxis(acc, 1, 0), skip)
+        skip_cf = np.moveaxis(np.asarray(skip, dtype=np.int64).reshape(acc.shape), 1, 0)
+    else:
+        skip_cf = None
+    out = _requantize_layer(layer, np.moveaxis(acc, 1, 0), skip_cf)
     return np.ascontiguousarray(_pool(layer, np.moveaxis(out, 0, 1)))
 
 
-def run_batch(image, x_codes, *, chunk=512):
+def run_batch(image: ModelImage, x_codes: ArrayLike, *, chunk: int = 512) -> list[np.ndarray]:
     """Every layer's integer output for a batch ``[N, *input_shape]`` of input codes.
 
     Returns one ``[N, ...]`` int64 array per layer; the last is the logits. Works through the
     batch ``chunk`` images at a time to bound memory.
     """
-    x_codes = np.asarray(x_codes, dtype=np.int64)
-    x_codes = x_codes.reshape(len(x_codes), *image.input_shape)
-    parts = []
-    for i in range(0, len(x_codes), chunk):
-        x, outs = x_codes[i:i + chunk], []
+    codes = np.asarray(x_codes, dtype=np.int64)
+    codes = codes.reshape(len(codes), *image.input_shape)
+    parts: list[list[np.ndarray]] = []
+    for i in range(0, len(codes), chunk):
+        x = codes[i:i + chunk]
+        outs: list[np.ndarray] = []
         for layer in image.layers:
             x = run_layer_batch(layer, x, _skip_of(layer, outs))
             outs.append(x)
@@ -177,6 +192,6 @@ def run_batch(image, x_codes, *, chunk=512):
     return [np.concatenate([p[j] for p in parts]) for j in range(len(image.layers))]
 
 
-def predict_batch(image, x_codes):
+def predict_batch(image: ModelImage, x_codes: ArrayLike) -> np.ndarray:
     """Class indices of a batch: argmax of the integer logits, lowest index on ties."""
     return np.argmax(run_batch(image, x_codes)[-1], axis=1)

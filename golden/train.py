@@ -18,24 +18,28 @@ that more threads only add synchronization, and OpenMP threads that share cores 
 work slow training by an order of magnitude.
 """
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pact.errors import UserError
-from pact.paths import check_output, locked
-from pact.paths import runs_root as _runs_root
-
 from . import data as data_mod
-from .models import BITS_RANGE, MODELS, PactNet, describe
+from .errors import UserError
+from .models import BITS_RANGE, MODELS, LayerSpec, PactNet, describe
+from .paths import check_output, locked
+from .paths import runs_root as _runs_root
 from .reference import quantize_input
 
 __all__ = [
@@ -62,6 +66,8 @@ CHECKPOINT_FORMAT = "pact-checkpoint/1"
 #: Where runs go when no ``--out`` is given (``runs/<run_key>``).
 DEFAULT_RUNS = Path("runs")
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -87,10 +93,10 @@ class TrainConfig:
     threads: int = 1
 
     @property
-    def is_float(self):
+    def is_float(self) -> bool:
         return self.wbits is None
 
-    def validate(self):
+    def validate(self) -> None:
         """Raise ``UserError`` naming the first bad parameter."""
         lo, hi = BITS_RANGE
         if (self.wbits is None) != (self.abits is None):
@@ -112,16 +118,16 @@ class TrainConfig:
         if self.subset is not None and self.subset < 1:
             raise UserError(f"subset must be positive, not {self.subset!r}")
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def run_key(config):
+def run_key(config: TrainConfig) -> str:
     """A directory name that identifies ``config``: readable prefix plus a hash of all fields.
 
     >>> run_key(TrainConfig(wbits=4, abits=4, epochs=30, seed=1))[:18]
@@ -135,7 +141,7 @@ def run_key(config):
     return f"{prefix}{config.model}-{bits}-ep{config.epochs}-s{config.seed}-{digest}"
 
 
-def network_input(x, layers):
+def network_input(x: np.ndarray, layers: Sequence[LayerSpec]) -> torch.Tensor:
     """Images in ``[0, 1]`` to the network's input tensor.
 
     Quantized networks see ``quantize_input(x, input_bits) / (2**input_bits - 1)``: exactly the
@@ -148,7 +154,7 @@ def network_input(x, layers):
     return torch.as_tensor((codes / ((1 << bits) - 1)).astype(np.float32))
 
 
-def state_fingerprint(state_dict):
+def state_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over the names, dtypes, shapes and bytes of a state dict (order-independent)."""
     h = hashlib.sha256()
     for name in sorted(state_dict):
@@ -158,13 +164,13 @@ def state_fingerprint(state_dict):
     return h.hexdigest()
 
 
-def _seed_everything(seed):
+def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
 
 
 @torch.no_grad()
-def accuracy(net, x, y, batch=1024):
+def accuracy(net: PactNet, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
     """Top-1 accuracy (0..1) of ``net`` in eval mode on input tensor ``x`` and labels ``y``."""
     net.eval()
     correct = 0
@@ -173,9 +179,11 @@ def accuracy(net, x, y, batch=1024):
     return correct / max(1, len(x))
 
 
-def _fit(net, config, x, y, progress):
+def _fit(net: PactNet, config: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+         progress: bool) -> list[float]:
     """The training loop; returns the per-epoch mean loss."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in net.parameters():
         # alpha gets its L2 penalty in the loss (lambda_alpha * alpha^2); BN and biases none.
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -189,7 +197,7 @@ def _fit(net, config, x, y, progress):
         pct_start=0.15,
     )
     generator = torch.Generator().manual_seed(config.seed)
-    losses = []
+    losses: list[float] = []
     bar = _progress(range(config.epochs), progress, f"train {run_key(config)}")
     for _epoch in bar:
         net.train()
@@ -214,7 +222,7 @@ def _fit(net, config, x, y, progress):
     return losses
 
 
-def _progress(iterable, enabled, desc):
+def _progress(iterable: Iterable[_T], enabled: bool, desc: str) -> Iterable[_T]:
     if not enabled:
         return iterable
     from tqdm import tqdm
@@ -222,7 +230,7 @@ def _progress(iterable, enabled, desc):
     return tqdm(iterable, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
 
 
-def _atomic_write(path, write):
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
@@ -232,7 +240,7 @@ def _atomic_write(path, write):
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(run_dir):
+def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint dict of a run directory; ``UserError`` if it is missing or not ours."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
@@ -255,7 +263,7 @@ def load_checkpoint(run_dir):
     return ckpt
 
 
-def build_from_checkpoint(ckpt):
+def build_from_checkpoint(ckpt: Mapping[str, Any]) -> PactNet:
     """The network of a checkpoint, weights loaded, in eval mode."""
     config = TrainConfig.from_dict(ckpt["config"])
     net = PactNet(ckpt["layers"], alpha_init=config.alpha_init)
@@ -264,7 +272,7 @@ def build_from_checkpoint(ckpt):
     return net
 
 
-def is_cached(out, config):
+def is_cached(out: str | os.PathLike[str], config: TrainConfig) -> bool:
     """True if ``out`` holds a finished run (checkpoint and metrics) of exactly ``config``."""
     out = Path(out)
     try:
@@ -277,7 +285,8 @@ def is_cached(out, config):
 _cached = is_cached  # the name cosim.flow used first
 
 
-def train(config, out=None, *, reuse=False, progress=True, runs_root=None):
+def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, *, reuse: bool = False,
+          progress: bool = True, runs_root: str | os.PathLike[str] | None = None) -> Path:
     """Train ``config`` into ``out`` (default ``runs_root/run_key(config)``, ``runs_root``
     defaulting to ``$PACT_RUNS`` or ``runs/``); return the dir.
 
@@ -299,7 +308,7 @@ def train(config, out=None, *, reuse=False, progress=True, runs_root=None):
         return _train_locked(config, out, progress)
 
 
-def _train_locked(config, out, progress):
+def _train_locked(config: TrainConfig, out: Path, progress: bool) -> Path:
     dataset = data_mod.load(config.data)
 
     torch.set_num_threads(config.threads)
@@ -367,7 +376,7 @@ def _train_locked(config, out, progress):
     return out
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wbits", type=int, help="weight bits of the hidden layers (2..8)")
     parser.add_argument("--abits", type=int, help="activation bits of every PACT layer (2..8)")
     parser.add_argument("--end-bits", type=int, default=8,
@@ -407,7 +416,7 @@ def add_arguments(parser):
                         help="no progress bar (also: environment PACT_NO_PROGRESS=1)")
 
 
-def config_from_args(args):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` of parsed ``pact train`` arguments."""
     if args.float_baseline and (args.wbits is not None or args.abits is not None):
         raise UserError("--float trains without quantization; drop --wbits/--abits")
@@ -422,7 +431,7 @@ def config_from_args(args):
     )
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.out is not None:
         check_output(args.out, "--out", folder=True)

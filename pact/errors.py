@@ -1,5 +1,9 @@
-"""Errors a user can cause. The CLI prints them as one line and exits with code 2."""
+"""Errors a user can cause. The CLI prints them as one line and exits with code 2.
 
+The class lives in ``golden.errors`` (the bottom layer, so ``golden`` never imports ``pact``);
+this is the same class object, re-exported for the layers above.
+"""
 
-class UserError(Exception):
-    """Bad input: the message says what is wrong and what to do."""
+from golden.errors import UserError
+
+__all__ = ["UserError"]

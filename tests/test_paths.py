@@ -1,4 +1,5 @@
-"""pact.paths: one rule for every command's output paths, the work trees, atomic publishing."""
+"""golden.paths (re-exported as pact.paths): one rule for every command's output paths, the
+work trees, atomic publishing."""
 
 import os
 import signal
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pact import paths
+from golden import paths
 from pact.cli import main
 from pact.errors import UserError
 
