@@ -1,4 +1,4 @@
-"""pact.report: a reduced sweep end to end, the report's structure, and its arithmetic."""
+"""report (the package): a reduced sweep end to end, the report's structure, and its arithmetic."""
 
 import fcntl
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pact import report as rp
+import report as rp
 from pact.cli import main
 from pact.errors import UserError
 

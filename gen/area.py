@@ -28,7 +28,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
+from pact.errors import UserError
 
 __all__ = [
     "CMOS_TRANSISTORS",
