@@ -92,7 +92,7 @@ def choose_device(cells, devices=DEVICES, fill=FILL_LIMIT, start=0):
     logic and flip-flops within ``fill`` of its capacity, block RAMs and DSPs within it.
     ``None`` when none does.
 
-    >>> choose_device({"comb_estimate": 20000, "ff": 9000, "bram": 10, "dsp": 64})["device"]
+    >>> choose_device({"comb_estimate": 20000, "ff": 9000, "bram": 10, "dsp": 124})["device"]
     'LFE5U-85F'
     >>> choose_device({"comb_estimate": 20000, "ff": 9000, "bram": 10, "dsp": 20})["device"]
     'LFE5U-25F'
