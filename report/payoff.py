@@ -140,7 +140,9 @@ def block_areas(params, names, work, log=_log_default):
             warnings.simplefilter("ignore")
             path.write_text(verilog.convert(chip.blocks[name], name=module, emit_src=False))
         t = time.perf_counter()
-        fig = synth_area(path, module, cache_dir=sim_build_root() / "area")
+        # No machine-wide lock: the FPGA flow has run Yosys already (its WebAssembly module is
+        # compiled), and area runs of other checkouts may hold the lock for many minutes.
+        fig = synth_area(path, module, cache_dir=sim_build_root() / "area", lock=False)
         log(f"payoff area {name} k={params.wbits} {params.rows}x{params.cols}: "
             f"{fig['transistors']} transistors"
             + (" (cached)" if fig["cached"] else f" ({time.perf_counter() - t:.0f} s)"))
