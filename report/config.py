@@ -68,7 +68,7 @@ class ReportConfig:
                  epochs=None, speed_bits=4, speed_images=None, runs="runs", work=None,
                  scheduler=None, workers=None, payoff_bits=DEFAULT_PAYOFF_BITS,
                  payoff_area=(16, 16), payoff_models=PAYOFF_MODEL_NAMES, payoff_images=None,
-                 fpga_bits=DEFAULT_FPGA_BITS, fpga_freq=50):
+                 fpga_bits=DEFAULT_FPGA_BITS, fpga_freq=50, fpga_route=True):
         for k in bits:
             if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 16:
                 raise UserError(f"--bits: {k!r} is outside 2..16")
@@ -119,6 +119,7 @@ class ReportConfig:
         self.payoff_bits, self.fpga_bits = sorted(payoff_bits), sorted(fpga_bits)
         self.payoff_area_rows, self.payoff_area_cols = payoff_area
         self.payoff_models, self.fpga_freq = list(payoff_models), fpga_freq
+        self.fpga_route = bool(fpga_route)
         self.payoff_images = payoff_images if payoff_images is not None else (1 if quick else 2)
         for name in ("images", "area_rows", "area_cols", "max_reduction", "epochs"):
             v = getattr(self, name)
@@ -164,6 +165,8 @@ class ReportConfig:
                 parts += ["--payoff-models", ",".join(self.payoff_models)]
         if "fpga" in self.sections and self.fpga_bits != list(DEFAULT_FPGA_BITS):
             parts += ["--fpga-bits", ",".join(map(str, self.fpga_bits))]
+        if "fpga" in self.sections and not self.fpga_route:
+            parts.append("--fpga-no-route")
         return " ".join(parts)
 
     def as_dict(self):
@@ -182,7 +185,8 @@ class ReportConfig:
                                                                  self.payoff_area_cols],
                 "payoff_models": self.payoff_models, "payoff_images": self.payoff_images}
                if "payoff" in self.sections else {}),
-            **({"fpga_bits": self.fpga_bits, "fpga_freq": self.fpga_freq}
+            **({"fpga_bits": self.fpga_bits, "fpga_freq": self.fpga_freq,
+                "fpga_route": self.fpga_route}
                if "fpga" in self.sections else {}),
         }
 
@@ -214,6 +218,8 @@ def add_arguments(parser):
     parser.add_argument("--fpga-bits", default=",".join(map(str, DEFAULT_FPGA_BITS)),
                         help="fpga: k of the 8x8 chip on ECP5 (default 2,4,8,16)")
     parser.add_argument("--fpga-freq", default="50", help="fpga: nextpnr target MHz")
+    parser.add_argument("--fpga-no-route", action="store_true",
+                        help="fpga: stop after placement (Fmax is nextpnr's estimate)")
     parser.add_argument("--sims", default=",".join(SIMS),
                         help="simulators for the speed section (default icarus,verilator)")
     parser.add_argument("--cycles-sim", default="verilator",
@@ -263,7 +269,7 @@ def config_from_args(args):
         payoff_area=parse_shape("payoff-area", args.payoff_area),
         payoff_models=_parse_list("payoff-models", args.payoff_models, PAYOFF_MODEL_NAMES, str),
         payoff_images=opt("payoff_images"), fpga_bits=_parse_list("fpga-bits", args.fpga_bits),
-        fpga_freq=parse_int("fpga_freq", args.fpga_freq, 1))
+        fpga_freq=parse_int("fpga_freq", args.fpga_freq, 1), fpga_route=not args.fpga_no_route)
 
 
 def parse_shape(name, text):

@@ -48,7 +48,7 @@ def fpga_section(cfg, cycles=None, log=_log_default):
         hw_dir = generate_chip(dataclasses.asdict(params), log, block="tiled_chip")
         t = time.perf_counter()
         fig = implement(hw_dir / "pact_tiled_chip.v", "pact_tiled_chip", freq=cfg.fpga_freq,
-                        cache_dir=sim_build_root() / "fpga")
+                        cache_dir=sim_build_root() / "fpga", route=cfg.fpga_route)
         log(f"fpga k={k}: {fig['lut4']} LUT4, {fig['ff']} FF, {fig['dsp']} DSP, {fig['bram']} "
             f"DP16KD on {fig['device']}, {fig['fmax_mhz']} MHz"
             + (" (cached)" if fig["cached"] else f" ({time.perf_counter() - t:.0f} s)"))
@@ -61,6 +61,7 @@ def fpga_section(cfg, cycles=None, log=_log_default):
         out[str(k)] = {
             "lut4": fig["lut4"], "ff": fig["ff"], "dsp": fig["dsp"], "bram": fig["bram"],
             "dist_ram": fig["dist_ram"], "fmax_mhz": fig["fmax_mhz"], "device": fig["device"],
+            "fmax_source": fig.get("fmax_source", "routed (router1)"),
             "package": fig["package"], "freq_target_mhz": fig["freq_target_mhz"],
             "images_per_second": images_per_second(fig["fmax_mhz"], c),
             "cycles_per_image": c, "cycles_of": "digits CNN (1x8x8) on the same 8x8 chip",

@@ -96,9 +96,12 @@ def iso_area_shape(budget, layers, max_rows=64, max_cols=64):
 def model_image(model, k, seed=0):
     """``model`` with k-bit hidden layers and ``max(END_BITS, k)``-bit ends, random codes."""
     from cosim.chip_model import random_image
+    from golden.models import describe
 
     shape, _ = PAYOFF_MODELS[model]
-    return random_image(seed, model=model, wbits=k, abits=k, end_bits=max(END_BITS, k),
+    # The shapes do not depend on the bit-widths (4 is any trainable width; 16 is not one).
+    specs = describe(model, shape, 10, wbits=4, abits=4, end_bits=END_BITS)
+    return random_image(seed, wbits=k, abits=k, end_bits=max(END_BITS, k), specs=specs,
                         input_shape=shape)
 
 

