@@ -33,6 +33,11 @@ def main(argv=None):
     ap.add_argument("--payoff-bits", default="2,4,8,16")
     ap.add_argument("--fpga-bits", default="2,4,8,16")
     ap.add_argument("--no-route", action="store_true", help="FPGA: Fmax after placement")
+    ap.add_argument("--ratio", type=float, default=None,
+                    help="with --iso-only: the 16->4 MAC area ratio (default: the file's)")
+    ap.add_argument("--iso-only", action="store_true",
+                    help="only the iso-area simulations of --models, with the 16->4 MAC ratio "
+                         "already in the results file (to add a model to an earlier run)")
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     cfg = ReportConfig(sections=sections, payoff_area=parse_shape("payoff-area",
@@ -44,17 +49,37 @@ def main(argv=None):
                        fpga_route=not args.no_route)
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    rep = build_report(cfg, lambda m: print(f"payoff: {m}", file=sys.stderr, flush=True))
     old = json.loads(OUT.read_text()) if OUT.exists() else {}
+    log = lambda m: print(f"payoff: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.iso_only:
+        from report.payoff import speedup_payoff
+
+        prev = old.get("payoff") or {"detail": {}}
+        iso = speedup_payoff(cfg.payoff_models, args.ratio or prev["mac_area_ratio_16_to_4"],
+                             images=cfg.payoff_images, sim=cfg.cycles_sim,
+                             work=cfg.work / "payoff", log=log)
+        rep = {"payoff": {**prev, "iso_area_speedup_16_to_4": {m: e["speedup"]
+                                                                for m, e in iso.items()},
+                          "detail": {**prev["detail"], "iso_area": iso}},
+               "times": {f"iso_{'_'.join(cfg.payoff_models)}_s":
+                         round(time.perf_counter() - t, 2)},
+               "settings": old.get("settings")}
+    else:
+        rep = build_report(cfg, log)
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}   # another run may have written
     payoff = dict(old.get("payoff") or {})
     new = rep["payoff"] or {}
     if "payoff" in sections:
         iso = dict(payoff.get("iso_area_speedup_16_to_4") or {})
-        iso_detail = dict(((payoff.get("detail") or {}).get("iso_area")) or {})
+        old_detail = dict(payoff.get("detail") or {})
+        iso_detail = dict(old_detail.get("iso_area") or {})
+        if args.iso_only:   # only the iso-area figures are new
+            new = {k: new[k] for k in ("iso_area_speedup_16_to_4", "detail")}
         payoff.update({k: v for k, v in new.items() if k != "fpga"})
         payoff["iso_area_speedup_16_to_4"] = {**iso, **new["iso_area_speedup_16_to_4"]}
-        payoff["detail"]["iso_area"] = {**iso_detail, **new["detail"]["iso_area"]}
-    if "fpga" in sections:
+        payoff["detail"] = {**old_detail, **({} if args.iso_only else new["detail"]),
+                            "iso_area": {**iso_detail, **new["detail"]["iso_area"]}}
+    if "fpga" in sections and not args.iso_only:
         payoff["fpga"] = new.get("fpga")
     times = dict(old.get("times") or {})
     times.update({k: v for k, v in rep["times"].items() if k != "total_s"})
