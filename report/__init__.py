@@ -46,6 +46,12 @@ Sections (``--sections``, all by default):
     clock inside the HDL (the chip running on its own, Python only awaiting ``done``), driven by
     cocotb's C++ clock, and toggled from Python every half cycle (``cosim.sim_speed``).
 
+``payoff`` and ``fpga`` (only when named in ``--sections``)
+    PACT's payoff on the tiled chip (``report.payoff``: MAC area ratios 16 -> 2 and 16 -> 4,
+    the requantizer's share of the array, the iso-area speed-up 16 -> 4 simulated bit-exact)
+    and the 8x8 tiled chip on a Lattice ECP5 per k (``report.fpga``, ``gen.fpga``), under
+    ``report.json``'s ``payoff`` object (``fpga`` inside it).
+
 ``report.json`` keys: ``area`` (``mac_array``/``pact_unit`` -> k -> figures, and
 ``pact_share``), ``cycles`` and ``bytes`` (k -> figures), ``cycles_iso_area`` (k -> figures),
 ``speedup_16_to_4``, ``accuracy`` (``float``/k -> mean, std, min, max, values), ``sim_speed``
