@@ -73,10 +73,10 @@ def cosim(session, sim):
 @nox.session(python=PYTHON)
 def report(session):
     """The bit-width trade-off report (area, cycles, memory bytes, accuracy, simulation speed)
-    into report/: ``nox -s report`` (about half an hour cold; training runs and syntheses are
+    into docs/report/: ``nox -s report`` (about half an hour cold; training runs and syntheses are
     cached), or ``nox -s report -- --quick --bits 2,4`` for a reduced sweep."""
     _install(session)
     args = session.posargs or []
     if "--out" not in args:
-        args = ["--out", "report", *args]
+        args = ["--out", "docs/report", *args]
     session.run("pact", "report", *args)

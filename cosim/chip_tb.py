@@ -597,7 +597,7 @@ def relayout(program, slots):
     return compiler.Program(words=words, layout=layout)
 
 
-#: Old name, still used by pact/sim_speed.py.
+#: Old name, still used by cosim/sim_speed.py.
 _relayout = relayout
 
 

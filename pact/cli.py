@@ -20,7 +20,7 @@ COMMANDS = {
     "compile": ("gen.compiler", "lower a model image to a program for generated hardware"),
     "flow": ("cosim.flow", "train, export, generate, compile and simulate, end to end"),
     "regress": ("cosim.regress", "run many flows (a TOML matrix or random) on a Dask cluster"),
-    "report": ("pact.report", "sweep bit-widths: area, cycles, traffic, accuracy, sim speed"),
+    "report": ("report", "sweep bit-widths: area, cycles, traffic, accuracy, sim speed"),
 }
 
 

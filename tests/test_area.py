@@ -1,10 +1,10 @@
-"""pact.area: Yosys generic synthesis figures, their summary, and the result cache."""
+"""gen.area: Yosys generic synthesis figures, their summary, and the result cache."""
 
 import json
 
 import pytest
 
-from pact import area
+from gen import area
 from pact.errors import UserError
 
 # Four AND gates feeding four flip-flops, by construction: nothing for Yosys to share or remove.

