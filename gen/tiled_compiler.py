@@ -554,11 +554,14 @@ def load_hardware(hw_dir, *, check_verilog=False):
 
 
 def requirements(image, params):
-    """The smallest changes to ``params`` (a ``TiledParams``) that run ``image``: activation
-    memory, kernel, input channels and ring (each only grown). For ``pact flow``, which
-    generates the chip for the model it runs."""
+    """``params`` (a ``TiledParams``) sized for ``image``: activation memory and ring only
+    grown; ``max_kernel``, ``max_in_channels`` (slice channels) and ``max_bits`` set to exactly
+    what the model needs, so that the accumulators (``TiledParams.acc_bound``) are no wider
+    than its largest reduction requires. For ``pact flow``, which generates the chip for the
+    model it runs."""
     lays = lower(image)
     kernel = max(lay.kernel for lay in lays)
+    bits = max(max(lay.wbits, lay.in_bits) for lay in lays)
     cin = max(lay.in_shape[0] * cf.activation_slices(lay.in_bits, params.abits) for lay in lays)
     need_ring = params.ring_beats
     act = 0
@@ -575,9 +578,8 @@ def requirements(image, params):
             while need_ring < red:
                 need_ring *= 2
     kib = max(params.act_kib, 1 << (ceil_div(act * params.act_width, 8192) - 1).bit_length())
-    return dataclasses.replace(params, act_kib=kib, max_kernel=max(params.max_kernel, kernel),
-                               max_in_channels=max(params.max_in_channels, cin),
-                               ring_beats=need_ring)
+    return dataclasses.replace(params, act_kib=kib, max_kernel=kernel, max_in_channels=cin,
+                               max_bits=max(2, bits), ring_beats=need_ring)
 
 
 def write(program, path):

@@ -98,7 +98,8 @@ class TiledChip(wiring.Component):
             "walker": TileWalker(p, outputs=5), "wcmds": WindowCommands(p, cmd_layout(p)),
             "issuer": BeatIssuer(p), "join": BeatJoin(p),
             "mac": MacArray(wbits=p.wbits, abits=p.abits, rows=p.rows, cols=p.cols,
-                            max_reduction=p.max_reduction, max_shift=p.max_shift),
+                            max_reduction=p.max_reduction, max_shift=p.max_shift,
+                            acc_width=p.acc_width, shifts=p.shifts),
             "drain": Drain(p), "skipjobs": SkipJobs(p), "skipf": SkipFetch(p),
             "loader": InputLoader(p), "wb": WriteBack(p),
         }
