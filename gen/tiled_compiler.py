@@ -246,6 +246,10 @@ def _check(lays, p, meta):
         if cin > p.max_in_channels:
             raise UserError(f"{w}: {cin} (slice) input channels > max_in_channels "
                             f"{p.max_in_channels}; {_REGEN} --max-in-channels {cin} ...'")
+        if layer_acc_bound(lay, p) > p.acc_bound:
+            raise UserError(f"{w}: its sums reach {layer_acc_bound(lay, p)}, past the "
+                            f"accumulators' {p.acc_bound} (acc_cap {p.acc_cap}); {_REGEN} "
+                            f"--acc-cap {layer_acc_bound(lay, p)} ...'")
         if lay.pool:
             if lay.conv_shape[1] % 2 or lay.conv_shape[2] % 2:
                 raise UserError(f"{w}: 2x2 max pooling needs an even plane, not "
@@ -579,7 +583,17 @@ def requirements(image, params):
                 need_ring *= 2
     kib = max(params.act_kib, 1 << (ceil_div(act * params.act_width, 8192) - 1).bit_length())
     return dataclasses.replace(params, act_kib=kib, max_kernel=kernel, max_in_channels=cin,
-                               max_bits=max(2, bits), ring_beats=need_ring)
+                               max_bits=max(2, bits), ring_beats=need_ring,
+                               acc_cap=max(layer_acc_bound(lay, params) for lay in lays))
+
+
+def layer_acc_bound(lay, params):
+    """Largest ``|acc|`` of ``lay``'s reductions on the array of ``params``, every partial sum
+    included (``TiledParams.layer_acc_bound``)."""
+    return params.layer_acc_bound(lay.in_shape[0], lay.kernel,
+                                  cf.weight_slices(lay.wbits, params.wbits),
+                                  cf.activation_slices(lay.in_bits, params.abits),
+                                  params.wbits, params.abits)
 
 
 def write(program, path):

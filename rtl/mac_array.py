@@ -74,7 +74,7 @@ def check_parameters(*, wbits, abits, rows, cols, max_reduction, max_shift=0):
 def _select_shift(product, sel, shifts):
     """``product << v`` for the one ``v`` of ``shifts`` whose select is high: an AND-OR mux of
     ``len(shifts)`` inputs (one-hot selects), far smaller than a barrel shifter."""
-    terms = [Mux(s, product << v, 0) for s, v in zip(sel, shifts)]
+    terms = [Mux(s, product << v, 0) for s, v in zip(sel, shifts, strict=True)]
     out = terms[0]
     for t in terms[1:]:
         out = out | t
@@ -184,7 +184,7 @@ class MacArray(wiring.Component):
         sel = None
         if self._shifts is not None and self._max_shift:
             sel = [Signal(name=f"shift_is_{v}") for v in self._shifts]
-            m.d.comb += [s.eq(beat.shift == v) for s, v in zip(sel, self._shifts)]
+            m.d.comb += [s.eq(beat.shift == v) for s, v in zip(sel, self._shifts, strict=True)]
 
         for r in range(self._rows):
             for c in range(self._cols):

@@ -51,7 +51,11 @@ from .window_cmds import WindowCommands
 from .window_fetch import WindowFetch, cmd_layout
 from .write_back import WriteBack, write_layout
 
-__all__ = ["TiledChip"]
+__all__ = ["TiledChip", "REQUANT_BLOCKS"]
+
+#: The blocks between the MAC array's outputs (``blocks["mac"]``) and the activation memory:
+#: the requantizer, as the area benches count it.
+REQUANT_BLOCKS = ("drain", "split", "wb")
 
 # ReadDma clients.
 _DESC, _CONSTS, _WEIGHTS, _INPUT, _SKIP = range(5)

@@ -166,7 +166,7 @@ class Drain(wiring.Component):
     def _issue(self, m, pact, meta):
         """Rows of the current tile into the row register (``meta``) that feeds the PactUnit."""
         p = self._params
-        R, C, N, G = p.rows, p.cols, p.requant_lanes, _groups(p)
+        R, N, G = p.rows, p.requant_lanes, _groups(p)
         tile, acc = self.tile.payload, self.acc.payload
         row = Signal(range(max(R, 2)))
         grp = Signal(range(max(G, 2)))        # lane group of the row being issued

@@ -43,7 +43,10 @@ class TiledParams:
     reads in flight. ``requant_lanes``: requantizer lanes of the drain (a power of two, at most
     ``cols``); a channel row takes ``cols / requant_lanes`` cycles in it, so a tile of
     ``rows x cols`` results takes ``rows * cols / requant_lanes`` cycles, hidden behind the next
-    reduction when that is at least as long (every ResNet20 conv: >= 108 beats).
+    reduction when that is at least as long (every ResNet20 conv: >= 108 beats). ``acc_cap``:
+    when not 0, a tighter ``|acc|`` bound the compiler guarantees for the programs this chip
+    runs (``gen.tiled_compiler.requirements`` sets it to the model's largest reduction, checked
+    per layer by the compiler); 0: any layer within the ``max_*`` bounds.
     """
 
     wbits: int
@@ -58,6 +61,7 @@ class TiledParams:
     max_bits: int = 8
     max_reads: int = 16
     requant_lanes: int = 2
+    acc_cap: int = 0
 
     def __post_init__(self):
         check_int("wbits", self.wbits, 2, 16)
@@ -78,6 +82,7 @@ class TiledParams:
         check_int("max_bits", self.max_bits, 2, 16)
         check_int("max_reads", self.max_reads, 2, 256)
         check_int("requant_lanes", self.requant_lanes, 1, self.cols)
+        check_int("acc_cap", self.acc_cap, 0)
         if self.requant_lanes & (self.requant_lanes - 1):
             raise ValueError(f"requant_lanes must be a power of two, not {self.requant_lanes}")
         if self.act_width < 8:
@@ -170,12 +175,21 @@ class TiledParams:
         ``(max_in_channels // as) * max_kernel**2 * (2**(wbits*ws) - 1) * (2**(abits*as) - 1)``
         over the legal ``ws``, ``as``: exact for the widest case, where the old bound
         (``max_reduction`` products each shifted by ``max_shift``) counted every slice twice.
+        Capped by ``acc_cap`` when it is set.
         """
-        k2 = self.max_kernel ** 2
-        return max((self.max_in_channels // a) * k2 * ((1 << self.wbits * w) - 1)
-                   * ((1 << self.abits * a) - 1)
-                   for w in range(1, self.w_slices_max + 1)
-                   for a in range(1, self.a_slices_max + 1))
+        bound = max(self.layer_acc_bound(self.max_in_channels // a, self.max_kernel, w, a,
+                                         self.wbits, self.abits)
+                    for w in range(1, self.w_slices_max + 1)
+                    for a in range(1, self.a_slices_max + 1))
+        return min(bound, self.acc_cap) if self.acc_cap else bound
+
+    @staticmethod
+    def layer_acc_bound(in_channels, kernel, w_slices, a_slices, wbits, abits):
+        """``|acc|`` bound of one layer (``in_channels`` original channels, sliced as given):
+        ``in_channels * kernel**2 * (2**(wbits*w_slices) - 1) * (2**(abits*a_slices) - 1)``
+        (see ``acc_bound``)."""
+        return (in_channels * kernel ** 2 * ((1 << wbits * w_slices) - 1)
+                * ((1 << abits * a_slices) - 1))
 
     @property
     def acc_width(self):
