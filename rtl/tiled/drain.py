@@ -1,9 +1,14 @@
 """The drain of the tiled chip: accumulator tiles in, activation words (or logits) out.
 
 Per channel row of a finished ``rows x cols`` tile it computes ``golden.integer.requantize``
-(or ``requantize_residual`` with the skip codes) on ``cols`` lanes at once, then either writes
-the codes as one activation word, keeps them for a 2x2 max pool (``format.pool_codes``), or
-sends lane 0 out as a signed 16-bit logit.
+(or ``requantize_residual`` with the skip codes) on ``requant_lanes`` lanes at a time, one lane
+group of the row per cycle, collects the row's codes, then either writes them as one
+activation word, keeps them for a 2x2 max pool (``format.pool_codes``), or sends lane 0 out as
+a signed 16-bit logit.
+
+Why few lanes: a tile yields ``rows * cols`` results every ``L`` beats (``L = in_c' * K^2 *
+w_slices``, >= 108 on every ResNet20 conv), so ``rows * cols / L`` lanes keep up; the array's
+output register holds the tile while it drains, so the next reduction runs meanwhile.
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
@@ -99,9 +104,10 @@ class Drain(wiring.Component):
         ``consts_new``: first tile of a channel tile, take ``rows`` records from ``consts``.
     consts : In(stream ``chip_format.CONSTS``)
         ``rows`` records per channel tile (rows past the layer's channels too). Record ``r`` is
-        taken in the cycle row ``r`` of the ``consts_new`` tile issues and kept in a register
-        for the channel tile's further tiles: no double buffer, no load stall. A
-        ``consts_new`` tile therefore takes ``rows`` cycles even when ``rows_valid < rows``.
+        taken with the first lane group of row ``r`` of the ``consts_new`` tile and kept in a
+        register for the channel tile's further tiles: no double buffer, no load stall. A
+        ``consts_new`` tile therefore visits all ``rows`` rows even when ``rows_valid < rows``
+        (one cycle for each missing row).
     skip : In(stream ``skip_layout(params)``)
         Residual tiles: one per valid row, in row order; lane ``c`` is the skip code of column
         ``c``. The offset becomes ``B + skip_mult * skip`` truncated to 48 signed bits (the
@@ -114,17 +120,22 @@ class Drain(wiring.Component):
     logit : Out(stream ``LOGIT``)
         Logits tiles: ``requantize(..., 16, signed_out=True)`` of column 0.
 
-    One PactUnit (``out_bits = max(16, abits + 1)``, signed) serves both kinds of layer; codes
-    are clamped to ``[0, 2**abits - 1]`` after it (exact: the clamp ranges nest).
+    One PactUnit of ``requant_lanes`` lanes (``out_bits = max(16, abits + 1)``, signed) serves
+    both kinds of layer; lane ``n`` of group ``g`` is column ``g * requant_lanes + n``. Codes are
+    clamped to ``[0, 2**abits - 1]`` after it (exact: the clamp ranges nest).
 
-    Timing: one channel row per cycle; a tile of ``n`` valid rows takes ``n`` cycles
-    (``rows`` with ``consts_new``) and the next tile's row 0 may issue the cycle after its last
-    row. ``LATENCY`` (4) cycles from a row's issue to its word or logit. Stall is global from
-    ``out``/``logit`` back to the inputs (``ready`` is combinational through the PactUnit).
-    Registers: ``rows`` constants records, ``rows x cols`` codes for pooling, one row stage.
+    Timing: a channel row takes ``G = cols / requant_lanes`` cycles (one per lane group; a
+    logits row or a row past ``rows_valid`` takes one); a tile of ``n`` valid rows takes
+    ``n * G`` cycles (plus one per missing row with ``consts_new``) and the next tile's first
+    group may issue the cycle after its last. ``LATENCY`` (4) cycles from a row's last group's
+    issue to its word or logit. Stall is global from ``out``/``logit`` back to the inputs
+    (``ready`` is combinational through the PactUnit). Registers: ``rows`` constants records
+    (the current channel tile's only), ``rows x cols`` codes for pooling, ``cols -
+    requant_lanes`` codes collecting a row, one group stage.
     No ``clear``: a sequencer that abandons a layer wraps the drain in a ``ResetInserter``.
-    Measured (Yosys generic, ``pact.area``; w4a4, 8x8, max_kernel 3, 64 channels, acc 27
-    bits): 433.7k transistors, 3123 flip-flops, of which the 8-lane PactUnit is 267.5k.
+    Measured (Yosys generic, ``pact.area``): see ``bench/lean_area.py`` and docs/chip.md
+    ("The lean MAC and the requantizer"). Before shared lanes (w4a4, 8x8, max_kernel 3, 64
+    channels, acc 27 bits): 433.7k transistors, of which the 8-lane PactUnit was 267.5k.
     """
 
     def __init__(self, params):
