@@ -56,7 +56,7 @@ def block_area(params, name):
             "cells": fig["cells"]}
 
 
-def measure(bits, rows, cols, area_rows, area_cols, lanes, log=LOG):
+def measure(bits, rows, cols, area_rows, area_cols, lanes, requant_bits=None, log=LOG):
     out = {"config": {"rows": rows, "cols": cols, "area_rows": area_rows,
                       "area_cols": area_cols, "requant_lanes": lanes, "max_kernel": 3,
                       "max_in_channels": 64, "max_bits": 8},
@@ -71,7 +71,7 @@ def measure(bits, rows, cols, area_rows, area_cols, lanes, log=LOG):
                               "per_mac_flip_flops": fig["flip_flops"] / (area_rows * area_cols)}
         log(f"k={k:2d}  MAC: {per:9.0f} transistors/MAC  acc {small.acc_width} bits "
             f"({time.perf_counter() - t:.0f} s)")
-    for k in bits:
+    for k in bits if requant_bits is None else requant_bits:
         full = chip_params(k, rows, cols, lanes)
         blocks = {name: block_area(full, name) for name in REQUANT_BLOCKS}
         total = sum(b["transistors"] for b in blocks.values())
@@ -98,9 +98,11 @@ def main(argv=None):
     ap.add_argument("--area-rows", type=int, default=4)
     ap.add_argument("--area-cols", type=int, default=4)
     ap.add_argument("--lanes", type=int, default=TiledParams.requant_lanes)
+    ap.add_argument("--requant-bits", type=int, nargs="+", default=None,
+                    help="k of the requantizer figures (default: --bits)")
     ap.add_argument("--json", default="bench/results/lean_area.json")
     a = ap.parse_args(argv)
-    out = measure(a.bits, a.rows, a.cols, a.area_rows, a.area_cols, a.lanes)
+    out = measure(a.bits, a.rows, a.cols, a.area_rows, a.area_cols, a.lanes, a.requant_bits)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(f"wrote {a.json}")

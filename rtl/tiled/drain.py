@@ -234,9 +234,10 @@ class Drain(wiring.Component):
                 meta.phase.eq(tile.phase),
             ]
             for n in range(N):
-                # Lane n of group g is column g*N + n: a G-input mux per lane.
-                a_n = Array(acc[row][g * N + n] for g in range(G))[grp] if G > 1 \
-                    else acc[row][n]
+                # Lane n of group g is column g*N + n: one (rows*G)-input mux per lane, indexed
+                # by (row, group) at once.
+                a_n = Array(acc[r][g * N + n] for r in range(R) for g in range(G))[
+                    row * G + grp] if G > 1 else acc[row][n]
                 s_n = Array(self.skip.payload[g * N + n] for g in range(G))[grp] if G > 1 \
                     else self.skip.payload[n]
                 skip_term = Mux(tile.skip, k.skip_mult * s_n, 0)
