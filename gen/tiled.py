@@ -24,6 +24,10 @@ TILED_OPTIONS = (
     Option("max_in_channels", 512, "most (slice) input channels of a layer", 1),
     Option("max_bits", 8, "widest layer operand (8-bit first/last layers)", 2),
     Option("max_reads", 16, "external memory reads in flight", 2),
+    Option("requant_lanes", 2, "requantizer lanes shared by the drain (power of two <= cols)",
+           1),
+    Option("acc_cap", 0, "largest |accumulator| the programs need (0: from the max_* bounds)",
+           0),
 )
 _FIELDS = tuple(f.name for f in dataclasses.fields(TiledParams))
 

@@ -251,6 +251,10 @@ def _check(lays: Sequence[_Lowered], p: TiledParams, meta: Mapping[str, Any]) ->
         if cin > p.max_in_channels:
             raise UserError(f"{w}: {cin} (slice) input channels > max_in_channels "
                             f"{p.max_in_channels}; {_REGEN} --max-in-channels {cin} ...'")
+        if layer_acc_bound(lay, p) > p.acc_bound:
+            raise UserError(f"{w}: its sums reach {layer_acc_bound(lay, p)}, past the "
+                            f"accumulators' {p.acc_bound} (acc_cap {p.acc_cap}); {_REGEN} "
+                            f"--acc-cap {layer_acc_bound(lay, p)} ...'")
         if lay.pool:
             if lay.conv_shape[1] % 2 or lay.conv_shape[2] % 2:
                 raise UserError(f"{w}: 2x2 max pooling needs an even plane, not "
@@ -564,11 +568,14 @@ def load_hardware(hw_dir: str | os.PathLike[str], *,
 
 
 def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParams:
-    """The smallest changes to ``params`` (a ``TiledParams``) that run ``image``: activation
-    memory, kernel, input channels and ring (each only grown). For ``pact flow``, which
-    generates the chip for the model it runs."""
+    """``params`` (a ``TiledParams``) sized for ``image``: activation memory and ring only
+    grown; ``max_kernel``, ``max_in_channels`` (slice channels) and ``max_bits`` set to exactly
+    what the model needs, so that the accumulators (``TiledParams.acc_bound``) are no wider
+    than its largest reduction requires. For ``pact flow``, which generates the chip for the
+    model it runs."""
     lays = lower(image)
     kernel = max(lay.kernel for lay in lays)
+    bits = max(max(lay.wbits, lay.in_bits) for lay in lays)
     cin = max(lay.in_shape[0] * cf.activation_slices(lay.in_bits, params.abits) for lay in lays)
     need_ring = params.ring_beats
     act = 0
@@ -585,9 +592,18 @@ def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParam
             while need_ring < red:
                 need_ring *= 2
     kib = max(params.act_kib, 1 << (ceil_div(act * params.act_width, 8192) - 1).bit_length())
-    return dataclasses.replace(params, act_kib=kib, max_kernel=max(params.max_kernel, kernel),
-                               max_in_channels=max(params.max_in_channels, cin),
-                               ring_beats=need_ring)
+    return dataclasses.replace(params, act_kib=kib, max_kernel=kernel, max_in_channels=cin,
+                               max_bits=max(2, bits), ring_beats=need_ring,
+                               acc_cap=max(layer_acc_bound(lay, params) for lay in lays))
+
+
+def layer_acc_bound(lay: _Lowered, params: TiledParams) -> int:
+    """Largest ``|acc|`` of ``lay``'s reductions on the array of ``params``, every partial sum
+    included (``TiledParams.layer_acc_bound``)."""
+    return params.layer_acc_bound(lay.in_shape[0], lay.kernel,
+                                  cf.weight_slices(lay.wbits, params.wbits),
+                                  cf.activation_slices(lay.in_bits, params.abits),
+                                  params.wbits, params.abits)
 
 
 def write(program: TiledProgram, path: str | os.PathLike[str]) -> Path:

@@ -71,6 +71,16 @@ def check_parameters(*, wbits, abits, rows, cols, max_reduction, max_shift=0):
     check_int("max_shift", max_shift, 0)
 
 
+def _select_shift(product, sel, shifts):
+    """``product << v`` for the one ``v`` of ``shifts`` whose select is high: an AND-OR mux of
+    ``len(shifts)`` inputs (one-hot selects), far smaller than a barrel shifter."""
+    terms = [Mux(s, product << v, 0) for s, v in zip(sel, shifts, strict=True)]
+    out = terms[0]
+    for t in terms[1:]:
+        out = out | t
+    return out
+
+
 class MacArray(wiring.Component):
     """``rows x cols`` output-stationary MAC array for DoReFa weights and unsigned activations.
 
@@ -84,6 +94,15 @@ class MacArray(wiring.Component):
         Most beats in one reduction (``first`` to ``last`` inclusive), >= 1.
     max_shift : int
         Largest per-beat left shift (for bit-sliced operands wider than the array), >= 0.
+    acc_width : int or None
+        Accumulator width when the caller knows a tighter bound than the one below (the tiled
+        chip: ``TiledParams.acc_bound``, exact for bit-sliced reductions); ``None`` (default)
+        derives it from ``max_reduction`` and ``max_shift``. The caller owns the bound.
+    shifts : tuple of int or None
+        The legal per-beat shifts (the tiled chip: ``wbits*j + abits*i``, a handful); the
+        product is then shifted by a small mux over them, selected by ``shift``, instead of a
+        barrel shifter. A shift outside the tuple is outside the contract. ``None``
+        (default): any shift ``0..max_shift``.
 
     Ports
     -----
@@ -109,17 +128,26 @@ class MacArray(wiring.Component):
     are always accepted. Peak throughput: one beat, ``rows * cols`` MACs, per cycle.
     """
 
-    def __init__(self, *, wbits, abits, rows, cols, max_reduction, max_shift=0):
+    def __init__(self, *, wbits, abits, rows, cols, max_reduction, max_shift=0, acc_width=None,
+                 shifts=None):
         try:
             check_parameters(wbits=wbits, abits=abits, rows=rows, cols=cols,
                              max_reduction=max_reduction, max_shift=max_shift)
+            if acc_width is not None:
+                check_int("acc_width", acc_width, 2, 64)
+            if shifts is not None:
+                shifts = tuple(sorted(set(shifts)))
+                for v in shifts:
+                    check_int("shifts", v, 0, max_shift)
         except (TypeError, ValueError):
             self._MustUse__used = True  # a rejected block is not an unused one
             raise
         self._wbits, self._abits = wbits, abits
         self._rows, self._cols = rows, cols
         self._max_reduction, self._max_shift = max_reduction, max_shift
-        self._acc_width = accumulator_width(wbits, abits, max_reduction, max_shift)
+        self._acc_width = (accumulator_width(wbits, abits, max_reduction, max_shift)
+                           if acc_width is None else acc_width)
+        self._shifts = shifts
         super().__init__({
             "i": In(stream.Signature(input_layout(wbits, abits, rows, cols, max_shift))),
             "o": Out(stream.Signature(output_layout(self._acc_width, rows, cols))),
@@ -152,11 +180,19 @@ class MacArray(wiring.Component):
         for r in range(self._rows):
             m.d.comb += odd[r].eq(beat.w[r] * 2 - offset)
 
+        # With a legal-shift set, one decoded select per beat (shared by every PE).
+        sel = None
+        if self._shifts is not None and self._max_shift:
+            sel = [Signal(name=f"shift_is_{v}") for v in self._shifts]
+            m.d.comb += [s.eq(beat.shift == v) for s, v in zip(sel, self._shifts, strict=True)]
+
         for r in range(self._rows):
             for c in range(self._cols):
                 acc = Signal(signed(self._acc_width), name=f"acc_{r}_{c}")
                 product = odd[r] * beat.a[c]
-                if self._max_shift:
+                if sel is not None:
+                    product = _select_shift(product, sel, self._shifts)
+                elif self._max_shift:
                     product = product << beat.shift
                 total = Signal(signed(self._acc_width), name=f"sum_{r}_{c}")
                 m.d.comb += total.eq(Mux(beat.first, 0, acc) + product)

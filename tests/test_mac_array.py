@@ -36,6 +36,33 @@ def test_bit_sliced_shift():
     check_reductions(dut, reds, bubbles=0.2, backpressure=0.3)
 
 
+def test_shift_mux_over_legal_shifts():
+    """``shifts``: a mux over the legal slice shifts gives the barrel shifter's sums."""
+    shifts = (0, 2, 3, 5)
+    dut = MacArray(wbits=3, abits=2, rows=3, cols=2, max_reduction=6, max_shift=5,
+                   shifts=shifts)
+    reds = mac_reductions(8, 20, 3, 2, 3, 2, 6, 5)
+    rng = np.random.default_rng(8)
+    for red in reds:
+        red["shift"] = rng.choice(shifts, len(red["shift"]))
+    check_reductions(dut, reds, bubbles=0.2, backpressure=0.3)
+
+
+def test_shift_mux_checker_fails_on_a_shift_it_lacks():
+    dut = MacArray(wbits=3, abits=2, rows=1, cols=1, max_reduction=1, max_shift=5,
+                   shifts=(0, 2))
+    red = {"w": np.array([[7]]), "a": np.array([[3]]), "shift": np.array([5])}
+    with pytest.raises(AssertionError):
+        check_reductions(dut, [red])
+
+
+def test_acc_width_override():
+    dut = MacArray(wbits=4, abits=4, rows=1, cols=1, max_reduction=9, acc_width=12)
+    assert dut.acc_width == 12
+    with pytest.raises(ValueError, match="shifts"):
+        MacArray(wbits=4, abits=4, rows=1, cols=1, max_reduction=9, max_shift=4, shifts=(5,))
+
+
 def test_accumulator_reaches_bound_both_ways():
     dut = MacArray(wbits=4, abits=3, rows=2, cols=1, max_reduction=9)
     bound = accumulator_bound(4, 3, 9)

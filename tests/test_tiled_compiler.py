@@ -1,6 +1,8 @@
 """The tiled compiler: encodings as rtl/tiled/format.py defines them, placement in the
 activation memory, the layout's JSON round trip, and one-line refusals."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from gen.tiled_compiler import (
     input_words,
     layout_from_json,
     layout_to_json,
+    requirements,
 )
 from pact.errors import UserError
 from rtl import chip_format as cf
@@ -86,6 +89,27 @@ def test_refuses_a_kernel_past_max_kernel():
     image = random_image(7, model="cnn", wbits=4, abits=4, input_shape=(1, 32, 32))
     with pytest.raises(UserError, match="max_kernel"):
         compile_tiled(image, TiledParams(4, 4, 8, 8, act_kib=64))
+
+
+def test_requirements_size_resnet20_exactly():
+    """ResNet20 (random codes, its shapes): the fc reads the 8x8 plane as a kernel-8 layer of
+    64 channels, 8-bit weights (2 slices at 4 bits) on 4-bit codes: the largest reduction;
+    the stem's 3 channels of 8-bit codes are 6 slice channels."""
+    image = random_image(0, model="resnet20", wbits=4, abits=4, input_shape=(3, 32, 32))
+    p = requirements(image, TiledParams(4, 4, 16, 16))
+    assert (p.max_kernel, p.max_in_channels, p.max_bits) == (8, 64, 8)
+    assert p.acc_cap == 64 * 8 * 8 * 255 * 15
+    assert p.acc_bound == p.acc_cap
+    assert p.acc_width == 25
+    compile_tiled(image, p)
+
+
+def test_refuses_a_layer_past_the_accumulators():
+    image = random_image(0, model="resnet20", wbits=4, abits=4)
+    p = requirements(image, TiledParams(4, 4, 16, 16))
+    p = dataclasses.replace(p, acc_cap=p.acc_cap - 1)
+    with pytest.raises(UserError, match="--acc-cap"):
+        compile_tiled(image, p)
 
 
 def test_refuses_other_bit_widths():

@@ -4,6 +4,7 @@ partial rows and lanes, layers mixed) against a model built on golden.integer an
 format.pool_codes, with bubbles on every input and back-pressure on both outputs; then the
 one-row-per-cycle throughput, the latency, the checker and Verilog conversion."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -21,16 +22,23 @@ from rtl.tiled.format import pool_codes
 from rtl.tiled.params import TiledParams
 
 PARAMS = {
+    # requant_lanes: 2 of 8 columns (4 lane groups per row), 1 of 4, all (one group), 1 of 2.
     "w4a4_4x8": TiledParams(wbits=4, abits=4, rows=4, cols=8, max_kernel=3,
-                            max_in_channels=16),
+                            max_in_channels=16, requant_lanes=2),
     "w2a2_3x4": TiledParams(wbits=2, abits=2, rows=3, cols=4, max_kernel=3,
-                            max_in_channels=8),
+                            max_in_channels=8, requant_lanes=1),
     "w8a8_2x2": TiledParams(wbits=8, abits=8, rows=2, cols=2, max_kernel=1,
-                            max_in_channels=4),
+                            max_in_channels=4, requant_lanes=2),
     # abits 16: the PactUnit saturates at 17 bits, the logits are saturated again after it.
     "w2a16_1x2": TiledParams(wbits=2, abits=16, rows=1, cols=2, max_kernel=1,
-                             max_in_channels=2),
+                             max_in_channels=2, requant_lanes=1),
 }
+#: The timing tests' array (4x8) with each legal lane count.
+LANES = (8, 4, 2, 1)
+
+
+def with_lanes(lanes):
+    return dataclasses.replace(PARAMS["w4a4_4x8"], requant_lanes=lanes)
 
 
 # ---------------------------------------------------------------------------- stimulus
@@ -238,8 +246,11 @@ def test_layers_of_every_kind_back_to_back(name):
     check(params, tiles, bubbles=0.2, backpressure=0.3, seed=5)
 
 
-def test_one_row_per_cycle_and_latency():
-    params = PARAMS["w4a4_4x8"]
+@pytest.mark.parametrize("lanes", LANES)
+def test_one_row_per_group_cycles_and_latency(lanes):
+    """A row takes ``cols / requant_lanes`` cycles (one per lane group), back to back."""
+    params = with_lanes(lanes)
+    G = params.cols // lanes
     rng = random.Random(3)
     tiles = [dict(random_layer(rng, params, "plain", channel_tiles=1)[0]) for _ in range(12)]
     for t in tiles:
@@ -249,33 +260,39 @@ def test_one_row_per_cycle_and_latency():
         t["consts"] = []
     _, _, log = run_drain(Drain(params), tiles)
     n = len(tiles) * params.rows
-    assert log["out"] == list(range(log["out"][0], log["out"][0] + n))
+    assert log["out"] == list(range(log["out"][0], log["out"][0] + n * G, G))
     # A tile is accepted with its last row; that row's word leaves LATENCY cycles later.
-    assert log["acc"] == list(range(log["acc"][0], log["acc"][0] + n, params.rows))
+    assert log["acc"] == list(range(log["acc"][0], log["acc"][0] + n * G, params.rows * G))
     assert [log["out"][i * params.rows + params.rows - 1] for i in range(len(tiles))] == \
         [t + LATENCY for t in log["acc"]]
 
 
-def test_partial_rows_take_fewer_cycles():
-    params = PARAMS["w4a4_4x8"]
+@pytest.mark.parametrize("lanes", LANES)
+def test_partial_rows_take_fewer_cycles(lanes):
+    params = with_lanes(lanes)
+    G = params.cols // lanes
     tiles = [dict(random_layer(random.Random(4), params, "plain", channel_tiles=1)[0])
              for _ in range(6)]
     for i, t in enumerate(tiles):
         t["tile"] = t["tile"] | {"rows_valid": 2, "consts_new": int(i == 0)}
         t["consts"] = t["consts"] if i == 0 else []
     _, _, log = run_drain(Drain(params), tiles)
-    # The consts_new tile takes all `rows` records (rows cycles); the others 2 cycles each.
-    assert np.diff(log["acc"]).tolist() == [2] * (len(tiles) - 1)
+    # The consts_new tile takes all `rows` records; the others 2 rows of G cycles each.
+    assert np.diff(log["acc"]).tolist() == [2 * G] * (len(tiles) - 1)
 
 
-def test_behind_a_mac_array_it_never_stalls_the_reduction():
-    """Connected to a real MacArray (same acc layout), reductions of ``rows`` beats or more
-    run back to back: the drain of a tile overlaps the next one's reduction."""
-    params = PARAMS["w4a4_4x8"]
+@pytest.mark.parametrize("lanes", (8, 2))
+def test_behind_a_mac_array_it_never_stalls_the_reduction(lanes):
+    """Connected to the chip's MacArray (same acc layout, shift mux), reductions of
+    ``rows * cols / requant_lanes`` beats or more run back to back: the drain of a tile
+    overlaps the next one's reduction."""
+    params = with_lanes(lanes)
     R, C = params.rows, params.cols
+    G = C // lanes
     rng = np.random.default_rng(9)
     mac = MacArray(wbits=params.wbits, abits=params.abits, rows=R, cols=C,
-                   max_reduction=params.max_reduction, max_shift=params.max_shift)
+                   max_reduction=params.max_reduction, max_shift=params.max_shift,
+                   acc_width=params.acc_width, shifts=params.shifts)
     drain = Drain(params)
     top = Module()
     top.submodules.mac, top.submodules.drain = mac, drain
@@ -283,11 +300,11 @@ def test_behind_a_mac_array_it_never_stalls_the_reduction():
     tiles = random_layer(random.Random(9), params, "plain", channel_tiles=4)
     beats = []
     for t in tiles:
-        t["tile"]["rows_valid"] = R   # so that a tile drains in exactly `rows` cycles
-        n = int(rng.integers(R, 2 * R))
+        t["tile"]["rows_valid"] = R   # so that a tile drains in exactly `rows * G` cycles
+        n = int(rng.integers(R * G, 2 * R * G))
         red = {"w": rng.integers(0, 1 << params.wbits, (n, R)),
                "a": rng.integers(0, 1 << params.abits, (n, C)),
-               "shift": rng.integers(0, params.max_shift + 1, n)}
+               "shift": rng.choice(params.shifts, n)}
         t["acc"] = mac_expected(red["w"], red["a"], red["shift"], params.wbits).tolist()
         beats += mac_beats(red)
     words, _, log = run_drain(drain, tiles, top=top, acc_feed=(mac.i, beats))

@@ -51,7 +51,11 @@ from .window_cmds import WindowCommands
 from .window_fetch import WindowFetch, cmd_layout
 from .write_back import WriteBack, write_layout
 
-__all__ = ["TiledChip"]
+__all__ = ["TiledChip", "REQUANT_BLOCKS"]
+
+#: The blocks between the MAC array's outputs (``blocks["mac"]``) and the activation memory:
+#: the requantizer, as the area benches count it.
+REQUANT_BLOCKS = ("drain", "split", "wb")
 
 # ReadDma clients.
 _DESC, _CONSTS, _WEIGHTS, _INPUT, _SKIP = range(5)
@@ -98,7 +102,8 @@ class TiledChip(wiring.Component):
             "walker": TileWalker(p, outputs=5), "wcmds": WindowCommands(p, cmd_layout(p)),
             "issuer": BeatIssuer(p), "join": BeatJoin(p),
             "mac": MacArray(wbits=p.wbits, abits=p.abits, rows=p.rows, cols=p.cols,
-                            max_reduction=p.max_reduction, max_shift=p.max_shift),
+                            max_reduction=p.max_reduction, max_shift=p.max_shift,
+                            acc_width=p.acc_width, shifts=p.shifts),
             "drain": Drain(p), "skipjobs": SkipJobs(p), "skipf": SkipFetch(p),
             "loader": InputLoader(p), "wb": WriteBack(p),
         }

@@ -1,12 +1,17 @@
 """The drain of the tiled chip: accumulator tiles in, activation words (or logits) out.
 
 Per channel row of a finished ``rows x cols`` tile it computes ``golden.integer.requantize``
-(or ``requantize_residual`` with the skip codes) on ``cols`` lanes at once, then either writes
-the codes as one activation word, keeps them for a 2x2 max pool (``format.pool_codes``), or
-sends lane 0 out as a signed 16-bit logit.
+(or ``requantize_residual`` with the skip codes) on ``requant_lanes`` lanes at a time, one lane
+group of the row per cycle, collects the row's codes, then either writes them as one
+activation word, keeps them for a 2x2 max pool (``format.pool_codes``), or sends lane 0 out as
+a signed 16-bit logit.
+
+Why few lanes: a tile yields ``rows * cols`` results every ``L`` beats (``L = in_c' * K^2 *
+w_slices``, >= 108 on every ResNet20 conv), so ``rows * cols / L`` lanes keep up; the array's
+output register holds the tile while it drains, so the next reduction runs meanwhile.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,8 +69,15 @@ def _meta_layout(params):
         "lanes_valid": unsigned(params.cols.bit_length()),
         "index": unsigned(16),
         "row": unsigned(max(1, (params.rows - 1).bit_length())),
+        "grp": unsigned(max(1, (_groups(params) - 1).bit_length())),
+        "row_end": 1,
         "logits": 1, "pool": 1, "phase": 2,
     })
+
+
+def _groups(params):
+    """Lane groups of a channel row: cycles one row takes in the requantizer lanes."""
+    return params.cols // params.requant_lanes
 
 
 def _max(a, b):
@@ -92,9 +104,10 @@ class Drain(wiring.Component):
         ``consts_new``: first tile of a channel tile, take ``rows`` records from ``consts``.
     consts : In(stream ``chip_format.CONSTS``)
         ``rows`` records per channel tile (rows past the layer's channels too). Record ``r`` is
-        taken in the cycle row ``r`` of the ``consts_new`` tile issues and kept in a register
-        for the channel tile's further tiles: no double buffer, no load stall. A
-        ``consts_new`` tile therefore takes ``rows`` cycles even when ``rows_valid < rows``.
+        taken with the first lane group of row ``r`` of the ``consts_new`` tile and kept in a
+        register for the channel tile's further tiles: no double buffer, no load stall. A
+        ``consts_new`` tile therefore visits all ``rows`` rows even when ``rows_valid < rows``
+        (one cycle for each missing row).
     skip : In(stream ``skip_layout(params)``)
         Residual tiles: one per valid row, in row order; lane ``c`` is the skip code of column
         ``c``. The offset becomes ``B + skip_mult * skip`` truncated to 48 signed bits (the
@@ -107,17 +120,22 @@ class Drain(wiring.Component):
     logit : Out(stream ``LOGIT``)
         Logits tiles: ``requantize(..., 16, signed_out=True)`` of column 0.
 
-    One PactUnit (``out_bits = max(16, abits + 1)``, signed) serves both kinds of layer; codes
-    are clamped to ``[0, 2**abits - 1]`` after it (exact: the clamp ranges nest).
+    One PactUnit of ``requant_lanes`` lanes (``out_bits = max(16, abits + 1)``, signed) serves
+    both kinds of layer; lane ``n`` of group ``g`` is column ``g * requant_lanes + n``. Codes are
+    clamped to ``[0, 2**abits - 1]`` after it (exact: the clamp ranges nest).
 
-    Timing: one channel row per cycle; a tile of ``n`` valid rows takes ``n`` cycles
-    (``rows`` with ``consts_new``) and the next tile's row 0 may issue the cycle after its last
-    row. ``LATENCY`` (4) cycles from a row's issue to its word or logit. Stall is global from
-    ``out``/``logit`` back to the inputs (``ready`` is combinational through the PactUnit).
-    Registers: ``rows`` constants records, ``rows x cols`` codes for pooling, one row stage.
+    Timing: a channel row takes ``G = cols / requant_lanes`` cycles (one per lane group; a
+    logits row or a row past ``rows_valid`` takes one); a tile of ``n`` valid rows takes
+    ``n * G`` cycles (plus one per missing row with ``consts_new``) and the next tile's first
+    group may issue the cycle after its last. ``LATENCY`` (4) cycles from a row's last group's
+    issue to its word or logit. Stall is global from ``out``/``logit`` back to the inputs
+    (``ready`` is combinational through the PactUnit). Registers: ``rows`` constants records
+    (the current channel tile's only), ``rows x cols`` codes for pooling, ``cols -
+    requant_lanes`` codes collecting a row, one group stage.
     No ``clear``: a sequencer that abandons a layer wraps the drain in a ``ResetInserter``.
-    Measured (Yosys generic, ``pact.area``; w4a4, 8x8, max_kernel 3, 64 channels, acc 27
-    bits): 433.7k transistors, 3123 flip-flops, of which the 8-lane PactUnit is 267.5k.
+    Measured (Yosys generic, ``pact.area``): see ``bench/lean_area.py`` and docs/chip.md
+    ("The lean MAC and the requantizer"). Before shared lanes (w4a4, 8x8, max_kernel 3, 64
+    channels, acc 27 bits): 433.7k transistors, of which the 8-lane PactUnit was 267.5k.
     """
 
     def __init__(self, params):
@@ -146,7 +164,7 @@ class Drain(wiring.Component):
         m = Module()
         p = self._params
         m.submodules.pact = pact = PactUnit(acc_width=p.acc_width, out_bits=self.pact_bits,
-                                            lanes=p.cols, signed_out=True)
+                                            lanes=p.requant_lanes, signed_out=True)
         meta = [Signal(_meta_layout(p), name=f"meta{i}") for i in range(PACT_LATENCY + 1)]
         self._issue(m, pact, meta[0])
         # The PactUnit's stages all move together when it takes an input (global stall), so
@@ -159,9 +177,11 @@ class Drain(wiring.Component):
     def _issue(self, m, pact, meta):
         """Rows of the current tile into the row register (``meta``) that feeds the PactUnit."""
         p = self._params
-        R, C = p.rows, p.cols
+        R, N, G = p.rows, p.requant_lanes, _groups(p)
         tile, acc = self.tile.payload, self.acc.payload
         row = Signal(range(max(R, 2)))
+        grp = Signal(range(max(G, 2)))        # lane group of the row being issued
+        row_end = Signal()                    # this step issues the row's last group
         raddr = Signal(p.act_addr_bits)       # address of the next row's word
         creg = Signal(data.ArrayLayout(CONSTS, R))
         valid = Signal()                      # the row register holds a row
@@ -170,28 +190,35 @@ class Drain(wiring.Component):
         last = Signal()
         step = Signal()
         need_s = tile.skip & live
+        take_c = tile.consts_new & (grp == 0)  # a row's record arrives with its first group
         move = ~valid | pact.i.ready
         m.d.comb += [
             addr.eq(Mux(row == 0, tile.addr, raddr)),
             live.eq(row < tile.rows_valid),
+            # A logits row needs lane 0 only; a row that does not exist only takes constants.
+            row_end.eq((grp == G - 1) | ~live | tile.logits),
             # (rows_valid 0 is outside the contract; it drops the tile rather than hang.)
-            last.eq(Mux(tile.consts_new, row == R - 1, row + 1 >= tile.rows_valid)),
+            last.eq(row_end & Mux(tile.consts_new, row == R - 1, row + 1 >= tile.rows_valid)),
             step.eq(self.acc.valid & self.tile.valid & move
-                    & (~tile.consts_new | self.consts.valid) & (~need_s | self.skip.valid)),
-            self.consts.ready.eq(step & tile.consts_new),
-            self.skip.ready.eq(step & need_s),
+                    & (~take_c | self.consts.valid) & (~need_s | self.skip.valid)),
+            self.consts.ready.eq(step & take_c),
+            self.skip.ready.eq(step & need_s & row_end),
             self.acc.ready.eq(step & last),
             self.tile.ready.eq(step & last),
         ]
-        k = CONSTS(Mux(tile.consts_new, self.consts.payload.as_value(), creg[row].as_value()))
+        k = CONSTS(Mux(take_c, self.consts.payload.as_value(), creg[row].as_value()))
         with m.If(step):
-            m.d.sync += [row.eq(Mux(last, 0, row + 1)), raddr.eq(addr + tile.chan_stride)]
-            with m.If(tile.consts_new):
+            with m.If(row_end):
+                m.d.sync += [row.eq(Mux(last, 0, row + 1)), raddr.eq(addr + tile.chan_stride),
+                             grp.eq(0)]
+            with m.Else():
+                m.d.sync += grp.eq(grp + 1)
+            with m.If(take_c):
                 for r in range(R):
                     with m.If(row == r):
                         m.d.sync += creg[r].eq(self.consts.payload)
 
-        beat = Signal(input_layout(p.acc_width, C))
+        beat = Signal(input_layout(p.acc_width, N))
         m.d.comb += [pact.i.valid.eq(valid), pact.i.payload.eq(beat)]
         with m.If(move):
             m.d.sync += [
@@ -200,27 +227,44 @@ class Drain(wiring.Component):
                 meta.lanes_valid.eq(tile.lanes_valid),
                 meta.index.eq(tile.chan0 + row),
                 meta.row.eq(row),
+                meta.grp.eq(grp),
+                meta.row_end.eq(row_end),
                 meta.logits.eq(tile.logits),
                 meta.pool.eq(tile.pool),
                 meta.phase.eq(tile.phase),
             ]
-            for c in range(C):
-                skip_term = Mux(tile.skip, k.skip_mult * self.skip.payload[c], 0)
+            for n in range(N):
+                # Lane n of group g is column g*N + n: one (rows*G)-input mux per lane, indexed
+                # by (row, group) at once.
+                a_n = Array(acc[r][g * N + n] for r in range(R) for g in range(G))[
+                    row * G + grp] if G > 1 else acc[row][n]
+                s_n = Array(self.skip.payload[g * N + n] for g in range(G))[grp] if G > 1 \
+                    else self.skip.payload[n]
+                skip_term = Mux(tile.skip, k.skip_mult * s_n, 0)
                 m.d.sync += [
-                    beat.acc[c].eq(acc[row][c]),
-                    beat.mult[c].eq(k.mult),
-                    beat.offset[c].eq(k.offset + skip_term),
-                    beat.shift[c].eq(k.shift),
+                    beat.acc[n].eq(a_n),
+                    beat.mult[n].eq(k.mult),
+                    beat.offset[n].eq(k.offset + skip_term),
+                    beat.shift[n].eq(k.shift),
                 ]
 
     def _output(self, m, pact, meta):
         """PactUnit results to codes, the pool registers, ``out`` and ``logit``."""
         p = self._params
-        R, C, A = p.rows, p.cols, p.abits
+        R, C, A, N, G = p.rows, p.cols, p.abits, p.requant_lanes, _groups(p)
         half = C // 2
         y = pact.o.payload
         maxcode = (1 << A) - 1
-        codes = [Mux(y[c] < 0, 0, Mux(y[c] > maxcode, maxcode, y[c]))[:A] for c in range(C)]
+        lane_codes = [Mux(y[n] < 0, 0, Mux(y[n] > maxcode, maxcode, y[n]))[:A]
+                      for n in range(N)]
+        # A row's first G - 1 groups wait in a collector; its last group completes it.
+        collect = Signal(data.ArrayLayout(unsigned(A), max(C - N, 1)))
+        codes = [collect[c] for c in range(C - N)] + lane_codes
+        fire_part = pact.o.valid & ~meta.row_end
+        with m.If(fire_part):
+            for g in range(G - 1):
+                with m.If(meta.grp == g):
+                    m.d.sync += [collect[g * N + n].eq(lane_codes[n]) for n in range(N)]
         hmax = [_max(codes[2 * j], codes[2 * j + 1]) for j in range(half)]
         # Pool registers: row r holds, per half h, the pairwise maxima of phase h (dy = 0),
         # then their maxima with phase 2 + h's (dy = 1); at phase 3 that is the pooled word.
@@ -236,16 +280,17 @@ class Drain(wiring.Component):
 
         lo, hi = -(1 << (LOGIT_BITS - 1)), (1 << (LOGIT_BITS - 1)) - 1
         emit = ~meta.logits & (~meta.pool | (meta.phase == 3))
-        fire = pact.o.valid & pact.o.ready
+        fire = pact.o.valid & pact.o.ready & meta.row_end
         m.d.comb += [
-            self.out.valid.eq(pact.o.valid & emit),
+            self.out.valid.eq(pact.o.valid & meta.row_end & emit),
             self.out.payload.addr.eq(meta.addr),
             self.out.payload.data.eq(word),
             self.logit.valid.eq(pact.o.valid & meta.logits),
             self.logit.payload.index.eq(meta.index),
             self.logit.payload.value.eq(Mux(y[0] < lo, lo, Mux(y[0] > hi, hi, y[0]))),
-            pact.o.ready.eq(Mux(meta.logits, self.logit.ready,
-                                Mux(emit, self.out.ready, 1))),
+            pact.o.ready.eq(Mux(~meta.row_end, 1,
+                                Mux(meta.logits, self.logit.ready,
+                                    Mux(emit, self.out.ready, 1)))),
         ]
         with m.If(fire & ~meta.logits & meta.pool):
             for r in range(R):

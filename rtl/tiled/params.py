@@ -10,7 +10,6 @@ window a column reads from is ``window_lanes`` codes whatever the row width.
 
 from dataclasses import dataclass
 
-from ..mac_array import accumulator_width
 from ..params import check_int
 
 __all__ = ["TiledParams", "next_pow2", "ceil_div", "KERNEL_MAX", "STRIDE_MAX"]
@@ -40,7 +39,14 @@ class TiledParams:
     word bits. ``act_kib``: activation memory capacity in KiB. ``ring_beats``: weight ring
     depth in beats (a power of two). ``max_kernel``/``max_in_channels``: the largest kernel and
     the most (slice) input channels of a layer; with the slicing of ``max_bits``-bit end layers
-    they bound the accumulator (``acc_width``). ``max_reads``: external reads in flight.
+    they bound the accumulator (``acc_width``, see ``acc_bound``). ``max_reads``: external
+    reads in flight. ``requant_lanes``: requantizer lanes of the drain (a power of two, at most
+    ``cols``); a channel row takes ``cols / requant_lanes`` cycles in it, so a tile of
+    ``rows x cols`` results takes ``rows * cols / requant_lanes`` cycles, hidden behind the next
+    reduction when that is at least as long (every ResNet20 conv: >= 108 beats). ``acc_cap``:
+    when not 0, a tighter ``|acc|`` bound the compiler guarantees for the programs this chip
+    runs (``gen.tiled_compiler.requirements`` sets it to the model's largest reduction, checked
+    per layer by the compiler); 0: any layer within the ``max_*`` bounds.
     """
 
     wbits: int
@@ -54,6 +60,8 @@ class TiledParams:
     max_in_channels: int = 512
     max_bits: int = 8
     max_reads: int = 16
+    requant_lanes: int = 2
+    acc_cap: int = 0
 
     def __post_init__(self):
         check_int("wbits", self.wbits, 2, 16)
@@ -73,6 +81,10 @@ class TiledParams:
         check_int("max_in_channels", self.max_in_channels, 1, 4095)
         check_int("max_bits", self.max_bits, 2, 16)
         check_int("max_reads", self.max_reads, 2, 256)
+        check_int("requant_lanes", self.requant_lanes, 1, self.cols)
+        check_int("acc_cap", self.acc_cap, 0)
+        if self.requant_lanes & (self.requant_lanes - 1):
+            raise ValueError(f"requant_lanes must be a power of two, not {self.requant_lanes}")
         if self.act_width < 8:
             raise ValueError(f"an activation word (cols*abits = {self.act_width} bits) must "
                              "be at least 8 bits: raise cols")
@@ -144,8 +156,45 @@ class TiledParams:
         return self.max_in_channels * self.max_kernel ** 2 * self.w_slices_max
 
     @property
+    def shifts(self):
+        """The legal per-beat shifts ``wbits*j + abits*i`` (weight slice ``j``, activation slice
+        ``i``): the MAC array selects among these few instead of a barrel shifter."""
+        return tuple(sorted({self.wbits * j + self.abits * i
+                             for j in range(self.w_slices_max)
+                             for i in range(self.a_slices_max)}))
+
+    @property
+    def acc_bound(self):
+        """Largest ``|acc|`` of any reduction the chip accepts, at every partial sum.
+
+        A layer with ``ws`` weight and ``as`` activation slices and ``n`` original input
+        channels (``n * as <= max_in_channels`` slice channels) sums, per channel and kernel
+        position, ``ws * as`` beats of ``|odd_j| * a_i * 2**(wbits*j + abits*i)``; with
+        ``|odd_j| <= 2**wbits - 1`` and ``a_i <= 2**abits - 1`` those add up to at most
+        ``(2**(wbits*ws) - 1) * (2**(abits*as) - 1)``. The bound is the largest of
+        ``(max_in_channels // as) * max_kernel**2 * (2**(wbits*ws) - 1) * (2**(abits*as) - 1)``
+        over the legal ``ws``, ``as``: exact for the widest case, where the old bound
+        (``max_reduction`` products each shifted by ``max_shift``) counted every slice twice.
+        Capped by ``acc_cap`` when it is set.
+        """
+        bound = max(self.layer_acc_bound(self.max_in_channels // a, self.max_kernel, w, a,
+                                         self.wbits, self.abits)
+                    for w in range(1, self.w_slices_max + 1)
+                    for a in range(1, self.a_slices_max + 1))
+        return min(bound, self.acc_cap) if self.acc_cap else bound
+
+    @staticmethod
+    def layer_acc_bound(in_channels, kernel, w_slices, a_slices, wbits, abits):
+        """``|acc|`` bound of one layer (``in_channels`` original channels, sliced as given):
+        ``in_channels * kernel**2 * (2**(wbits*w_slices) - 1) * (2**(abits*a_slices) - 1)``
+        (see ``acc_bound``)."""
+        return (in_channels * kernel ** 2 * ((1 << wbits * w_slices) - 1)
+                * ((1 << abits * a_slices) - 1))
+
+    @property
     def acc_width(self):
-        return accumulator_width(self.wbits, self.abits, self.max_reduction, self.max_shift)
+        """Two's-complement width holding ``[-acc_bound, acc_bound]``."""
+        return self.acc_bound.bit_length() + 1
 
     # -------------------------------------------------------------- window, weights
     @property
@@ -195,6 +244,7 @@ class TiledParams:
             "max_shift": self.max_shift,
             "max_reduction": self.max_reduction,
             "acc_width": self.acc_width,
+            "shifts": list(self.shifts),
             "window_lanes": self.window_lanes,
             "window_words": self.window_words,
             "beat_bits": self.beat_bits,
