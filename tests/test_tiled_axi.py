@@ -9,8 +9,15 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.tiled.axi import (MAX_BURST, PAGE_BYTES, RESP_DECERR, RESP_OKAY, RESP_SLVERR,
-                           AxiReadMaster, AxiWriteMaster)
+from rtl.tiled.axi import (
+    MAX_BURST,
+    PAGE_BYTES,
+    RESP_DECERR,
+    RESP_OKAY,
+    RESP_SLVERR,
+    AxiReadMaster,
+    AxiWriteMaster,
+)
 
 DW = 64
 BYTES = DW // 8

@@ -22,8 +22,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import csr
-from .axi import (AXI_READ, AXI_WRITE, AxiReadMaster, AxiWriteMaster, axi_read_members,
-                  axi_write_members, connect_flat)
+from .axi import (
+    AXI_READ,
+    AXI_WRITE,
+    AxiReadMaster,
+    AxiWriteMaster,
+    axi_read_members,
+    axi_write_members,
+    connect_flat,
+)
 from .axi_lite import AXIL_SLAVE, AxiLiteSlave
 from .chip import TiledChip
 from .params import TiledParams

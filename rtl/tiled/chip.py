@@ -120,7 +120,8 @@ class TiledChip(wiring.Component):
             self.busy.eq(seq.busy), self.done.eq(seq.done), self.error.eq(seq.error),
             self.layer.eq(seq.layer_index),
             seq.start.eq(self.start), seq.prog_addr.eq(self.prog_addr),
-            seq.in_addr.eq(self.in_addr), dma.clear.eq(clear), seq.mem_error.eq(dma.error | (self.bus_error if self._bus else 0)),
+            seq.in_addr.eq(self.in_addr), dma.clear.eq(clear),
+            seq.mem_error.eq(dma.error | (self.bus_error if self._bus else 0)),
         ]
         with m.If(self.start & ~seq.busy):
             m.d.sync += [self.cycles.eq(0), self.mac_beats.eq(0)]
