@@ -121,7 +121,7 @@ class TiledChip(wiring.Component):
             self.layer.eq(seq.layer_index),
             seq.start.eq(self.start), seq.prog_addr.eq(self.prog_addr),
             seq.in_addr.eq(self.in_addr), dma.clear.eq(clear),
-            seq.mem_error.eq(dma.error | (self.bus_error if self._bus else 0)),
+            seq.mem_error.eq(dma.error | self.bus_error if self._bus else dma.error),
         ]
         with m.If(self.start & ~seq.busy):
             m.d.sync += [self.cycles.eq(0), self.mac_beats.eq(0)]
@@ -215,7 +215,7 @@ class TiledChip(wiring.Component):
         m.d.comb += [b.wb.act_base.eq(L.out_act), b.wb.ext_base.eq(out_base + L.o_addr),
                      seq.out_fire.eq((b.split.o.valid & b.split.o.ready)
                                      | (b.drain.logit.valid & b.drain.logit.ready)),
-                     seq.wb_idle.eq(b.wb.idle & ~(self.wr_pending if self._bus else 0))]
+                     seq.wb_idle.eq(b.wb.idle & ~self.wr_pending if self._bus else b.wb.idle)]
         # One activation memory write port: the input loader while it runs, then the drain's.
         with m.If(b.loader.busy):
             wiring.connect(m, b.loader.wr, b.act.wr)
