@@ -392,6 +392,9 @@ def build(sim, hw_dir, *, mem_words, waves=False):
                         "'pact gen --block chip --out DIR'")
     if "verilog_sha256" in manifest:
         check_verilog_hash(hw_dir, manifest)
+    if manifest.get("params", {}).get("bus", "native") != "native":
+        raise UserError(f"{hw_dir} holds the {manifest['params']['bus']} chip; this harness "
+                        "drives the native ports: generate with '--bus native'")
     sources = [verilog, HARNESS]
     define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
     if sim == "verilator":

@@ -36,8 +36,8 @@ REGISTERS = (
     Register("OUT_BASE", 0x10, "rw", "word address of the output area (layer outputs, skips)"),
     Register("CYCLES", 0x14, "ro", "clock cycles since start, frozen at done"),
     Register("ERROR", 0x18, "ro", "error flags (sequencer.Error): 1 unknown op, 2 descriptor "
-             "the chip cannot run, 4 read answer without request, 8 bus error (SLVERR/DECERR "
-             "on R or B)"),
+             "the chip cannot run, 4 memory error (a read answer without request, or with 8), "
+             "8 bus error (SLVERR/DECERR on R or B; the run stops)"),
     Register("LAYER", 0x1C, "ro", "index of the descriptor being run"),
     Register("MAC_BEATS", 0x20, "ro", "beats the MAC array took since start"),
     Register("IRQ_ENABLE", 0x24, "rw", "bit 0 done, bit 1 error: which IRQ_STATUS bits raise "
