@@ -77,3 +77,20 @@ def test_error_responses_raise_the_bus_flag_and_irq(tmp_path):
     (r,) = res["runs"]
     assert r["irq"] and r["error"] & Error.BUS
     assert r["status"] == csr.STATUS_DONE
+
+
+def test_digits_cnn_bit_exact_over_axi(tmp_path):
+    """The flow's digits CNN shape (8x8 input, 16/32/32 channels, 8-bit end layers) on the
+    flow's array, one image."""
+    from gen.tiled_compiler import requirements
+
+    image = random_image(SEED + 7, model="cnn", wbits=4, abits=4)
+    params = requirements(image, TiledParams(4, 4, 8, 8))
+    inputs = random_inputs(SEED + 8, image, 1)
+    program = compile_tiled(image, params, slots=1)
+    words = memory_words(program, inputs)
+    res = run_axi_chip(params, words, [(0, *slot_addresses(program.layout, 0))], tmp_path,
+                       pause=0.2, seed=SEED)
+    (r,) = res["runs"]
+    assert r["irq"] and r["error"] == 0 and r["status"] == csr.STATUS_DONE
+    assert layer_mismatches(image, program, res["words"], inputs) == []
