@@ -392,11 +392,11 @@ def build(sim, hw_dir, *, mem_words, waves=False):
                         "'pact gen --block chip --out DIR'")
     if "verilog_sha256" in manifest:
         check_verilog_hash(hw_dir, manifest)
-    if manifest.get("params", {}).get("bus", "native") != "native":
-        raise UserError(f"{hw_dir} holds the {manifest['params']['bus']} chip; this harness "
-                        "drives the native ports: generate with '--bus native'")
     sources = [verilog, HARNESS]
     define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
+    if manifest.get("params", {}).get("bus", "native") == "axi":
+        # The harness's AXI memory model (chip_harness_axi.svh, included from HARNESS).
+        define += ["-DPACT_AXI", f"-I{HARNESS.parent}"]
     if sim == "verilator":
         # (first: cocotb takes the language of the top level from the last source)
         sources.insert(0, verilator_control_file())
