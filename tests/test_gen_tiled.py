@@ -43,3 +43,10 @@ def test_bad_bus_is_a_one_line_error(tmp_path, capsys):
         rc = exc.code
     assert rc == 2 and "pci" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_readme_shows_the_register_map():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert csr.registers_markdown() in readme
