@@ -21,6 +21,7 @@ __all__ = ["TILED_OPTIONS", "tiled_params", "build_tiled_chip"]
 #: ``--bus`` values: ``native`` (TiledChip's own streams, for the fast harness), ``axi``
 #: (``AxiChip``).
 BUSES = ("native", "axi")
+DEFAULT_BUS = "axi"
 
 TILED_OPTIONS = (
     Option("mem_width", 64, "external memory word bits, a power of two 16..1024", 16),
@@ -30,7 +31,7 @@ TILED_OPTIONS = (
     Option("max_in_channels", 512, "most (slice) input channels of a layer", 1),
     Option("max_bits", 8, "widest layer operand (8-bit first/last layers)", 2),
     Option("max_reads", 16, "external memory reads in flight", 2),
-    Option("bus", "native", "the chip's ports: native streams and CSR wires, or an AXI4 "
+    Option("bus", DEFAULT_BUS, "the chip's ports: native streams and CSR wires, or an AXI4 "
            "master (m_axi_*) and AXI4-Lite registers (s_axil_*) with irq", choices=BUSES),
 )
 _FIELDS = tuple(f.name for f in dataclasses.fields(TiledParams))
@@ -49,7 +50,7 @@ def tiled_params(params):
 
 
 def build_tiled_chip(params):
-    bus = params.pop("bus", "native")
+    bus = params.pop("bus", DEFAULT_BUS)
     if bus not in BUSES:
         raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
     tp = tiled_params(params)

@@ -334,16 +334,16 @@ def test_tiled_chip_under_stalls_and_latency(require_sim, tmp_path):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("net", ["resnet", "lenet"])
-def test_axi_tiled_chip_on_the_fast_harness(require_sim, tmp_path, net):
-    """``--bus axi``: the harness's AXI memory model (chip_harness_axi.svh) under stalls and
-    latency; the same program as the native chip, bit-exact, a few cycles more."""
+@pytest.mark.parametrize("net,bus", [("resnet", "axi"), ("lenet", "axi"), ("resnet", "native")])
+def test_both_buses_on_the_fast_harness(require_sim, tmp_path, net, bus):
+    """``--bus axi`` (the harness's AXI memory model, chip_harness_axi.svh) and ``--bus
+    native`` (its stream memory) under stalls and latency: bit-exact."""
     require_sim("verilator")
     from gen import tiled_compiler
 
     specs, shape = ((TILED_RESNET, (1, 8, 8)) if net == "resnet"
                     else (TILED_LENET, (1, 12, 12)))
-    hw_dir = generate_chip({**TILED_CHIP, "bus": "axi"}, log=lambda msg: None,
+    hw_dir = generate_chip({**TILED_CHIP, "bus": bus}, log=lambda msg: None,
                            block="tiled_chip")
     params, config_hash = tiled_compiler.load_hardware(hw_dir)
     image = random_image(27, wbits=4, abits=4, input_shape=shape, specs=specs)

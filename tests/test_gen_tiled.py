@@ -4,7 +4,7 @@ was; axi gives the AXI ports, the register map in the manifest and registers.md.
 
 import json
 
-from gen.generate import generate
+from gen.generate import config_hash, generate
 from pact.cli import main
 from rtl.tiled import csr
 
@@ -12,12 +12,14 @@ SMALL = {"wbits": 4, "abits": 4, "rows": 4, "cols": 8, "max_reduction": 4096, "a
          "ring_beats": 512}
 
 
-def test_native_is_the_default_and_keeps_its_hash(tmp_path):
+def test_axi_is_the_default_native_keeps_its_old_hash(tmp_path):
     a = generate("tiled_chip", SMALL, tmp_path / "a")
     b = generate("tiled_chip", {**SMALL, "bus": "native"}, tmp_path / "b")
-    assert a["config_hash"] == b["config_hash"] and a["verilog_sha256"] == b["verilog_sha256"]
-    assert "bus" not in a["params"] and "registers" not in a
-    assert any(p.startswith("mem_rd_cmd") for p in json.dumps(a["ports"]).split('"'))
+    assert a["params"]["bus"] == "axi" and "registers" in a
+    # The native chip's manifest has no "bus" entry: its hash is the one it had before --bus.
+    assert "bus" not in b["params"] and "registers" not in b
+    assert b["config_hash"] == config_hash("tiled_chip", b["params"])
+    assert any(p.startswith("mem_rd_cmd") for p in json.dumps(b["ports"]).split('"'))
 
 
 def test_axi_has_axi_ports_and_the_register_map(tmp_path):

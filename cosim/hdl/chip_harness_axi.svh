@@ -59,10 +59,10 @@
     logic [2:0] l_step = 3'd0;   // 0 idle, 1..4 the writes
     logic       l_wait_b = 1'b0;
     logic [31:0] l_vals [0:3];
-    wire  [5:0]  l_offs [0:3] = '{6'h08, 6'h0C, 6'h10, 6'h00};
     assign l_awvalid = (l_step != 0) && !l_wait_b;
     assign l_wvalid  = l_awvalid;
-    assign l_awaddr  = l_offs[l_step == 0 ? 0 : l_step - 1];
+    assign l_awaddr  = l_step == 3'd1 ? 6'h08 : l_step == 3'd2 ? 6'h0C
+                     : l_step == 3'd3 ? 6'h10 : 6'h00;
     assign l_wdata   = l_vals[l_step == 0 ? 0 : l_step - 1];
     always @(posedge clk) begin
         if (rst_i) begin
