@@ -394,6 +394,12 @@ def build(sim, hw_dir, *, mem_words, waves=False):
         check_verilog_hash(hw_dir, manifest)
     sources = [verilog, HARNESS]
     define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
+    if manifest.get("params", {}).get("bus", "native") == "axi":
+        # The harness's AXI memory model (chip_harness_axi.svh, included from HARNESS).
+        # (its hash as a define: the build is redone when the included file changes)
+        svh = HARNESS.with_name("chip_harness_axi.svh")
+        define += ["-DPACT_AXI", f"-I{HARNESS.parent}",
+                   f"-DPACT_AXI_SVH={hashlib.sha256(svh.read_bytes()).hexdigest()[:12]}"]
     if sim == "verilator":
         # (first: cocotb takes the language of the top level from the last source)
         sources.insert(0, verilator_control_file())

@@ -68,6 +68,7 @@ class Option:
     help: str
     minimum: int | None = None
     flag: bool = False  # a boolean switch instead of an integer
+    choices: tuple = ()  # a word out of these instead of an integer (default: one of them)
 
 
 #: name -> builder(params) -> (component, extra manifest values)
@@ -239,6 +240,9 @@ def emit(component, name, out_dir, params, extra):
 
     module = module_name(name)
     text = verilog.convert(component, name=module, emit_src=False)
+    # A builder may add top-level manifest entries and files beside the Verilog.
+    extra = dict(extra)
+    top, files = extra.pop("manifest", {}), extra.pop("files", {})
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; give a directory")
@@ -253,9 +257,14 @@ def emit(component, name, out_dir, params, extra):
         "ports": ports(component),
         "lint_waivers": sorted(LINT_WAIVERS),
         "tools": tool_versions(),
+        **top,
     }
+    if files:
+        manifest["files"] = sorted(files)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / f"{module}.v", text)
+    for fname, body in sorted(files.items()):
+        _write_atomic(out_dir / fname, body)
     _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
@@ -313,6 +322,9 @@ def add_arguments(parser):
             text = f"{opt.help} [{', '.join(users)}]"
             if opt.flag:
                 parser.add_argument(flag, action="store_true", dest=opt.name, help=text)
+            elif opt.choices:
+                parser.add_argument(flag, dest=opt.name, default=None, choices=opt.choices,
+                                    help=f"{text} (default {opt.default})")
             else:
                 default = "" if opt.default is None else f" (default {opt.default})"
                 parser.add_argument(flag, dest=opt.name, default=None, metavar="N",
@@ -339,6 +351,8 @@ def params_from_args(args):
         raw = getattr(args, opt.name, None)
         if opt.flag:
             params[opt.name] = bool(raw)
+        elif opt.choices:
+            params[opt.name] = opt.default if raw is None else raw
         else:
             params[opt.name] = opt.default if raw is None else parse_int(opt.name, raw,
                                                                          opt.minimum)

@@ -11,10 +11,17 @@ import dataclasses
 
 from gen.chip import VERILATOR_BUILD_ARGS
 from gen.generate import LINT_WAIVERS, Option, register
+from rtl.tiled import axi, csr
+from rtl.tiled.axi_chip import AxiChip
 from rtl.tiled.chip import TiledChip
 from rtl.tiled.params import TiledParams
 
 __all__ = ["TILED_OPTIONS", "tiled_params", "build_tiled_chip"]
+
+#: ``--bus`` values: ``native`` (TiledChip's own streams, for the fast harness), ``axi``
+#: (``AxiChip``).
+BUSES = ("native", "axi")
+DEFAULT_BUS = "axi"
 
 TILED_OPTIONS = (
     Option("mem_width", 64, "external memory word bits, a power of two 16..1024", 16),
@@ -28,6 +35,8 @@ TILED_OPTIONS = (
            1),
     Option("acc_cap", 0, "largest |accumulator| the programs need (0: from the max_* bounds)",
            0),
+    Option("bus", DEFAULT_BUS, "the chip's ports: native streams and CSR wires, or an AXI4 "
+           "master (m_axi_*) and AXI4-Lite registers (s_axil_*) with irq", choices=BUSES),
 )
 _FIELDS = tuple(f.name for f in dataclasses.fields(TiledParams))
 
@@ -45,13 +54,32 @@ def tiled_params(params):
 
 
 def build_tiled_chip(params):
+    bus = params.pop("bus", DEFAULT_BUS)
+    if bus not in BUSES:
+        raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
     tp = tiled_params(params)
     for k in _FIELDS:
         params[k] = getattr(tp, k)
     params["max_reduction"] = tp.max_reduction
     params["max_shift"] = tp.max_shift
-    return TiledChip(tp), {**tp.derived(), "lint_waivers": sorted(TILED_LINT_WAIVERS),
-                           "verilator_args": list(VERILATOR_BUILD_ARGS)}
+    extra = {**tp.derived(), "lint_waivers": sorted(TILED_LINT_WAIVERS),
+             "verilator_args": list(VERILATOR_BUILD_ARGS)}
+    if bus == "native":
+        # (no "bus" entry: the native chip's config hash stays what it was)
+        return TiledChip(tp), extra
+    params["bus"] = bus
+    extra["manifest"] = {"registers": csr.register_map(), "axi": axi_parameters(tp)}
+    extra["files"] = {"registers.md": "# pact_tiled_chip registers (AXI4-Lite, 32-bit)\n\n"
+                      + csr.registers_markdown()}
+    return AxiChip(tp), extra
+
+
+def axi_parameters(tp):
+    """The AXI ports' parameters, for the manifest."""
+    return {"m_axi": {"data_width": tp.mem_width, "addr_width": 32, "id_width": 1,
+                      "max_burst": axi.MAX_BURST, "max_write_burst": 16,
+                      "max_reads_outstanding": tp.max_reads},
+            "s_axil": {"data_width": 32, "addr_width": csr.ADDR_BITS}}
 
 
 register("tiled_chip", build_tiled_chip, options=TILED_OPTIONS)

@@ -334,6 +334,31 @@ def test_tiled_chip_under_stalls_and_latency(require_sim, tmp_path):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("net,bus", [("resnet", "axi"), ("lenet", "axi"), ("resnet", "native")])
+def test_both_buses_on_the_fast_harness(require_sim, tmp_path, net, bus):
+    """``--bus axi`` (the harness's AXI memory model, chip_harness_axi.svh) and ``--bus
+    native`` (its stream memory) under stalls and latency: bit-exact."""
+    require_sim("verilator")
+    from gen import tiled_compiler
+
+    specs, shape = ((TILED_RESNET, (1, 8, 8)) if net == "resnet"
+                    else (TILED_LENET, (1, 12, 12)))
+    hw_dir = generate_chip({**TILED_CHIP, "bus": bus}, log=lambda msg: None,
+                           block="tiled_chip")
+    params, config_hash = tiled_compiler.load_hardware(hw_dir)
+    image = random_image(27, wbits=4, abits=4, input_shape=shape, specs=specs)
+    program = tiled_compiler.compile_tiled(image, params, config_hash=config_hash)
+    xs = random_inputs(27, image, 2)
+    result = chip_tb.run_chip(program, hw_dir, xs, [run(image, x) for x in xs],
+                              sim="verilator", work=tmp_path, mem_stall=20, mem_latency=5)
+    assert [str(m) for m in result.mismatches] == []
+    beats = sum(lay.mac_beats for lay in program.layout.layers)
+    for rec in result.records:
+        assert rec["error"] == 0 and rec["mem_errors"] == 0 and not rec["timeout"]
+        assert rec["mac_beats"] == beats
+
+
+@pytest.mark.sim
 def test_tiled_chip_reports_a_corrupt_constant_at_its_layer(require_sim, tmp_path):
     require_sim("icarus")
     hw_dir, image, program = tiled_program(TILED_RESNET, 25, (1, 8, 8))

@@ -24,6 +24,10 @@
 //
 // The chip is pact_chip (the plane chip), or pact_tiled_chip when PACT_TILED is defined; the
 // tiled chip's writes carry byte strobes (mem_wr payload: addr, data, strobe, LSB first).
+// With PACT_AXI too, the chip is the AXI tiled chip (pact gen --bus axi) and
+// chip_harness_axi.svh replaces the memory model: an AXI4 slave with the same latency, depth
+// and stall rules (per burst), and an AXI4-Lite writer for the CSRs (the status ports are
+// read from the chip's register sources).
 `timescale 1ns / 1ps
 
 `ifdef PACT_TILED
@@ -83,6 +87,7 @@ module chip_harness #(
     localparam int WR_BITS = 32 + MEM_WIDTH + (`PACT_STROBES ? STRB : 0);
     logic [WR_BITS-1:0] wr_payload;
 
+`ifndef PACT_AXI
     `PACT_CHIP_MODULE chip (
         .clk(clk), .rst(rst_i),
         .start(start_i), .prog_addr(prog_i), .in_addr(in_i), .out_base(out_i),
@@ -94,6 +99,9 @@ module chip_harness #(
         .mem_rd_data__ready(rd_data_ready),
         .mem_wr__payload(wr_payload), .mem_wr__valid(wr_valid), .mem_wr__ready(wr_ready)
     );
+`else
+`include "chip_harness_axi.svh"
+`endif
 
     // -- the memory ----------------------------------------------------------------------------
     logic [MEM_WIDTH-1:0] mem [0:MEM_WORDS-1];
@@ -141,6 +149,7 @@ module chip_harness #(
     wire stall_data = {1'b0, lfsr[15:8]}  < thresh;
     wire stall_wr   = {1'b0, lfsr[23:16]} < thresh;
 
+`ifndef PACT_AXI
     // Read responses wait in a FIFO, each until its due cycle (the command's cycle plus the
     // latency); at most RD_DEPTH in flight.
     logic [MEM_WIDTH-1:0] rd_fifo [0:RD_DEPTH-1];
@@ -190,6 +199,8 @@ module chip_harness #(
             end
         end
     end
+
+`endif
 
     initial harness_cycle = 0;
     always @(posedge clk) harness_cycle <= harness_cycle + 1;

@@ -72,11 +72,15 @@ def _tile_fifo(m, name, params, flush, depth=4):
 class TiledChip(wiring.Component):
     """See the module docstring."""
 
-    def __init__(self, params):
+    def __init__(self, params, *, bus_ports=False):
         if not isinstance(params, TiledParams):
             raise TypeError(f"params must be a TiledParams, not {params!r}")
         self._p = params
-        super().__init__({
+        # A bus wrapper (axi_chip.AxiChip) stops the program on a bus error and holds the end
+        # of a layer while writes are unacknowledged; the native ports stay as they were.
+        self._bus = bus_ports
+        extra = {"bus_error": In(1), "wr_pending": In(1)} if bus_ports else {}
+        super().__init__({**extra,
             "start": In(1), "prog_addr": In(32), "in_addr": In(32), "out_base": In(32),
             "busy": Out(1), "done": Out(1), "cycles": Out(32), "error": Out(4),
             "layer": Out(8), "mac_beats": Out(32),
@@ -121,7 +125,8 @@ class TiledChip(wiring.Component):
             self.busy.eq(seq.busy), self.done.eq(seq.done), self.error.eq(seq.error),
             self.layer.eq(seq.layer_index),
             seq.start.eq(self.start), seq.prog_addr.eq(self.prog_addr),
-            seq.in_addr.eq(self.in_addr), dma.clear.eq(clear), seq.mem_error.eq(dma.error),
+            seq.in_addr.eq(self.in_addr), dma.clear.eq(clear),
+            seq.mem_error.eq(dma.error | self.bus_error if self._bus else dma.error),
         ]
         with m.If(self.start & ~seq.busy):
             m.d.sync += [self.cycles.eq(0), self.mac_beats.eq(0)]
@@ -215,7 +220,7 @@ class TiledChip(wiring.Component):
         m.d.comb += [b.wb.act_base.eq(L.out_act), b.wb.ext_base.eq(out_base + L.o_addr),
                      seq.out_fire.eq((b.split.o.valid & b.split.o.ready)
                                      | (b.drain.logit.valid & b.drain.logit.ready)),
-                     seq.wb_idle.eq(b.wb.idle)]
+                     seq.wb_idle.eq(b.wb.idle & ~self.wr_pending if self._bus else b.wb.idle)]
         # One activation memory write port: the input loader while it runs, then the drain's.
         with m.If(b.loader.busy):
             wiring.connect(m, b.loader.wr, b.act.wr)

@@ -27,6 +27,7 @@ class Error(enum.IntFlag):
     UNKNOWN_OP = 1
     DESCRIPTOR = 2      # a layer the chip cannot run
     MEMORY = 4          # a read response without a request
+    BUS = 8             # SLVERR or DECERR on an AXI read or write response (AxiChip)
 
 
 def request_layout():
