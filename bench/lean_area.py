@@ -26,7 +26,7 @@ from amaranth.back import verilog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pact.area import synth_area  # noqa: E402
+from gen.area import synth_area  # noqa: E402
 from rtl.tiled.chip import REQUANT_BLOCKS, TiledChip  # noqa: E402
 from rtl.tiled.params import TiledParams  # noqa: E402
 

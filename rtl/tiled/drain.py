@@ -133,7 +133,7 @@ class Drain(wiring.Component):
     (the current channel tile's only), ``rows x cols`` codes for pooling, ``cols -
     requant_lanes`` codes collecting a row, one group stage.
     No ``clear``: a sequencer that abandons a layer wraps the drain in a ``ResetInserter``.
-    Measured (Yosys generic, ``pact.area``): see ``bench/lean_area.py`` and docs/chip.md
+    Measured (Yosys generic, ``gen.area``): see ``bench/lean_area.py`` and docs/chip.md
     ("The lean MAC and the requantizer"). Before shared lanes (w4a4, 8x8, max_kernel 3, 64
     channels, acc 27 bits): 433.7k transistors, of which the 8-lane PactUnit was 267.5k.
     """
