@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pact.errors import UserError
-from pact.paths import (
+from golden.errors import UserError
+from golden.paths import (
     check_output,
     locked,
     publish_folder,
