@@ -52,7 +52,8 @@ from rtl.tiled.params import KERNEL_MAX, STRIDE_MAX, TiledParams, ceil_div
 __all__ = ["LayerPlan", "ProgramLayout", "TiledProgram", "compile_tiled", "lower",
            "layout_to_json", "layout_from_json", "weight_beat_stream", "consts_records",
            "input_words", "memory_words", "slot_addresses", "with_slots",
-           "hardware_from_manifest", "load_hardware", "manifest_block", "requirements", "write"]
+           "hardware_from_manifest", "load_hardware", "manifest_block", "requirements", "write",
+           "drain_lanes"]
 
 LAYOUT_VERSION = 3
 
@@ -578,6 +579,7 @@ def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParam
     bits = max(max(lay.wbits, lay.in_bits) for lay in lays)
     cin = max(lay.in_shape[0] * cf.activation_slices(lay.in_bits, params.abits) for lay in lays)
     need_ring = params.ring_beats
+    shortest = None   # the shortest reduction of a layer of several tiles
     act = 0
     for lay in lays:
         a_sl = cf.activation_slices(lay.in_bits, params.abits)
@@ -587,14 +589,30 @@ def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParam
         act = max(act, tf.act_words(in_shape, params) + out)
         cout, ho, wo = lay.conv_shape
         group = _group(lay, lays, params)
+        red = in_shape[0] * lay.kernel ** 2 * w_sl
         if ceil_div(ho, group) * ceil_div(wo, params.cols) > 1:
-            red = in_shape[0] * lay.kernel ** 2 * w_sl
             while need_ring < red:
                 need_ring *= 2
+        if ceil_div(cout, params.rows) * ceil_div(ho, group) * ceil_div(wo, params.cols) > 1:
+            shortest = red if shortest is None else min(shortest, red)
     kib = max(params.act_kib, 1 << (ceil_div(act * params.act_width, 8192) - 1).bit_length())
     return dataclasses.replace(params, act_kib=kib, max_kernel=kernel, max_in_channels=cin,
                                max_bits=max(2, bits), ring_beats=need_ring,
+                               requant_lanes=drain_lanes(params, shortest),
                                acc_cap=max(layer_acc_bound(lay, params) for lay in lays))
+
+
+def drain_lanes(params: TiledParams, shortest: int | None) -> int:
+    """Requantizer lanes (only grown from ``params.requant_lanes``) that let the drain keep up
+    with the array: a tile's ``rows * cols`` results take ``rows * cols / lanes`` cycles in the
+    drain, hidden behind the next tile's reduction when that is no shorter (``shortest``: the
+    shortest reduction, in beats, of a layer with more than one tile; ``None``: no such layer).
+    ResNet20's stem on 16x16 (108 beats) needs 4 lanes; the digits CNN on 8x8 (36) keeps 2."""
+    lanes = params.requant_lanes
+    if shortest is not None:
+        while lanes < params.cols and lanes * shortest < params.rows * params.cols:
+            lanes *= 2
+    return lanes
 
 
 def layer_acc_bound(lay: _Lowered, params: TiledParams) -> int:

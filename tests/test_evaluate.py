@@ -186,8 +186,8 @@ def test_mnist_directory_end_to_end(tmp_path):
     assert r["local_max_code_diff"] <= 1
 
 
-@pytest.mark.parametrize("model", [
-    "lenet", pytest.param("svhn", marks=pytest.mark.slow),
+@pytest.mark.parametrize("model", [  # slow: 28x28..32x32 networks, 15 s and more each
+    pytest.param("lenet", marks=pytest.mark.slow), pytest.param("svhn", marks=pytest.mark.slow),
     pytest.param("resnet20", marks=pytest.mark.slow),
 ])
 def test_papers_networks_export_and_agree_with_the_fake_quant_model(model, tmp_path):

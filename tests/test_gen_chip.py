@@ -23,6 +23,7 @@ def gen(tmp_path, extra, sub="out"):
     return out
 
 
+@pytest.mark.slow  # two whole plane chips
 def test_same_arguments_give_identical_files(tmp_path):
     a, b = gen(tmp_path, SMALL, "a"), gen(tmp_path, SMALL, "b")
     for name in ("pact_chip.v", "manifest.json"):

@@ -4,6 +4,8 @@ was; axi gives the AXI ports, the register map in the manifest and registers.md.
 
 import json
 
+import pytest
+
 from gen.generate import config_hash, generate
 from pact.cli import main
 from rtl.tiled import csr
@@ -12,6 +14,7 @@ SMALL = {"wbits": 4, "abits": 4, "rows": 4, "cols": 8, "max_reduction": 4096, "a
          "ring_beats": 512}
 
 
+@pytest.mark.slow  # whole-chip Verilog, 10-20 s each
 def test_axi_is_the_default_native_keeps_its_old_hash(tmp_path):
     a = generate("tiled_chip", SMALL, tmp_path / "a")
     b = generate("tiled_chip", {**SMALL, "bus": "native"}, tmp_path / "b")
@@ -22,6 +25,7 @@ def test_axi_is_the_default_native_keeps_its_old_hash(tmp_path):
     assert any(p.startswith("mem_rd_cmd") for p in json.dumps(b["ports"]).split('"'))
 
 
+@pytest.mark.slow  # whole-chip Verilog, 10-20 s each
 def test_axi_has_axi_ports_and_the_register_map(tmp_path):
     m = generate("tiled_chip", {**SMALL, "bus": "axi"}, tmp_path)
     text = (tmp_path / m["verilog"]).read_text()

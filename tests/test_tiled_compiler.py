@@ -9,6 +9,7 @@ import pytest
 from cosim.chip_model import random_image, random_inputs
 from gen.tiled_compiler import (
     compile_tiled,
+    drain_lanes,
     input_words,
     layout_from_json,
     layout_to_json,
@@ -101,7 +102,27 @@ def test_requirements_size_resnet20_exactly():
     assert p.acc_cap == 64 * 8 * 8 * 255 * 15
     assert p.acc_bound == p.acc_cap
     assert p.acc_width == 25
+    # The stem reduces 6 slice channels x 9 taps x 2 weight slices = 108 beats per tile, less
+    # than the 16 * 16 / 2 = 128 drain cycles of 2 lanes: 4 lanes (64 cycles).
+    assert p.requant_lanes == 4
     compile_tiled(image, p)
+
+
+def test_requirements_keep_the_lanes_where_the_drain_keeps_up():
+    """The digits CNN on 8x8: its shortest reduction of several tiles (the stem, 1 channel of
+    8-bit codes = 2 slice channels, 9 taps, 2 weight slices: 36 beats) covers 64 / 2 cycles."""
+    image = random_image(0, model="cnn", wbits=4, abits=4)
+    assert requirements(image, TiledParams(4, 4, 8, 8)).requant_lanes == 2
+
+
+@pytest.mark.parametrize("rows, cols, lanes, shortest, want", [
+    (16, 16, 2, 108, 4), (16, 16, 2, 128, 2), (16, 16, 2, 127, 4), (16, 16, 1, 1, 16),
+    (8, 8, 2, None, 2), (8, 8, 4, 500, 4), (4, 8, 1, 9, 4),
+])
+def test_drain_lanes_grow_until_the_drain_hides_behind_the_shortest_reduction(
+        rows, cols, lanes, shortest, want):
+    got = drain_lanes(TiledParams(4, 4, rows, cols, requant_lanes=lanes), shortest)
+    assert got == want
 
 
 def test_refuses_a_layer_past_the_accumulators():
