@@ -71,7 +71,9 @@ def main(argv=None):
     ap.add_argument("--warm", action="store_true", help="reuse existing builds")
     ap.add_argument("--json", default="bench/results/paper_networks.json")
     args = ap.parse_args(argv)
-    out = {}
+    # --only re-measures some networks and keeps the others' last figures.
+    path = Path(args.json)
+    out = json.loads(path.read_text()) if path.exists() else {}
     for name in args.only.split(","):
         spec = RUNS[name]
         out[name] = res = measure(name, spec, cold=not args.warm and spec["sim"] == "verilator")
@@ -81,7 +83,7 @@ def main(argv=None):
               f"worst conv {res['utilization_conv_min']:.1%}, build {res['build_s']:.0f} s, "
               f"{res['sim_cycles_per_second']:,.0f} cycles/s, on chip {res['on_chip_bytes']}, "
               f"load {res['load_average']}")
-    Path(args.json).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
