@@ -10,7 +10,7 @@ against a memory that answers every read after ``--latency`` cycles and never st
 every layer against golden/reference.py with ``==``, and prints per layer the cycles (from
 the ``layer`` CSR changing to that layer until it changes again or ``done``), the MAC-array
 beats, and the utilization ``useful_macs / (rows * cols * cycles)`` where ``useful_macs`` counts
-each slice-beat MAC (CHIP.md). The target is >= 80% over the conv layers on 8x8 at 4 bits.
+each slice-beat MAC (docs/chip.md). The target is >= 80% over the conv layers on 8x8 at 4 bits.
 """
 
 import argparse

@@ -22,7 +22,7 @@ layer, channel, position and cycle window of each failing image), ``hw_accuracy`
 chip's logits against the labels), ``golden_accuracy`` (the integer reference's),
 ``cycles_per_inference``, ``mac_utilization`` (per layer, over the conv layers, and overall:
 useful slice-MACs / (rows * cols * cycles), cycles from a layer's start to its end, loads
-included; see CHIP.md), ``sim_cycles_per_second`` (simulated cycles per second of wall time
+included; see docs/chip.md), ``sim_cycles_per_second`` (simulated cycles per second of wall time
 while the chip runs), and the time of each stage. The exit code is 0 only when every image is
 bit-exact.
 """

@@ -25,7 +25,7 @@ REPORT_FORMAT = "pact-report"
 REPORT_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The paper's hardware claims (PACT.md), shown next to our figures.
+#: The paper's hardware claims (Choi et al., arXiv 1805.06085), shown next to our figures.
 PAPER = {
     "mac_area_ratio_16_to_2": 14.0,
     "speedup_16_to_4": 4.5,
