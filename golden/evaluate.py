@@ -17,9 +17,9 @@ The integer path rounds with fixed-point constants (16-bit multipliers), the flo
 float32: codes may differ by 1 LSB where a value falls within rounding noise of a half. Targets:
 agreement >= 99.5%, mismatches <= 1% of codes, max difference <= 1 LSB. The end-to-end max
 difference holds for the 3-conv CNN; deeper networks can carry a 1-LSB difference further (the
-digits resnet, six PACT layers with two residual adds, measured 2-3 LSB end to end at w4a4 with
-0.2-0.4% of codes differing and every layer within 1 LSB locally), so there the local figure is
-the one that tells a sound export.
+digits resnet, six PACT layers with two residual adds, while every layer stays within 1 LSB
+locally; ``bench/accuracy.py`` measures both), so there the local figure is the one that tells a
+sound export.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ Definitions (Choi et al., "PACT", arXiv 1805.06085, for the activations; Zhou et
   ``skip_mult`` is wider than ``M`` because both share ``S``: ``S`` is chosen for ``M``'s 15
   bits of precision, and ``skip_mult = m_skip * 2**S`` with ``m_skip`` (about the ratio of the
   two alphas) hundreds of times ``m`` needs more than 16 bits; a 16-bit one would force a small
-  ``S`` and leave ``M`` with 8 or 9 significant bits (measured: 1-2% of codes off by up to 3
-  LSB against the fake-quant model on the digits resnet).
+  ``S`` and leave ``M`` with 8 or 9 significant bits (on the digits resnet, codes then drift
+  by several LSB from the fake-quant model).
 - The skip input is addressed, not just copied: layer ``j``'s output codes ``src`` (``[C_src,
   H_src, W_src]``) become the skip tensor shaped like the residual layer's own (pre-pool)
   output ``[C, H, W]`` with a spatial stride ``s`` and a channel offset ``o``
