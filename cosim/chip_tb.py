@@ -22,18 +22,27 @@ with their CSR values), program address, a timeout in cycles, and optionally the
 record waves over.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pact.errors import UserError
 from pact.paths import write_file
+
+if TYPE_CHECKING:
+    from cosim.runner import BuildInfo
+    from gen.compiler import Program
+    from gen.tiled_compiler import TiledProgram
 
 __all__ = ["TB", "HARNESS", "Mismatch", "ChipRun", "check_outputs", "first_mismatch",
            "build", "run_chip", "relayout", "mem_words_for", "batch_slots", "test_chip"]
@@ -58,14 +67,14 @@ class Mismatch:
     layer: int | None
     name: str | None
     channel: int | None
-    position: tuple
+    position: tuple[int, ...]
     expected: int | None
     got: int | None
-    window: tuple | None = None  # (first cycle, last cycle) of the layer, since start
+    window: tuple[int, ...] | None = None  # (first cycle, last cycle) of the layer, since start
     waves: str | None = None
     reason: str | None = None  # the chip's own complaint: error flags, timeout, bad accesses
 
-    def __str__(self):
+    def __str__(self) -> str:
         where = f"position {self.position}" if self.position else "position ()"
         if self.channel is None:
             text = f"image {self.image}: outputs match but {self.reason}"
@@ -81,7 +90,7 @@ class Mismatch:
             text += f"; waveform {self.waves}"
         return text
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {"image": self.image, "layer": self.layer, "name": self.name,
                 "channel": self.channel, "position": list(self.position),
                 "expected": self.expected, "got": self.got,
@@ -89,7 +98,9 @@ class Mismatch:
                 "reason": self.reason}
 
 
-def first_mismatch(expected, got, names=None):
+def first_mismatch(expected: Sequence[Any], got: Sequence[Any],
+                   names: Sequence[str] | None = None,
+                   ) -> tuple[int, int, tuple[int, ...], int, int] | None:
     """``(layer, channel, position, expected, got)`` of the first difference between two lists
     of per-layer integer arrays (layer order, then C order within a layer), or ``None``."""
     for layer, (e, g) in enumerate(zip(expected, got, strict=True)):
@@ -103,7 +114,9 @@ def first_mismatch(expected, got, names=None):
     return None
 
 
-def check_outputs(expected, got, *, names, image=0, windows=None):
+def check_outputs(expected: Sequence[Any], got: Sequence[Any], *, names: Sequence[str],
+                  image: int = 0, windows: Sequence[tuple[int, int] | None] | None = None,
+                  ) -> Mismatch | None:
     """Compare one image's per-layer outputs with ``==``; a ``Mismatch`` or ``None``."""
     found = first_mismatch(expected, got)
     if found is None:
@@ -119,17 +132,19 @@ def check_outputs(expected, got, *, names, image=0, windows=None):
 try:
     import cocotb
     from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+
+    _HAVE_COCOTB = True
 except ImportError:  # the host side works without cocotb
-    cocotb = None
+    _HAVE_COCOTB = False
 
 
 class TB:
     """Drives ``chip_harness``: reset, bulk load/dump of the memory, one inference."""
 
-    def __init__(self, dut):
+    def __init__(self, dut: Any) -> None:
         self.dut = dut
 
-    async def reset(self, cycles=4):
+    async def reset(self, cycles: int = 4) -> None:
         d = self.dut
         for sig in (d.start, d.load, d.dump, d.wave_on, d.prog_addr, d.in_addr, d.out_base,
                     d.dump_last):
@@ -140,23 +155,23 @@ class TB:
         d.rst.value = 0
         await FallingEdge(d.clk)
 
-    async def _pulse(self, sig):
+    async def _pulse(self, sig: Any) -> None:
         await FallingEdge(self.dut.clk)
         sig.value = 1
         await FallingEdge(self.dut.clk)
         sig.value = 0
         await FallingEdge(self.dut.clk)
 
-    async def load(self):
+    async def load(self) -> None:
         """Reload the memory from +MEMFILE (the caller has rewritten the file)."""
         await self._pulse(self.dut.load)
 
-    async def dump(self, last):
+    async def dump(self, last: int) -> None:
         """Write memory words ``0..last`` to +DUMPFILE."""
         self.dut.dump_last.value = last
         await self._pulse(self.dut.dump)
 
-    async def _watch_layers(self, marks, wave_layer):
+    async def _watch_layers(self, marks: list[tuple[int, int]], wave_layer: int | None) -> None:
         d = self.dut
         while True:
             await d.layer.value_change
@@ -166,7 +181,8 @@ class TB:
                 # Record from the diverging layer's start to the start of the next one.
                 d.wave_on.value = int(layer == wave_layer)
 
-    async def infer(self, prog_addr, in_addr, out_base, *, timeout_cycles, wave_layer=None):
+    async def infer(self, prog_addr: int, in_addr: int, out_base: int, *, timeout_cycles: int,
+                    wave_layer: int | None = None) -> dict[str, Any]:
         """Run the program once; returns cycles, per-layer start marks, flags, counters."""
         d = self.dut
         await FallingEdge(d.clk)
@@ -203,15 +219,15 @@ class TB:
         }
 
 
-if cocotb is not None:
+if _HAVE_COCOTB:
 
     @cocotb.test()
-    async def test_chip(dut):
+    async def test_chip(dut: Any) -> None:
         """Run every batch of the job in ``PACT_CHIP_JOB``; write what was measured."""
         job = json.loads(Path(os.environ["PACT_CHIP_JOB"]).read_text())
         tb = TB(dut)
         await tb.reset()
-        out = {"batches": [], "sim_s": 0.0, "cpu_s": 0.0}
+        out: dict[str, Any] = {"batches": [], "sim_s": 0.0, "cpu_s": 0.0}
         memfile = Path(job["memfile"])
         for b, batch in enumerate(job["batches"]):
             if b > 0:
@@ -242,7 +258,10 @@ if cocotb is not None:
 class _Plane:
     """A program of the plane chip (``gen.compiler``: a dict layout)."""
 
-    def __init__(self, program):
+    program: Any  # Program here, TiledProgram in _Tiled
+    c: Any  # the compiler module of the program's chip
+
+    def __init__(self, program: Program) -> None:
         from gen import compiler
 
         self.program, self.c = program, compiler
@@ -254,16 +273,16 @@ class _Plane:
         self.names = [x["name"] for x in lay["layers"]]
         self.image_hash = lay["image_hash"]
 
-    def with_slots(self, n):
+    def with_slots(self, n: int) -> _Plane:
         return type(self)(relayout(self.program, n))
 
-    def memory_words(self, inputs):
+    def memory_words(self, inputs: Sequence[np.ndarray]) -> list[int]:
         return self.c.memory_words(self.program, inputs)
 
-    def slot_addresses(self, slot):
+    def slot_addresses(self, slot: int) -> tuple[int, int]:
         return self.c.slot_addresses(self.program.layout, slot)
 
-    def read_outputs(self, words, slot):
+    def read_outputs(self, words: Sequence[int], slot: int) -> list[np.ndarray]:
         from cosim.chip_model import read_outputs
 
         return read_outputs(words, self.program.layout, slot)
@@ -272,7 +291,7 @@ class _Plane:
 class _Tiled(_Plane):
     """A program of the tiled chip (``gen.tiled_compiler``: a ``ProgramLayout``)."""
 
-    def __init__(self, program):
+    def __init__(self, program: TiledProgram) -> None:
         from gen import tiled_compiler
 
         self.program, self.c = program, tiled_compiler
@@ -284,22 +303,22 @@ class _Tiled(_Plane):
         self.names = [x.name for x in lay.layers]
         self.image_hash = lay.image_hash
 
-    def with_slots(self, n):
+    def with_slots(self, n: int) -> _Tiled:
         return type(self)(self.c.with_slots(self.program, n))
 
-    def read_outputs(self, words, slot):
+    def read_outputs(self, words: Sequence[int], slot: int) -> list[np.ndarray]:
         from cosim.tiled_model import read_layer_outputs
 
         return read_layer_outputs(words, self.program.layout, slot)
 
 
-def program_view(program):
+def program_view(program: Program | TiledProgram) -> _Plane:
     """What the bench needs of a compiled program, for either chip."""
     return _Plane(program) if isinstance(program.layout, dict) else _Tiled(program)
 
 
 
-def mem_words_for(words_used):
+def mem_words_for(words_used: int) -> int:
     """Harness memory size: ``DEFAULT_MEM_WORDS``, or the next power of two that holds a
     program with one slot."""
     n = DEFAULT_MEM_WORDS
@@ -308,7 +327,7 @@ def mem_words_for(words_used):
     return n
 
 
-def batch_slots(view, mem_words, images):
+def batch_slots(view: _Plane, mem_words: int, images: int) -> int:
     """Slots per batch that fit ``mem_words`` (at least 1, at most ``MAX_BATCH``)."""
     fit = (mem_words - view.static_words) // view.per_slot
     if fit < 1:
@@ -317,14 +336,14 @@ def batch_slots(view, mem_words, images):
     return max(1, min(images, fit, MAX_BATCH))
 
 
-def _verilog(hw_dir):
-    hw_dir = Path(hw_dir)
-    manifest = json.loads((hw_dir / "manifest.json").read_text())
+def _verilog(hw_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    folder = Path(hw_dir)
+    manifest = json.loads((folder / "manifest.json").read_text())
     default = "pact_tiled_chip.v" if manifest.get("block") == "tiled_chip" else "pact_chip.v"
-    return hw_dir / manifest.get("verilog", default), manifest
+    return folder / manifest.get("verilog", default), manifest
 
 
-def _config(hw_dir, mem_words):
+def _config(hw_dir: str | os.PathLike[str], mem_words: int) -> str:
     """Build folder name: ``chip-<12 hex of the Verilog file's content>-m<mem_words>`` (the
     file's own hash, not the manifest's claim: two different files never share a build)."""
     verilog, _ = _verilog(hw_dir)
@@ -332,12 +351,13 @@ def _config(hw_dir, mem_words):
     return f"chip-{tag[:12]}-m{mem_words}"
 
 
-def _is_tiled(hw_dir):
+def _is_tiled(hw_dir: str | os.PathLike[str]) -> bool:
     """The chip of ``hw_dir`` is the tiled chip (``pact gen --block tiled_chip``)."""
     return _verilog(hw_dir)[1].get("block") == "tiled_chip"
 
 
-def build_dir_for(sim, hw_dir, mem_words, waves=False):
+def build_dir_for(sim: str, hw_dir: str | os.PathLike[str], mem_words: int,
+                  waves: bool = False) -> Path:
     """``sim_build/<sim>/chip-<12 hex of the Verilog>-m<mem_words>[-waves]``."""
     from cosim.runner import build_folder
 
@@ -356,7 +376,7 @@ HARNESS_PORTS = ("clk", "rst", "start", "prog_addr", "in_addr", "out_base", "loa
                  "mac_beats", "mem_errors", "harness_cycle")
 
 
-def verilator_control_file():
+def verilator_control_file() -> Path:
     """``sim_build/verilator/chip_harness.vlt``: the harness ports, public for cocotb."""
     from pact.paths import sim_build_root
 
@@ -369,7 +389,7 @@ def verilator_control_file():
     return path
 
 
-def verilator_args(hw_dir, mem_words):
+def verilator_args(hw_dir: str | os.PathLike[str], mem_words: int) -> list[str]:
     """Verilator arguments for the harness with the chip of ``hw_dir``: the common ones, the
     chip's own (its manifest's ``verilator_args`` and lint waivers), the memory size."""
     _, manifest = _verilog(hw_dir)
@@ -379,7 +399,8 @@ def verilator_args(hw_dir, mem_words):
             + [f"-Wno-{w}" for w in waivers] + [f"-GMEM_WORDS={mem_words}"])
 
 
-def build(sim, hw_dir, *, mem_words, waves=False):
+def build(sim: str, hw_dir: str | os.PathLike[str], *, mem_words: int,
+          waves: bool = False) -> BuildInfo:
     """Build the harness with the chip of ``hw_dir`` for ``sim``, once per Verilog and memory
     size (``cosim.runner``: reused while the sources and arguments are unchanged; a lock lets
     parallel workers share it). Returns the ``cosim.runner.BuildInfo``."""
@@ -392,7 +413,7 @@ def build(sim, hw_dir, *, mem_words, waves=False):
                         "'pact gen --block chip --out DIR'")
     if "verilog_sha256" in manifest:
         check_verilog_hash(hw_dir, manifest)
-    sources = [verilog, HARNESS]
+    sources: list[Path] = [verilog, HARNESS]
     define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
     if manifest.get("params", {}).get("bus", "native") == "axi":
         # The harness's AXI memory model (chip_harness_axi.svh, included from HARNESS).
@@ -415,9 +436,11 @@ class ChipRun:
     """What one ``run_chip`` measured and found, per image."""
 
     images: int
-    outputs: list = field(default_factory=list)  # per image: list of per-layer arrays
-    records: list = field(default_factory=list)  # per image: bench record (cycles, marks...)
-    mismatches: list = field(default_factory=list)
+    # per image: list of per-layer arrays
+    outputs: list[list[np.ndarray]] = field(default_factory=list)
+    # per image: bench record (cycles, marks...), None for an image the bench did not reach
+    records: list[dict[str, Any] | None] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
     sim_seconds: float = 0.0  # wall time while the chip ran (inside the simulator)
     sim_cpu_seconds: float = 0.0  # CPU time of the simulator process over the same spans
     build_seconds: float = 0.0
@@ -425,20 +448,20 @@ class ChipRun:
     build_dir: str = ""
 
     @property
-    def bit_exact(self):
+    def bit_exact(self) -> list[bool]:
         return [m is None for m in self.per_image]
 
-    per_image: list = field(default_factory=list)  # Mismatch or None, per image
+    per_image: list[Mismatch | None] = field(default_factory=list)  # Mismatch or None, per image
 
 
-def layer_windows(record, nlayers):
+def layer_windows(record: Mapping[str, Any], nlayers: int) -> list[tuple[int, int] | None]:
     """Per-layer ``(first, last)`` cycles from the bench's marks (cycle counts at each change
     of ``layer``) and the final cycle count."""
-    starts = {}
+    starts: dict[int, int] = {}
     for layer, cyc in record["marks"]:
         if layer < nlayers and layer not in starts:
             starts[layer] = cyc
-    out = []
+    out: list[tuple[int, int] | None] = []
     for i in range(nlayers):
         first = starts.get(i)
         nxt = [starts[j] for j in range(i + 1, nlayers) if j in starts]
@@ -447,7 +470,8 @@ def layer_windows(record, nlayers):
     return out
 
 
-def _run_bench(info, sim, job, work, plusargs, waves=False):
+def _run_bench(info: BuildInfo, sim: str, job: Mapping[str, Any], work: Path,
+               plusargs: Sequence[str], waves: bool = False) -> Any:
     """One simulator process running the cocotb bench on the build ``info``."""
     from cosim.runner import run_job
 
@@ -455,8 +479,12 @@ def _run_bench(info, sim, job, work, plusargs, waves=False):
                    job_env="PACT_CHIP_JOB", plusargs=plusargs, waves=waves)
 
 
-def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=True,
-             mem_stall=0, mem_latency=1, progress=None, per_process=None, on_built=None):
+def run_chip(program: Program | TiledProgram, hw_dir: str | os.PathLike[str],
+             inputs: Sequence[np.ndarray], expected: Sequence[Sequence[np.ndarray]], *,
+             sim: str, work: str | os.PathLike[str], waves_on_mismatch: bool = True,
+             mem_stall: int = 0, mem_latency: int = 1,
+             progress: Callable[[int], object] | None = None, per_process: int | None = None,
+             on_built: Callable[[float], object] | None = None) -> ChipRun:
     """Run ``inputs`` (input code tensors) through the chip of ``hw_dir`` on ``sim`` and compare
     every layer of every image with ``expected`` (per image, per layer, from
     ``golden.reference.run``). ``program`` is compiled with any slot count; it is re-laid out
@@ -516,10 +544,11 @@ def run_chip(program, hw_dir, inputs, expected, *, sim, work, waves_on_mismatch=
             windows = layer_windows(rec, nl) if rec else None
             mm = check_outputs(expected[image], outs, names=names, image=image, windows=windows)
             reason = _complaint(rec)
-            if reason and mm is None:
-                mm = Mismatch(image, None, None, None, (), None, None, None, reason=reason)
-            elif reason:
-                mm.reason = reason
+            if reason:
+                if mm is None:
+                    mm = Mismatch(image, None, None, None, (), None, None, None, reason=reason)
+                else:
+                    mm.reason = reason
             run.per_image.append(mm)
             if mm is not None:
                 run.mismatches.append(mm)
@@ -543,7 +572,7 @@ ERROR_FLAGS = {
 }
 
 
-def flag_names(error):
+def flag_names(error: int) -> str:
     """``'ERR_BUFFER (a layer that ...)'`` for each bit set in ``error``, joined."""
     names = [f"{name} ({what})" for bit, (name, what) in ERROR_FLAGS.items() if error & bit]
     unknown = error & ~sum(ERROR_FLAGS)
@@ -552,12 +581,12 @@ def flag_names(error):
     return ", ".join(names)
 
 
-def _last_layer(rec):
+def _last_layer(rec: Mapping[str, Any]) -> int:
     marks = rec.get("marks") or []
     return marks[-1][0] if marks else 0
 
 
-def _complaint(rec):
+def _complaint(rec: Mapping[str, Any] | None) -> str | None:
     """What the chip or the harness reported besides the outputs (the cause: timeout or which
     error flag, and the layer the chip was in), or ``None``."""
     if rec is None:
@@ -574,7 +603,8 @@ def _complaint(rec):
     return ", ".join(parts) or None
 
 
-def _plusargs(memfile, dumpfile, last, mem_stall=0, mem_latency=1, waves=None):
+def _plusargs(memfile: str | Path, dumpfile: str | Path, last: int, mem_stall: int = 0,
+              mem_latency: int = 1, waves: str | Path | None = None) -> list[str]:
     out = [f"+MEMFILE={memfile}", f"+DUMPFILE={dumpfile}", f"+MEM_LAST={last}"]
     if mem_stall:
         out.append(f"+MEM_STALL={int(mem_stall)}")
@@ -585,7 +615,7 @@ def _plusargs(memfile, dumpfile, last, mem_stall=0, mem_latency=1, waves=None):
     return out
 
 
-def relayout(program, slots):
+def relayout(program: Program, slots: int) -> Program:
     """The same program with ``slots`` slots (only the slot regions move)."""
     from gen import compiler
 
@@ -607,7 +637,9 @@ def relayout(program, slots):
 _relayout = relayout
 
 
-def _rerun_with_waves(program, hw_dir, x, mm, *, sim, work, mem_words):
+def _rerun_with_waves(program: Program | TiledProgram, hw_dir: str | os.PathLike[str],
+                      x: np.ndarray, mm: Mismatch, *, sim: str, work: Path,
+                      mem_words: int) -> Path:
     """Run one image again on a tracing build, recording the diverging layer's window."""
     from gen import compiler
 

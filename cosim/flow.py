@@ -27,13 +27,18 @@ while the chip runs), and the time of each stage. The exit code is 0 only when e
 bit-exact.
 """
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +52,15 @@ from golden.paths import (
     temp_folder,
     write_file,
 )
+
+if TYPE_CHECKING:
+    from gen.compiler import Hardware, Program
+    from gen.tiled_compiler import ProgramLayout, TiledProgram
+    from golden.image import ModelImage
+    from rtl.tiled.params import TiledParams
+
+#: Where the flow's progress messages go (``print``, or a quiet no-op).
+Log = Callable[[str], object]
 
 __all__ = ["FlowConfig", "flow", "chip_dir", "generate_chip", "utilization", "add_arguments",
            "run"]
@@ -63,9 +77,12 @@ ROOT = Path(__file__).resolve().parent.parent
 class FlowConfig:
     """The parameters of one flow (validated on construction: ``UserError`` on a bad one)."""
 
-    def __init__(self, *, wbits, abits, sim="verilator", images=100, rows=8, cols=8,
-                 model="cnn", seed=0, epochs=None, runs=None, work=None, mem_stall=0,
-                 mem_latency=1, waves=True, progress=True, chip="tiled", data=None):
+    def __init__(self, *, wbits: int, abits: int, sim: str = "verilator", images: int = 100,
+                 rows: int = 8, cols: int = 8, model: str = "cnn", seed: int = 0,
+                 epochs: int | None = None, runs: str | os.PathLike[str] | None = None,
+                 work: str | os.PathLike[str] | None = None, mem_stall: int = 0,
+                 mem_latency: int = 1, waves: bool = True, progress: bool = True,
+                 chip: str = "tiled", data: str | None = None) -> None:
         if epochs is None:
             epochs = DEFAULT_EPOCHS.get(model, 40)
         if chip not in CHIPS:
@@ -94,20 +111,20 @@ class FlowConfig:
         from golden import data as data_mod
 
         self.chip = chip
-        self.data = data if data is not None else data_mod.stand_in(model)
+        self.data: str = data if data is not None else data_mod.stand_in(model)
         try:
             data_mod.parse_spec(self.data)
         except ValueError as exc:
             raise UserError(f"--data: {exc}") from None
 
-    def chip_params(self):
+    def chip_params(self) -> dict[str, int]:
         return {"wbits": self.wbits, "abits": self.abits, "rows": self.rows, "cols": self.cols}
 
 
 # -- stages -------------------------------------------------------------------------------------
 
 
-def train_and_export(cfg, log):
+def train_and_export(cfg: FlowConfig, log: Log) -> Path:
     """Train or reuse the run of ``cfg``; export (or reuse) its image. Returns the image path."""
     from golden import export as export_mod
     from golden import image as image_mod
@@ -128,7 +145,7 @@ def train_and_export(cfg, log):
     return path
 
 
-def _generator_sources_hash():
+def _generator_sources_hash() -> str:
     """Hash of the sources that decide the chip's Verilog (a change regenerates it)."""
     digest = hashlib.sha256()
     for folder in ("rtl", "rtl/tiled", "gen"):
@@ -137,10 +154,11 @@ def _generator_sources_hash():
     return digest.hexdigest()
 
 
-def chip_dir(params, root=None, block="chip"):
+def chip_dir(params: Mapping[str, Any], root: str | os.PathLike[str] | None = None,
+             block: str = "chip") -> Path:
     """``sim_build/chips/<chip|tiled>-w<W>a<A>r<R>c<C>-<hash>``: one folder per block,
     parameters and generator sources."""
-    root = Path(root) if root else sim_build_root() / "chips"
+    base = Path(root) if root else sim_build_root() / "chips"
     key = json.dumps({"block": block, "params": params, "sources": _generator_sources_hash()},
                      sort_keys=True)
     if block == "chip":   # (the plane chip's folders keep their names)
@@ -149,10 +167,11 @@ def chip_dir(params, root=None, block="chip"):
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     p = params
     stem = "chip" if block == "chip" else "tiled"
-    return root / f"{stem}-w{p['wbits']}a{p['abits']}r{p['rows']}c{p['cols']}-{tag}"
+    return base / f"{stem}-w{p['wbits']}a{p['abits']}r{p['rows']}c{p['cols']}-{tag}"
 
 
-def generate_chip(params, log=print, root=None, block="chip"):
+def generate_chip(params: Mapping[str, Any], log: Log = print,
+                  root: str | os.PathLike[str] | None = None, block: str = "chip") -> Path:
     """Generate the chip for ``params`` (``wbits``, ``abits``, ``rows``, ``cols`` and any chip
     option) unless an up-to-date one exists; returns its folder. Parallel callers (pytest
     workers) wait on a lock and share one generation."""
@@ -179,7 +198,7 @@ def generate_chip(params, log=print, root=None, block="chip"):
     return out
 
 
-def _chip_ok(out):
+def _chip_ok(out: Path) -> bool:
     manifest = out / "manifest.json"
     if not manifest.exists():
         return False
@@ -189,7 +208,7 @@ def _chip_ok(out):
         "verilog_sha256")
 
 
-def _check_image_count(cfg, image_path):
+def _check_image_count(cfg: FlowConfig, image_path: str | os.PathLike[str] | None) -> None:
     from golden import data as data_mod
     from golden import image as image_mod
 
@@ -199,7 +218,7 @@ def _check_image_count(cfg, image_path):
         raise UserError(f"--images {cfg.images} is more than the {available} test images")
 
 
-def test_images(image, count):
+def test_images(image: ModelImage, count: int) -> tuple[list[np.ndarray], np.ndarray]:
     """The first ``count`` test images of the image's data set as input codes, with their
     labels."""
     from golden import data as data_mod
@@ -213,7 +232,7 @@ def test_images(image, count):
     return [x[i] for i in range(count)], ds.y_test[:count]
 
 
-def layer_macs(layout):
+def layer_macs(layout: dict[str, Any] | ProgramLayout) -> list[tuple[str, str, int, int]]:
     """Per layer ``(name, op, useful slice-MACs, real MACs)`` of either chip's layout."""
     if isinstance(layout, dict):
         return [(x["name"], x["op"], x["useful_macs"], x.get("macs", x["useful_macs"]))
@@ -221,7 +240,9 @@ def layer_macs(layout):
     return [(x.name, x.op, x.slice_macs, x.macs) for x in layout.layers]
 
 
-def utilization(layout, records, rows, cols):
+def utilization(layout: dict[str, Any] | ProgramLayout,
+                records: Sequence[Mapping[str, Any] | None], rows: int,
+                cols: int) -> dict[str, Any] | None:
     """MAC utilization from the bench's per-layer cycle windows.
 
     Per layer: useful slice-MACs (``Cout*Ho*Wo*Cin*K*K*w_slices*a_slices``) over ``rows * cols
@@ -240,16 +261,17 @@ def utilization(layout, records, rows, cols):
         if rec is None:
             continue
         wins = layer_windows(rec, nl)
-        if any(w is None for w in wins):
+        spans = [w for w in wins if w is not None]
+        if len(spans) < len(wins):
             continue
-        for i, (a, b) in enumerate(wins):
+        for i, (a, b) in enumerate(spans):
             layer_cycles[i] += b - a + 1
         total_cycles += rec["cycles"]
         n += 1
     if n == 0:
         return None
     peak = rows * cols
-    per_layer = []
+    per_layer: list[dict[str, Any]] = []
     for i, (name, op, useful, real) in enumerate(layers):
         per_layer.append({
             "name": name, "op": op, "useful_macs": useful, "real_macs": real,
@@ -258,7 +280,7 @@ def utilization(layout, records, rows, cols):
             "utilization_real": real * n / (peak * layer_cycles[i]),
         })
     conv = [i for i, x in enumerate(layers) if x[1] == "conv"]
-    out = {"per_layer": per_layer,
+    out: dict[str, Any] = {"per_layer": per_layer,
            "overall": sum(x[2] for x in layers) * n / (peak * total_cycles),
            "overall_real": sum(x[3] for x in layers) * n / (peak * total_cycles)}
     if conv:
@@ -272,14 +294,15 @@ def utilization(layout, records, rows, cols):
 # -- the flow -----------------------------------------------------------------------------------
 
 
-def flow(cfg, *, image_path=None, hw_dir=None, log=print):
+def flow(cfg: FlowConfig, *, image_path: str | os.PathLike[str] | None = None,
+         hw_dir: str | os.PathLike[str] | None = None, log: Log = print) -> dict[str, Any]:
     """Run the whole flow; returns the report dict (see the module docstring)."""
     from cosim import chip_tb
     from gen import compiler
     from golden import image as image_mod
     from golden.reference import run_batch
 
-    times = {}
+    times: dict[str, float] = {}
     t = time.perf_counter()
     _check_image_count(cfg, image_path)  # before hours of training, not after
     if image_path is None:
@@ -298,6 +321,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         else:
             hw_dir = generate_chip(cfg.chip_params(), log)
     times["generate_s"] = time.perf_counter() - t
+    hw: Hardware | TiledParams
     if tiled:
         hw, config_hash = tiled_compiler.load_hardware(hw_dir)
     else:
@@ -308,10 +332,11 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
                         f"--wbits {cfg.wbits} --abits {cfg.abits} asked for")
 
     t = time.perf_counter()
-    if tiled:
-        program = tiled_compiler.compile_tiled(image, hw, config_hash=config_hash)
-    else:
+    program: Program | TiledProgram
+    if isinstance(hw, compiler.Hardware):  # the plane chip (the tiled one's is TiledParams)
         program = compiler.compile_image(image, hw)
+    else:
+        program = tiled_compiler.compile_tiled(image, hw, config_hash=config_hash)
     xs, labels = test_images(image, cfg.images)
     expected_b = run_batch(image, np.stack(xs))
     expected = [[e[i] for e in expected_b] for i in range(len(xs))]
@@ -333,11 +358,12 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         if bar:
             bar.close()
     times["simulate_s"] = time.perf_counter() - t - times.get("build_s", 0.0)
+    kept: Path | None = work
     if cfg.work is None:
-        old, work = work, _finish_work(work, keep=bool(result.mismatches))
+        kept = _finish_work(work, keep=bool(result.mismatches))
         for m in result.mismatches:
-            if m.waves and work is not None:
-                m.waves = m.waves.replace(str(old), str(work))
+            if m.waves and kept is not None:
+                m.waves = m.waves.replace(str(work), str(kept))
 
     golden_pred = np.argmax(expected_b[-1], axis=1)
     hw_pred = np.array([int(np.argmax(o[-1])) for o in result.outputs])
@@ -361,7 +387,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         "mac_beats_per_inference": (result.records[0]["mac_beats"] if result.records
                                     and result.records[0] else None),
         "expected_mac_beats": chip_tb.program_view(program).mac_beats,
-        "on_chip_bytes": hw.on_chip_bytes() if tiled else None,
+        "on_chip_bytes": None if isinstance(hw, compiler.Hardware) else hw.on_chip_bytes(),
         "mac_utilization": utilization(program.layout, result.records, hw.rows, hw.cols),
         "sim_cycles_per_second": (total_cycles / result.sim_seconds
                                   if result.sim_seconds else None),
@@ -370,7 +396,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
         "errors": sorted({r["error"] for r in result.records if r and r["error"]}),
         "times": {k: round(v, 3) for k, v in times.items()},
         "build_dir": result.build_dir,
-        "work_dir": str(work) if work is not None else None,
+        "work_dir": str(kept) if kept is not None else None,
     }
     return report
 
@@ -379,7 +405,7 @@ def flow(cfg, *, image_path=None, hw_dir=None, log=print):
 MODEL_CHECK_IMAGES = 4
 
 
-def tiled_chip_params(cfg, image):
+def tiled_chip_params(cfg: FlowConfig, image: ModelImage) -> dict[str, Any]:
     """The tiled chip ``pact flow`` generates for ``image``: the array of ``cfg``, with the
     activation memory, kernel, channels and ring the model needs (``requirements``)."""
     from gen.tiled_compiler import requirements
@@ -389,31 +415,35 @@ def tiled_chip_params(cfg, image):
     return dataclasses.asdict(requirements(image, base))
 
 
-def model_check(program, hw, xs, expected):
+def model_check(program: Program | TiledProgram, hw: Hardware | TiledParams,
+                xs: Sequence[np.ndarray], expected: Sequence[Sequence[np.ndarray]]) -> bool:
     """Run the compiled program on the instruction-level model (no RTL) for ``xs``: ``True``
     when every layer equals the reference. A ``False`` here and a mismatch on the RTL point at
     the compiler's encoding rather than at the hardware."""
     from cosim.chip_model import read_outputs, run_program
     from cosim.chip_tb import first_mismatch, relayout
+    from gen.compiler import Hardware
+    from gen.tiled_compiler import TiledProgram
 
-    if not isinstance(program.layout, dict):
+    if isinstance(program, TiledProgram):
         from cosim import tiled_model
         from gen.tiled_compiler import with_slots
 
-        prog = with_slots(program, max(1, len(xs)))
+        tiled_prog = with_slots(program, max(1, len(xs)))
         try:
-            outs = tiled_model.run_program(prog, xs)
+            outs = tiled_model.run_program(tiled_prog, xs)
         except tiled_model.ModelError:
             return False
         return all(first_mismatch(e, o) is None for e, o in zip(expected, outs, strict=True))
 
+    assert isinstance(hw, Hardware), "a plane chip's program runs on its Hardware"
     prog = relayout(program, max(1, len(xs)))
     words, results = run_program(prog, hw, xs)
     return all(r.error == 0 and first_mismatch(e, read_outputs(words, prog.layout, i)) is None
                for i, (r, e) in enumerate(zip(results, expected, strict=True)))
 
 
-def _finish_work(work, keep):
+def _finish_work(work: Path, keep: bool) -> Path | None:
     """A run's own work folder: removed after a clean run; after a failing one (it holds the
     dumps and the waveform) renamed from its temporary name, so that it stays."""
     import shutil
@@ -426,7 +456,7 @@ def _finish_work(work, keep):
     return kept
 
 
-def _progress_bar(total, enabled, desc):
+def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
@@ -434,7 +464,7 @@ def _progress_bar(total, enabled, desc):
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
 
 
-def summary(report):
+def summary(report: Mapping[str, Any]) -> str:
     """A readable terminal summary of a report."""
     r = report
     lines = [
@@ -481,7 +511,7 @@ def summary(report):
 # -- command line -------------------------------------------------------------------------------
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wbits", required=True, metavar="W", help="weight bits (2..8)")
     parser.add_argument("--abits", required=True, metavar="A", help="activation bits (2..8)")
     parser.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
@@ -517,7 +547,7 @@ def add_arguments(parser):
     parser.add_argument("--json", required=True, metavar="OUT", help="report file to write")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from gen.generate import parse_int
 
     out = check_output(args.json, "--json")

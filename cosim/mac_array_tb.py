@@ -12,11 +12,15 @@ fail), ``random_only`` (skip the corner cases, for throughput runs), ``min_len``
 (random reduction lengths, default 1..16).
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import cocotb
 import numpy as np
 
 from cosim.bench import TB, InOrderChecker, load_config, run_stream_bench, summarize, write_summary
 from cosim.stimulus import (
+    Reduction,
     mac_beats,
     mac_corner_reductions,
     mac_expected,
@@ -27,7 +31,7 @@ from cosim.stimulus import (
 from rtl.mac_array import accumulator_width, input_layout, output_layout
 
 
-def reductions(cfg):
+def reductions(cfg: Mapping[str, Any]) -> list[Reduction]:
     p = cfg["params"]
     dims = (p["wbits"], p["abits"], p["rows"], p["cols"], p["max_reduction"], p["max_shift"])
     rng = np.random.default_rng(cfg["seed"])
@@ -38,7 +42,7 @@ def reductions(cfg):
 
 
 @cocotb.test()
-async def mac_array_regression(dut):
+async def mac_array_regression(dut: Any) -> None:
     cfg = load_config()
     p = cfg["params"]
     acc_width = accumulator_width(p["wbits"], p["abits"], p["max_reduction"], p["max_shift"])
@@ -54,9 +58,9 @@ async def mac_array_regression(dut):
 
     tb = TB(dut)
     checker = InOrderChecker(expected, lambda raw: unpack(out_layout, raw))
-    first_result = []
+    first_result: list[int] = []
 
-    def sink(raw, cycle):
+    def sink(raw: int, cycle: int) -> None:
         if not first_result:
             first_result.append(cycle)
         checker(raw, cycle)
@@ -66,9 +70,12 @@ async def mac_array_regression(dut):
     summary = summarize("mac_array", cfg, checker, cycles, wall, beats=len(words),
                         macs=len(words) * p["rows"] * p["cols"], acc_width=acc_width)
     # Steady state: from the first to the last accepted beat, and first to last result.
-    span = driver.last_cycle - driver.first_cycle if driver.sent > 1 else 0
+    # (the cycles are set once a word was accepted and once a result came in)
+    first, last = driver.first_cycle, driver.last_cycle
+    span = last - first if driver.sent > 1 and first is not None and last is not None else 0
     beats_per_cycle = (driver.sent - 1) / span if span else 0.0
-    out_span = (checker.last_cycle - first_result[0]) if first_result else 0
+    out_last = checker.last_cycle
+    out_span = (out_last - first_result[0]) if first_result and out_last is not None else 0
     summary["beats_per_cycle"] = round(beats_per_cycle, 6)
     summary["macs_per_cycle"] = round(beats_per_cycle * p["rows"] * p["cols"], 6)
     summary["results_per_cycle"] = round((checker.checked - 1) / out_span, 6) if out_span else 0.0

@@ -10,6 +10,8 @@ Config (``PACT_TB_CONFIG``): ``params`` (acc_width, out_bits, lanes, signed_out,
 ``vectors``, ``seed``, ``bubbles``, ``backpressure``, ``inject_error``.
 """
 
+from typing import Any
+
 import cocotb
 
 from cosim.bench import TB, InOrderChecker, load_config, run_stream_bench, summarize, write_summary
@@ -18,7 +20,7 @@ from rtl.pact_unit import input_layout, output_layout
 
 
 @cocotb.test()
-async def pact_unit_regression(dut):
+async def pact_unit_regression(dut: Any) -> None:
     cfg = load_config()
     p = cfg["params"]
     acc_width, out_bits, lanes = p["acc_width"], p["out_bits"], p["lanes"]

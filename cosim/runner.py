@@ -21,12 +21,16 @@
   rebuilt instead of failing every run.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from cosim.tools import prepare_environment
 from pact.paths import locked, sim_build_root, write_file
@@ -62,41 +66,42 @@ class RunResult:
     """One simulation: cocotb's verdict, the bench's summary, and where the files are."""
 
     passed: bool
-    summary: dict
+    summary: dict[str, Any]
     folder: Path
     log: Path
     waves: Path | None
     seconds: float
 
 
-def config_name(prefix, params):
+def config_name(prefix: str, params: object) -> str:
     """A readable, collision-free build folder name: ``prefix-<8 hex of the params>``."""
     text = json.dumps(params, sort_keys=True, separators=(",", ":"))
     return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
-def build_folder(sim, config, *, waves=False, root=None):
+def build_folder(sim: str, config: str, *, waves: bool = False,
+                 root: str | Path | None = None) -> Path:
     """``<root>/<sim>/<config>[-waves]``."""
-    root = Path(root) if root is not None else sim_build_root()
-    return root / sim / (f"{config}-waves" if waves else config)
+    base = Path(root) if root is not None else sim_build_root()
+    return base / sim / (f"{config}-waves" if waves else config)
 
 
 _locked = locked  # the name used before pact.paths had it
 
 
-def _binary(sim, folder, toplevel):
+def _binary(sim: str, folder: Path, toplevel: str) -> Path:
     """The simulator binary a build makes: Verilator's ``<toplevel>``, Icarus's ``sim.vvp``."""
     return folder / (toplevel if sim == "verilator" else "sim.vvp")
 
 
-def _file_sha256(path):
+def _file_sha256(path: str | Path) -> str | None:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
 
 
-def _reusable(stamp_file, stamp, binary):
+def _reusable(stamp_file: Path, stamp: Mapping[str, Any], binary: Path) -> bool:
     """True when the stamp says this build was made from ``stamp`` and its binary is intact."""
     try:
         done = json.loads(stamp_file.read_text())
@@ -106,7 +111,8 @@ def _reusable(stamp_file, stamp, binary):
     return have == stamp and done.get("binary_sha256") == _file_sha256(binary)
 
 
-def _stamp(sim, sources, toplevel, build_args, waves):
+def _stamp(sim: str, sources: Sequence[str | Path], toplevel: str, build_args: Iterable[str],
+           waves: bool) -> dict[str, Any]:
     digest = hashlib.sha256()
     for src in sources:
         digest.update(Path(src).read_bytes())
@@ -114,7 +120,7 @@ def _stamp(sim, sources, toplevel, build_args, waves):
             "sources": [Path(s).name for s in sources], "sources_sha256": digest.hexdigest()}
 
 
-def _verilator_runner(cache):
+def _verilator_runner(cache: Path) -> Any:
     """cocotb's Verilator runner, sharing Verilator's run-time objects through ``cache``.
 
     ``verilated*.o`` depend only on Verilator's own headers and the compile flags, not on the
@@ -127,7 +133,7 @@ def _verilator_runner(cache):
     from cocotb_tools.runner import Verilator
 
     class CachedVerilator(Verilator):
-        def _build_command(self):
+        def _build_command(self) -> list[list[str]]:
             verilate, make = super()._build_command()
             # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model that
             # Verilator splits into several C++ files (e.g. a 16x16 array) would be compiled
@@ -146,18 +152,19 @@ def _verilator_runner(cache):
     return CachedVerilator()
 
 
-def _runtime_cache(root, build_args, waves):
+def _runtime_cache(root: Path, build_args: Iterable[str], waves: bool) -> Path:
     """Cache folder of Verilator's run-time objects for one set of flags."""
     from cosim.tools import verilator_root
 
     root_dir = verilator_root()
+    assert root_dir is not None, "build() ran prepare_environment, which refuses a missing wheel"
     version = hashlib.sha256((root_dir / "include" / "verilated.mk").read_bytes()).hexdigest()
     key = json.dumps({"root": str(root_dir), "mk": version, "args": list(build_args),
                       "waves": waves})
     return root / "verilator" / f"_runtime-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def _default_build_args(sim):
+def _default_build_args(sim: str) -> list[str]:
     if sim == "verilator":
         from gen.generate import LINT_WAIVERS
 
@@ -165,8 +172,9 @@ def _default_build_args(sim):
     return []
 
 
-def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=None,
-          always=False):
+def build(sim: str, sources: Iterable[str | Path], toplevel: str, config: str, *,
+          waves: bool = False, build_args: Iterable[str] | None = None,
+          root: str | Path | None = None, always: bool = False) -> BuildInfo:
     """Build ``sources`` for ``sim`` in ``build_folder(sim, config)``, or reuse that build.
 
     ``build_args`` default to the lint waivers of ``gen.generate`` for Verilator. Returns a
@@ -176,10 +184,10 @@ def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=
     from cocotb_tools.runner import get_runner
 
     prepare_environment(sim)
-    sources = [Path(s).resolve() for s in sources]
-    build_args = list(_default_build_args(sim) if build_args is None else build_args)
+    paths = [Path(s).resolve() for s in sources]
+    args = list(_default_build_args(sim) if build_args is None else build_args)
     folder = build_folder(sim, config, waves=waves, root=root)
-    stamp = _stamp(sim, sources, toplevel, build_args, waves)
+    stamp = _stamp(sim, paths, toplevel, args, waves)
     with _locked(folder.with_name(folder.name + ".lock")):
         stamp_file = folder / _STAMP
         binary = _binary(sim, folder, toplevel)
@@ -192,12 +200,12 @@ def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=
         start = time.perf_counter()
         if sim == "verilator":
             root_dir = Path(root) if root is not None else sim_build_root()
-            runner = _verilator_runner(_runtime_cache(root_dir, build_args, waves))
+            runner = _verilator_runner(_runtime_cache(root_dir, args, waves))
         else:
             runner = get_runner(sim)
         try:
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=folder,
-                         build_args=build_args, timescale=TIMESCALE, waves=waves,
+            runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=folder,
+                         build_args=args, timescale=TIMESCALE, waves=waves,
                          always=True, log_file=log)
         except (RuntimeError, SystemExit) as exc:
             raise RuntimeError(f"{sim} build of {toplevel} failed ({exc}); see {log}") from None
@@ -210,7 +218,7 @@ def build(sim, sources, toplevel, config, *, waves=False, build_args=None, root=
         return BuildInfo(sim, folder, toplevel, waves, False, seconds)
 
 
-def _read_results(xml):
+def _read_results(xml: Path) -> bool:
     from cocotb_tools.runner import get_results
 
     try:
@@ -220,7 +228,8 @@ def _read_results(xml):
     return tests > 0 and failed == 0
 
 
-def run(sim, info, test_module, *, config, name="run", seed=None, extra_env=None):
+def run(sim: str, info: BuildInfo, test_module: str, *, config: object, name: str = "run",
+        seed: int | None = None, extra_env: Mapping[str, str] | None = None) -> RunResult:
     """Run ``test_module`` (a cocotb module) on the build ``info``; return a ``RunResult``.
 
     ``config`` is written to ``<run folder>/config.json`` and named by ``PACT_TB_CONFIG``; the
@@ -236,7 +245,8 @@ def run(sim, info, test_module, *, config, name="run", seed=None, extra_env=None
         return _run_locked(sim, info, test_module, folder, config, seed, extra_env)
 
 
-def _run_locked(sim, info, test_module, folder, config, seed, extra_env):
+def _run_locked(sim: str, info: BuildInfo, test_module: str, folder: Path, config: object,
+                seed: int | None, extra_env: Mapping[str, str] | None) -> RunResult:
     from cocotb_tools.runner import get_runner
 
     if folder.exists():
@@ -246,8 +256,8 @@ def _run_locked(sim, info, test_module, folder, config, seed, extra_env):
     config_file.write_text(json.dumps(config, indent=1, sort_keys=True))
     env = {"PACT_TB_CONFIG": str(config_file), "PACT_TB_RESULT": str(result_file),
            **(extra_env or {})}
-    waves = None
-    plusargs = []
+    waves: Path | None = None
+    plusargs: list[str] = []
     if info.waves:
         if sim == "icarus":
             waves = folder / f"{info.toplevel}.fst"
@@ -274,8 +284,9 @@ def _run_locked(sim, info, test_module, folder, config, seed, extra_env):
 
 
 
-def run_job(sim, build_dir, test_module, toplevel, job, work, *, job_env, plusargs=(),
-            waves=False, what="bench"):
+def run_job(sim: str, build_dir: str | Path, test_module: str, toplevel: str,
+            job: Mapping[str, Any], work: Path, *, job_env: str, plusargs: Iterable[str] = (),
+            waves: bool = False, what: str = "bench") -> Any:
     """Run the cocotb ``test_module`` on the build in ``build_dir`` for a bench driven by a job
     file (the chip benches); return the results the bench wrote, parsed.
 

@@ -20,10 +20,21 @@ spans from ``start`` to ``done``, not the build or the start-up of the simulator
 (simulator and Python share that process), which a busy machine disturbs less.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cosim.runner import BuildInfo
+    from gen.compiler import Program
+    from golden.image import ModelImage
 
 __all__ = ["MODES", "external_clock_harness", "measure", "test_chip_speed"]
 
@@ -35,7 +46,7 @@ _CLOCK_PORT = "output logic        clk,"
 _CLOCK_GEN = ("initial clk = 1'b0;", "always #5 clk = ~clk;")
 
 
-def external_clock_harness(text):
+def external_clock_harness(text: str) -> str:
     """The harness source with ``clk`` turned into an input and its clock generator removed.
 
     Raises ``ValueError`` if the harness no longer has exactly the expected clock lines (so a
@@ -49,7 +60,8 @@ def external_clock_harness(text):
     return text
 
 
-def _external_build(sim, hw_dir, mem_words, work):
+def _external_build(sim: str, hw_dir: str | os.PathLike[str], mem_words: int,
+                    work: str | os.PathLike[str]) -> BuildInfo:
     from cosim import chip_tb, runner
 
     verilog, _ = chip_tb._verilog(hw_dir)
@@ -60,7 +72,7 @@ def _external_build(sim, hw_dir, mem_words, work):
         tmp = harness.with_name(f".{harness.name}.{os.getpid()}")
         tmp.write_text(text)
         os.replace(tmp, harness)
-    sources = [verilog, harness]
+    sources: list[Path] = [verilog, harness]
     if sim == "verilator":
         sources.insert(0, chip_tb.verilator_control_file())
         args = chip_tb.verilator_args(hw_dir, mem_words) + ["--no-public-flat-rw"]
@@ -70,7 +82,8 @@ def _external_build(sim, hw_dir, mem_words, work):
     return runner.build(sim, sources, chip_tb.TOPLEVEL, config, build_args=args)
 
 
-def _check(program, expected, words):
+def _check(program: Program, expected: Sequence[Sequence[np.ndarray]],
+           words: Sequence[int]) -> int:
     from cosim.chip_model import read_outputs
     from cosim.chip_tb import first_mismatch
 
@@ -78,7 +91,9 @@ def _check(program, expected, words):
                for i in range(len(expected)))
 
 
-def measure(sim, mode, image, program, hw_dir, *, images, work, seed=1):
+def measure(sim: str, mode: str, image: ModelImage, program: Program,
+            hw_dir: str | os.PathLike[str], *, images: int, work: str | os.PathLike[str],
+            seed: int = 1) -> dict[str, Any]:
     """Run ``images`` random inputs of ``image`` (compiled as ``program`` for ``hw_dir``) on
     ``sim`` with the clock of ``mode``; returns cycles, seconds, cycles_per_second and how many
     images were bit-exact."""
@@ -125,7 +140,8 @@ def measure(sim, mode, image, program, hw_dir, *, images, work, seed=1):
             "cycles_per_cpu_second": cycles / res["cpu_s"], "bit_exact_images": exact}
 
 
-def _run(sim, info, job, work, memfile, dumpfile):
+def _run(sim: str, info: BuildInfo, job: dict[str, Any], work: Path, memfile: Path,
+         dumpfile: Path) -> Any:
     from cosim.runner import run_job
 
     plusargs = [f"+MEMFILE={memfile}", f"+DUMPFILE={dumpfile}", f"+MEM_LAST={job['last']}"]
@@ -136,13 +152,15 @@ def _run(sim, info, job, work, memfile, dumpfile):
 try:
     import cocotb
     from cocotb.clock import Clock
-except ImportError:  # pragma: no cover - the host side runs without cocotb's simulator
-    cocotb = None
 
-if cocotb is not None:
+    _HAVE_COCOTB = True
+except ImportError:  # pragma: no cover - the host side runs without cocotb's simulator
+    _HAVE_COCOTB = False
+
+if _HAVE_COCOTB:
 
     @cocotb.test()
-    async def test_chip_speed(dut):
+    async def test_chip_speed(dut: Any) -> None:
         """Clock the external-clock harness from cocotb; run every slot; dump the memory."""
         from cosim.chip_tb import CLOCK_NS, TB
 
@@ -150,7 +168,8 @@ if cocotb is not None:
         Clock(dut.clk, CLOCK_NS, unit="ns", impl=job["impl"]).start(start_high=False)
         tb = TB(dut)
         await tb.reset()
-        runs, wall, cpu = [], 0.0, 0.0
+        runs: list[dict[str, Any]] = []
+        wall, cpu = 0.0, 0.0
         t = time.perf_counter()
         for in_addr, out_base in job["slots"]:
             r = await tb.infer(job["prog_addr"], in_addr, out_base,

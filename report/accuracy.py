@@ -1,14 +1,18 @@
 """The ``accuracy`` section: float and k-bit training runs (cached), integer accuracy."""
 
+from __future__ import annotations
+
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from report.config import END_BITS, _log_default
+from report.config import END_BITS, Log, ReportConfig, _log_default
 
 
-def _stats(values):
+def _stats(values: Sequence[float]) -> dict[str, Any]:
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
@@ -16,17 +20,19 @@ def _stats(values):
             "values": list(values), "seeds": n}
 
 
-def accuracy_section(cfg, log=_log_default):
+def accuracy_section(cfg: ReportConfig, log: Log = _log_default) -> dict[str, dict[str, Any]]:
     """Train (or reuse) float and each trainable k for ``cfg.seeds`` seeds; integer accuracy
     for quantized runs (the integer reference on the test set), fake-quant for float."""
     from golden.evaluate import evaluate
     from golden.export import export
     from golden.train import METRICS, TrainConfig, train
 
-    keys = [None] + cfg.accuracy_bits
-    out = {}
+    keys: list[int | None] = [None, *cfg.accuracy_bits]
+    out: dict[str, dict[str, Any]] = {}
     for k in keys:
-        acc, fq, secs = [], [], []
+        acc: list[float] = []
+        fq: list[float] = []
+        secs: list[float] = []
         for seed in range(cfg.seeds):
             tc = TrainConfig(wbits=k, abits=k, end_bits=END_BITS, epochs=cfg.epochs, seed=seed)
             t = time.perf_counter()

@@ -1,23 +1,27 @@
 """The ``area`` section: Yosys generic-gate area of the MacArray and the PactUnit per k
 (``gen.area``), per MAC and per lane, and the ratios to 16 bits."""
 
+from __future__ import annotations
+
 import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pact.paths import sim_build_root
-from report.config import _log_default
+from report.config import Log, ReportConfig, _log_default
 
 
-def _block_params(cfg, k):
+def _block_params(cfg: ReportConfig, k: int) -> dict[str, Any]:
     return {"wbits": k, "abits": k, "rows": cfg.area_rows, "cols": cfg.area_cols,
             "max_reduction": cfg.max_reduction, "max_shift": 0}
 
 
-def area_section(cfg, log=_log_default):
+def area_section(cfg: ReportConfig, log: Log = _log_default) -> dict[str, Any]:
     """Synthesize MacArray and PactUnit for every k; returns ``{block: {k: figures}}``."""
     from gen.area import synth_area
     from gen.generate import generate
 
-    out = {"mac_array": {}, "pact_unit": {}}
+    out: dict[str, Any] = {"mac_array": {}, "pact_unit": {}}
     for block in out:
         for k in cfg.bits:
             params = _block_params(cfg, k)
@@ -57,13 +61,14 @@ def area_section(cfg, log=_log_default):
                 f"{fig['transistors']} transistors"
                 + (" (cached)" if fig["cached"] else f" ({time.perf_counter() - t:.1f} s)"))
     for block in ("mac_array", "pact_unit"):
-        for k, ratios in area_ratios(out[block]).items():
-            out[block][k]["ratio_to_16"] = ratios
+        for key, ratios in area_ratios(out[block]).items():
+            out[block][key]["ratio_to_16"] = ratios
     out["pact_share"] = pact_share(out["mac_array"], out["pact_unit"], cfg.rows, cfg.cols)
     return out
 
 
-def pact_share(mac, pact, rows, cols):
+def pact_share(mac: Mapping[str, Any], pact: Mapping[str, Any], rows: int,
+               cols: int) -> dict[str, dict[str, float]]:
     """Area of the chip's PACT unit (``cols`` lanes, shared by the ``rows`` output channels: one
     row drains per cycle) relative to its ``rows x cols`` MAC array, per k, from the per-MAC and
     per-lane transistor estimates. PACT applies alpha once per output, not per MAC."""
@@ -73,7 +78,9 @@ def pact_share(mac, pact, rows, cols):
             for k in mac if k in pact}
 
 
-def area_ratios(entries, metrics=("cells", "gates", "transistors")):
+def area_ratios(entries: Mapping[str, Any],
+                metrics: Iterable[str] = ("cells", "gates", "transistors"),
+                ) -> dict[str, dict[str, float]]:
     """``area(16) / area(k)`` per unit (MAC or lane) for each k, per metric; ``{}`` without a
     16-bit entry. Above 1 means more units fit in the area of one 16-bit unit."""
     base = entries.get("16")

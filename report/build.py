@@ -1,14 +1,26 @@
 """Assembling a report from its sections, and ``pact report`` itself (``run``)."""
 
+from __future__ import annotations
+
+import argparse
 import os
 import platform
 import sys
 import time
+from typing import Any
 
 from pact.paths import check_output
 from report.accuracy import accuracy_section
 from report.area import area_section
-from report.config import PAPER, REPORT_FORMAT, REPORT_VERSION, _log_default, config_from_args
+from report.config import (
+    PAPER,
+    REPORT_FORMAT,
+    REPORT_VERSION,
+    Log,
+    ReportConfig,
+    _log_default,
+    config_from_args,
+)
 from report.cycles import cycles_section, iso_area_section, speedup
 from report.fpga import fpga_section
 from report.payoff import payoff_section
@@ -16,9 +28,9 @@ from report.render import headline, write_report
 from report.sim_speed import sim_speed_section
 
 
-def build_report(cfg, log=_log_default):
+def build_report(cfg: ReportConfig, log: Log = _log_default) -> dict[str, Any]:
     """Run the configured sections; returns the report dict (see the package docstring)."""
-    report = {
+    report: dict[str, Any] = {
         "format": REPORT_FORMAT, "version": REPORT_VERSION,
         "settings": cfg.as_dict(), "paper": PAPER,
         "area": None, "cycles": None, "bytes": None, "cycles_iso_area": None,
@@ -70,10 +82,10 @@ def build_report(cfg, log=_log_default):
     return report
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = check_output(args.out, "--out", folder=True)
-    log = (lambda msg: None) if args.quiet else _log_default
+    log: Log = (lambda msg: None) if args.quiet else _log_default
     report = build_report(cfg, log)
     files = write_report(report, out)
     for line in headline(report):

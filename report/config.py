@@ -2,8 +2,14 @@
 and the ``pact report`` arguments that make one (``ReportConfig``, ``add_arguments``,
 ``config_from_args``)."""
 
+from __future__ import annotations
+
+import argparse
+import os
 import sys
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from pact.errors import UserError
 from pact.paths import runs_root, sim_build_root
@@ -41,12 +47,16 @@ SPEED_IMAGES = {False: {"icarus": 2, "verilator": 32}, True: {"icarus": 1, "veri
 
 PLOTS = ("area.png", "cycles_bytes.png", "accuracy.png", "sim_speed.png")
 
+#: Where a section's progress lines go (``_log_default``, or a quiet no-op).
+Log = Callable[[str], object]
 
-def _parse_list(name, text, allowed=None, cast=int):
+
+def _parse_list(name: str, text: object, allowed: Collection[Any] | None = None,
+                cast: Callable[[str], Any] = int) -> list[Any]:
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     if not items:
         raise UserError(f"--{name} is empty; give a comma-separated list")
-    out = []
+    out: list[Any] = []
     for t in items:
         try:
             v = cast(t)
@@ -62,13 +72,21 @@ def _parse_list(name, text, allowed=None, cast=int):
 class ReportConfig:
     """What a report sweeps, validated on construction (``UserError`` on a bad value)."""
 
-    def __init__(self, *, bits=DEFAULT_BITS, chip_bits=DEFAULT_CHIP_BITS, seeds=3, quick=False,
-                 sections=ALL_SECTIONS, sims=SIMS, cycles_sim="verilator", rows=8, cols=8,
-                 mem_width=64, images=None, area_rows=None, area_cols=None, max_reduction=None,
-                 epochs=None, speed_bits=4, speed_images=None, runs="runs", work=None,
-                 scheduler=None, workers=None, payoff_bits=DEFAULT_PAYOFF_BITS,
-                 payoff_area=(16, 16), payoff_models=PAYOFF_MODEL_NAMES, payoff_images=None,
-                 fpga_bits=DEFAULT_FPGA_BITS, fpga_freq=50, fpga_route=True):
+    def __init__(self, *, bits: Sequence[int] = DEFAULT_BITS,
+                 chip_bits: Sequence[int] = DEFAULT_CHIP_BITS, seeds: int = 3,
+                 quick: bool = False, sections: Sequence[str] = ALL_SECTIONS,
+                 sims: Sequence[str] = SIMS, cycles_sim: str = "verilator", rows: int = 8,
+                 cols: int = 8, mem_width: int = 64, images: int | None = None,
+                 area_rows: int | None = None, area_cols: int | None = None,
+                 max_reduction: int | None = None, epochs: int | None = None,
+                 speed_bits: int = 4, speed_images: int | None = None,
+                 runs: str | os.PathLike[str] = "runs", work: str | os.PathLike[str] | None = None,
+                 scheduler: str | None = None, workers: int | None = None,
+                 payoff_bits: Sequence[int] = DEFAULT_PAYOFF_BITS,
+                 payoff_area: Sequence[int] = (16, 16),
+                 payoff_models: Sequence[str] = PAYOFF_MODEL_NAMES,
+                 payoff_images: int | None = None, fpga_bits: Sequence[int] = DEFAULT_FPGA_BITS,
+                 fpga_freq: int = 50, fpga_route: bool = True) -> None:
         for k in bits:
             if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 16:
                 raise UserError(f"--bits: {k!r} is outside 2..16")
@@ -127,7 +145,7 @@ class ReportConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be a positive integer, "
                                 f"not {v!r}")
 
-    def speed_images_for(self, sim):
+    def speed_images_for(self, sim: str) -> int:
         """Images per speed run: ``--speed-images``, else enough cycles for a stable figure on
         that simulator (Icarus runs this chip at about a thousand cycles per second)."""
         if self.speed_images is not None:
@@ -135,11 +153,11 @@ class ReportConfig:
         return SPEED_IMAGES[self.quick][sim]
 
     @property
-    def accuracy_bits(self):
+    def accuracy_bits(self) -> list[int]:
         lo, hi = TRAIN_BITS
         return [k for k in self.bits if lo <= k <= hi]
 
-    def command(self, out="DIR"):
+    def command(self, out: str = "DIR") -> str:
         """The ``pact report`` command line that regenerates this sweep."""
         parts = ["pact", "report", "--out", out]
         if self.quick:
@@ -169,7 +187,7 @@ class ReportConfig:
             parts.append("--fpga-no-route")
         return " ".join(parts)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {
             "bits": self.bits, "chip_bits": self.chip_bits, "seeds": self.seeds,
             "quick": self.quick, "sections": self.sections, "sims": self.sims,
@@ -191,11 +209,11 @@ class ReportConfig:
         }
 
 
-def _log_default(msg):
+def _log_default(msg: str) -> None:
     print(f"pact report: {msg}", file=sys.stderr, flush=True)
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     parser.add_argument("--quick", action="store_true",
                         help="a reduced sweep: 1x1 area arrays, 1 image, 3 epochs, 1 speed image")
@@ -246,10 +264,10 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-def config_from_args(args):
+def config_from_args(args: argparse.Namespace) -> ReportConfig:
     from gen.generate import parse_int
 
-    def opt(name):
+    def opt(name: str) -> int | None:
         v = getattr(args, name)
         return None if v is None else parse_int(name, v, 1)
 
@@ -272,7 +290,7 @@ def config_from_args(args):
         fpga_freq=parse_int("fpga_freq", args.fpga_freq, 1), fpga_route=not args.fpga_no_route)
 
 
-def parse_shape(name, text):
+def parse_shape(name: str, text: object) -> tuple[int, int]:
     """``"RxC"`` -> ``(R, C)``; ``UserError`` otherwise.
 
     >>> parse_shape("payoff-area", "4x8")

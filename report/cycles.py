@@ -1,32 +1,44 @@
 """The ``cycles`` and ``bytes`` sections: the digits CNN compiled for and simulated on the chip
 per k, its memory traffic, the iso-area arrays and the 16 -> 4 speed-up."""
 
+from __future__ import annotations
+
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from report.config import END_BITS, PAPER, _log_default
+from report.config import END_BITS, PAPER, Log, ReportConfig, _log_default
+
+if TYPE_CHECKING:
+    from gen.compiler import Program
+    from golden.image import ModelImage
+
+#: A chip run to simulate: ``(label, k, image, program, chip params)``.
+SimItem = tuple[str, int, "ModelImage", "Program", dict[str, Any]]
 
 
-def chip_network(k, seed=0):
+def chip_network(k: int, seed: int = 0) -> ModelImage:
     """The digits CNN with k-bit hidden layers, ``max(END_BITS, k)``-bit ends, random codes."""
     from cosim.chip_model import random_image
     from golden.models import describe_cnn
 
     # The trainer's shapes (bit-widths do not change them; 4 is any trainable width).
     layers = describe_cnn((1, 8, 8), 10, wbits=4, abits=4, end_bits=END_BITS)
-    specs = []
+    specs: list[dict[str, Any]] = []
     for lay in layers:
-        spec = {"name": lay["name"], "op": lay["op"], "in_shape": tuple(lay["in_shape"]),
-                "out_shape": tuple(lay["out_shape"])}
+        spec: dict[str, Any] = {"name": lay["name"], "op": lay["op"],
+                                "in_shape": tuple(lay["in_shape"]),
+                                "out_shape": tuple(lay["out_shape"])}
         if lay["op"] == "conv":
             spec.update(kernel=lay["kernel"], stride=lay["stride"], padding=lay["padding"])
         specs.append(spec)
     return random_image(seed, wbits=k, abits=k, end_bits=max(END_BITS, k), specs=specs)
 
 
-def chip_hw_params(cfg, k):
+def chip_hw_params(cfg: ReportConfig, k: int) -> dict[str, int]:
     """``pact gen --block chip`` parameters for bit-width k (max_bits raised above 8)."""
     params = {"wbits": k, "abits": k, "rows": cfg.rows, "cols": cfg.cols}
     if k > END_BITS:
@@ -36,7 +48,7 @@ def chip_hw_params(cfg, k):
     return params
 
 
-def traffic(layout):
+def traffic(layout: Mapping[str, Any]) -> dict[str, Any]:
     """External-memory traffic of one inference, from a compiled program's layout (words and
     bytes): reads of descriptors, weights, constants and the input; writes of every layer's
     output tensor (``logits_only`` counts the last layer's alone, as a deployed chip would)."""
@@ -63,7 +75,8 @@ def traffic(layout):
     }
 
 
-def cycles_section(cfg, log=_log_default):
+def cycles_section(cfg: ReportConfig, log: Log = _log_default,
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Compile and simulate the digits CNN on the chip for each k of ``cfg.chip_bits``.
 
     Returns ``(cycles, bytes)``, each keyed by k. A k that cannot be simulated (no simulator)
@@ -73,7 +86,9 @@ def cycles_section(cfg, log=_log_default):
     from cosim.tools import missing_reason
     from gen import compiler
 
-    cycles, traffic_by_k, todo = {}, {}, []
+    cycles: dict[str, dict[str, Any]] = {}
+    traffic_by_k: dict[str, dict[str, Any]] = {}
+    todo: list[SimItem] = []
     reason = missing_reason(cfg.cycles_sim)
     for k in cfg.chip_bits:
         image = chip_network(k)
@@ -86,7 +101,7 @@ def cycles_section(cfg, log=_log_default):
         beats = sum(lay["mac_beats"] for lay in layout["layers"])
         useful = sum(lay["useful_macs"] for lay in layout["layers"])
         words_moved = traffic_by_k[str(k)]["total"] * 8 // cfg.mem_width
-        entry = {
+        entry: dict[str, Any] = {
             "k": k, "end_bits": max(END_BITS, k), "rows": hw.rows, "cols": hw.cols,
             "mem_width": hw.mem_width, "mac_beats": beats, "useful_slice_macs": useful,
             "nominal_macs": sum(lay["macs"] for lay in layout["layers"]),
@@ -106,7 +121,8 @@ def cycles_section(cfg, log=_log_default):
     return cycles, traffic_by_k
 
 
-def _simulate_jobs(cfg, items, log):
+def _simulate_jobs(cfg: ReportConfig, items: Sequence[SimItem],
+                   log: Log) -> dict[str, dict[str, Any]]:
     """Simulate ``items`` (``(label, k, image, program, chip params)``) as ``pact regress``
     jobs (``cosim.regress``: on ``cfg.scheduler``, else a local cluster), each running the
     image on its chip for ``cfg.images`` digits test images with every layer checked ``==``.
@@ -117,7 +133,8 @@ def _simulate_jobs(cfg, items, log):
 
     if not items:
         return {}
-    jobs, images = [], {}
+    jobs: list[regress.Job] = []
+    images: dict[str, bytes] = {}
     for label, k, image, _, params in items:
         data = image_mod.to_bytes(image)
         digest = image_mod.from_bytes(data).meta["content_hash"]
@@ -138,7 +155,7 @@ def _simulate_jobs(cfg, items, log):
             raise KeyboardInterrupt
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    figures = {}
+    figures: dict[str, dict[str, Any]] = {}
     for (label, k, _, program, _), res in zip(items, results, strict=True):
         rep = (res.record or {}).get("report")
         if rep is None:
@@ -167,12 +184,12 @@ def _simulate_jobs(cfg, items, log):
     return figures
 
 
-def _mkdir(folder):
+def _mkdir(folder: Path) -> Path:
     Path(folder).mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def iso_area_array(rows, cols, ratio, limit=64):
+def iso_area_array(rows: int, cols: int, ratio: float, limit: int = 64) -> tuple[int, int, int]:
     """The array for a narrower k in the area of a ``rows x cols`` 16-bit array: MACs times the
     largest power of two ``f <= ratio`` (the per-MAC area ratio), doubling rows, then columns,
     alternately (each at most ``limit``). Returns ``(rows, cols, f)``.
@@ -192,7 +209,9 @@ def iso_area_array(rows, cols, ratio, limit=64):
     return r, c, f
 
 
-def iso_area_section(cfg, area, cycles, log=_log_default):
+def iso_area_section(cfg: ReportConfig, area: Mapping[str, Any],
+                     cycles: Mapping[str, Mapping[str, Any]],
+                     log: Log = _log_default) -> dict[str, dict[str, Any]] | None:
     """Each k of ``cfg.chip_bits`` below 16 on an array with as many more MACs as fit in the
     area of the 16-bit ``rows x cols`` array (``iso_area_array`` of the MacArray transistor
     ratio), simulated like ``cycles_section``; ``{k: entry}`` with ``speedup_vs_16`` measured
@@ -203,7 +222,8 @@ def iso_area_section(cfg, area, cycles, log=_log_default):
 
     if missing_reason(cfg.cycles_sim) is not None or "16" not in cycles:
         return None
-    out, todo = {}, []
+    out: dict[str, dict[str, Any]] = {}
+    todo: list[SimItem] = []
     for k in cfg.chip_bits:
         ratio = area["mac_array"].get(str(k), {}).get("ratio_to_16", {}).get("transistors")
         if k == 16 or ratio is None:
@@ -225,7 +245,9 @@ def iso_area_section(cfg, area, cycles, log=_log_default):
     return out
 
 
-def speedup(cycles, traffic_by_k, frm="16", to="4", mac_area_ratio=None):
+def speedup(cycles: Mapping[str, Mapping[str, Any]],
+            traffic_by_k: Mapping[str, Mapping[str, Any]], frm: str = "16", to: str = "4",
+            mac_area_ratio: float | None = None) -> dict[str, Any] | None:
     """Speed-up from ``frm`` to ``to`` bits: measured (cycles), compute bound (MAC beats) and
     bandwidth bound (bytes moved) on the same array; ``None`` when either width is missing.
 
@@ -236,7 +258,7 @@ def speedup(cycles, traffic_by_k, frm="16", to="4", mac_area_ratio=None):
     if frm not in cycles or to not in cycles:
         return None
     a, b = cycles[frm], cycles[to]
-    out = {
+    out: dict[str, Any] = {
         "from_bits": int(frm), "to_bits": int(to),
         "cycles": a["cycles"] / b["cycles"],
         "cycles_source": sorted({a["source"], b["source"]}),

@@ -3,10 +3,17 @@ flip-flops, DSPs, block RAMs, the smallest device that fits, the post-route Fmax
 per second at that clock from cycles per image measured in simulation (the digits CNN on the
 same 8x8 chip, ``report.payoff.simulate``)."""
 
+from __future__ import annotations
+
 import dataclasses
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from report.config import _log_default
+from report.config import Log, ReportConfig, _log_default
+
+if TYPE_CHECKING:
+    from rtl.tiled.params import TiledParams
 
 __all__ = ["FPGA_ARRAY", "fpga_chip_params", "images_per_second", "fpga_section"]
 
@@ -14,7 +21,7 @@ __all__ = ["FPGA_ARRAY", "fpga_chip_params", "images_per_second", "fpga_section"
 FPGA_ARRAY = (8, 8)
 
 
-def fpga_chip_params(k, rows=FPGA_ARRAY[0], cols=FPGA_ARRAY[1]):
+def fpga_chip_params(k: int, rows: int = FPGA_ARRAY[0], cols: int = FPGA_ARRAY[1]) -> TiledParams:
     """The FPGA chip at k: the tiled chip ``pact flow`` generates for the digits CNN on
     ``rows x cols`` (k-bit array, ends at ``max(8, k)`` bits)."""
     from report.payoff import chip_params, model_image
@@ -22,7 +29,7 @@ def fpga_chip_params(k, rows=FPGA_ARRAY[0], cols=FPGA_ARRAY[1]):
     return chip_params(model_image("cnn", k), k, rows, cols)
 
 
-def images_per_second(fmax_mhz, cycles):
+def images_per_second(fmax_mhz: float | None, cycles: float | None) -> float | None:
     """Images per second at ``fmax_mhz`` for ``cycles`` per image (``None`` if either is).
 
     >>> images_per_second(50.0, 25000)
@@ -33,7 +40,8 @@ def images_per_second(fmax_mhz, cycles):
     return fmax_mhz * 1e6 / cycles
 
 
-def fpga_section(cfg, cycles=None, log=_log_default):
+def fpga_section(cfg: ReportConfig, cycles: Mapping[str, float] | None = None,
+                 log: Log = _log_default) -> dict[str, dict[str, Any]]:
     """``{k: figures}`` for ``cfg.fpga_bits``; ``cycles`` (k -> cycles per image of the
     digits CNN on this chip) gives ``images_per_second``, else it is simulated here."""
     from cosim.flow import generate_chip
@@ -41,8 +49,8 @@ def fpga_section(cfg, cycles=None, log=_log_default):
     from pact.paths import sim_build_root
     from report.payoff import model_image, simulate
 
-    cycles = dict(cycles or {})
-    out = {}
+    known = dict(cycles or {})
+    out: dict[str, dict[str, Any]] = {}
     for k in cfg.fpga_bits:
         params = fpga_chip_params(k)
         hw_dir = generate_chip(dataclasses.asdict(params), log, block="tiled_chip")
@@ -52,12 +60,12 @@ def fpga_section(cfg, cycles=None, log=_log_default):
         log(f"fpga k={k}: {fig['lut4']} LUT4, {fig['ff']} FF, {fig['dsp']} DSP, {fig['bram']} "
             f"DP16KD on {fig['device']}, {fig['fmax_mhz']} MHz"
             + (" (cached)" if fig["cached"] else f" ({time.perf_counter() - t:.0f} s)"))
-        if str(k) not in cycles and cfg.cycles_sim:
+        if str(k) not in known and cfg.cycles_sim:
             run = simulate(model_image("cnn", k), params, images=1, sim=cfg.cycles_sim,
                            work=cfg.work / "fpga", log=log)
             if run["bit_exact_images"] == run["images"]:
-                cycles[str(k)] = run["cycles"]
-        c = cycles.get(str(k))
+                known[str(k)] = run["cycles"]
+        c = known.get(str(k))
         out[str(k)] = {
             "lut4": fig["lut4"], "ff": fig["ff"], "dsp": fig["dsp"], "bram": fig["bram"],
             "dist_ram": fig["dist_ram"], "fmax_mhz": fig["fmax_mhz"], "device": fig["device"],

@@ -16,20 +16,33 @@
   Random codes (cycles do not depend on values; the comparison still holds them exact).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import time
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pact.errors import UserError
 from pact.paths import sim_build_root
-from report.config import END_BITS, _log_default
+from report.config import END_BITS, Log, ReportConfig, _log_default
+
+if TYPE_CHECKING:
+    from golden.image import ModelImage
+    from rtl.tiled.params import TiledParams
+
+#: ``(cout, ho, wo, reduction)`` of one layer, as the tiled chip runs it.
+LayerShape = tuple[int, int, int, int]
 
 __all__ = ["PAYOFF_MODELS", "PAPER_PAYOFF", "ratio", "requant_share", "iso_area_shape",
            "tile_beats", "model_image", "chip_params", "block_areas", "area_payoff",
            "simulate", "speedup_payoff", "payoff_section"]
 
 #: model -> (input shape, the 16-bit chip's array). The digits CNN runs on the report's 8x8.
-PAYOFF_MODELS = {"resnet20": ((3, 32, 32), (16, 16)), "cnn": ((1, 8, 8), (8, 8))}
+PAYOFF_MODELS: dict[str, tuple[tuple[int, int, int], tuple[int, int]]] = {
+    "resnet20": ((3, 32, 32), (16, 16)), "cnn": ((1, 8, 8), (8, 8))}
 
 #: The paper's figures and the issue's targets, shown beside ours.
 PAPER_PAYOFF = {"mac_area_ratio_16_to_2": 14.0, "mac_area_ratio_16_to_4": 5.0,
@@ -39,7 +52,7 @@ PAPER_PAYOFF = {"mac_area_ratio_16_to_2": 14.0, "mac_area_ratio_16_to_4": 5.0,
 AREA_MODEL, AREA_ARRAY = "resnet20", (16, 16)
 
 
-def ratio(per_mac, frm, to):
+def ratio(per_mac: Mapping[int, float], frm: int, to: int) -> float | None:
     """``per_mac[frm] / per_mac[to]`` (how many more k=``to`` MACs fit in one ``frm`` MAC's
     area), ``None`` when either is missing.
 
@@ -51,7 +64,8 @@ def ratio(per_mac, frm, to):
     return per_mac[frm] / per_mac[to]
 
 
-def requant_share(requant, mac_total, mac_units, rows, cols):
+def requant_share(requant: float, mac_total: float, mac_units: int, rows: int,
+                  cols: int) -> float:
     """Requantizer area over the array's, the array's scaled from ``mac_units`` MACs to
     ``rows * cols``.
 
@@ -61,14 +75,15 @@ def requant_share(requant, mac_total, mac_units, rows, cols):
     return requant / (mac_total / mac_units * rows * cols)
 
 
-def tile_beats(layers, rows, cols):
+def tile_beats(layers: Iterable[LayerShape], rows: int, cols: int) -> int:
     """A model of the array's beats for ``layers`` (``(cout, ho, wo, reduction)`` each):
     every tile of ``rows`` output channels x ``cols`` output pixels of one row takes
     ``reduction`` beats, whatever part of it is used."""
     return sum(-(-cout // rows) * ho * -(-wo // cols) * red for cout, ho, wo, red in layers)
 
 
-def iso_area_shape(budget, layers, max_rows=64, max_cols=64):
+def iso_area_shape(budget: int, layers: Sequence[LayerShape], max_rows: int = 64,
+                   max_cols: int = 64) -> tuple[int, int]:
     """The array for a ``budget`` of MACs (the 16-bit array's area over a 4-bit MAC's) that
     the network uses best: rows 1..``max_rows``, cols a power of two 2..``max_cols``,
     ``rows * cols <= budget``, fewest ``tile_beats``; ties go to fewer MACs, then fewer rows.
@@ -81,7 +96,7 @@ def iso_area_shape(budget, layers, max_rows=64, max_cols=64):
     """
     if budget < 2:
         raise ValueError(f"a budget of {budget} MACs holds no array (cols >= 2)")
-    best = None
+    best: tuple[tuple[int, int, int], tuple[int, int]] | None = None
     cols = 2
     while cols <= min(max_cols, budget):
         rows = min(max_rows, budget // cols)
@@ -90,10 +105,13 @@ def iso_area_shape(budget, layers, max_rows=64, max_cols=64):
             if best is None or key < best[0]:
                 best = (key, (r, cols))
         cols *= 2
+    if best is None:
+        raise ValueError(f"no array of rows 1..{max_rows} and cols 2..{max_cols} (a power of "
+                         f"two) fits a budget of {budget} MACs")
     return best[1]
 
 
-def model_image(model, k, seed=0):
+def model_image(model: str, k: int, seed: int = 0) -> ModelImage:
     """``model`` with k-bit hidden layers and ``max(END_BITS, k)``-bit ends, random codes."""
     from cosim.chip_model import random_image
     from golden.models import describe
@@ -105,7 +123,7 @@ def model_image(model, k, seed=0):
                         input_shape=shape)
 
 
-def chip_params(image, k, rows, cols):
+def chip_params(image: ModelImage, k: int, rows: int, cols: int) -> TiledParams:
     """The ``TiledParams`` ``pact flow`` would generate for ``image`` on ``rows x cols``."""
     from gen.tiled_compiler import requirements
     from rtl.tiled.params import TiledParams
@@ -113,7 +131,7 @@ def chip_params(image, k, rows, cols):
     return requirements(image, TiledParams(k, k, rows, cols, max_bits=max(END_BITS, k)))
 
 
-def layer_shapes(image):
+def layer_shapes(image: ModelImage) -> list[LayerShape]:
     """``(cout, ho, wo, reduction)`` per layer of ``image`` as the tiled chip runs it."""
     from gen.tiled_compiler import lower
 
@@ -121,7 +139,8 @@ def layer_shapes(image):
              lay.in_shape[0] * lay.kernel ** 2) for lay in lower(image)]
 
 
-def block_areas(params, names, work, log=_log_default):
+def block_areas(params: TiledParams, names: Iterable[str], work: Path,
+                log: Log = _log_default) -> dict[str, dict[str, Any]]:
     """Generic-gate area (``gen.area.synth_area``) of the tiled chip's sub-blocks ``names``
     (``chip.blocks[name]``, each converted on its own), ``{name: figures}``."""
     from amaranth.back import verilog
@@ -134,7 +153,7 @@ def block_areas(params, names, work, log=_log_default):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Fragment.get(chip, None)   # elaborates every block (and fills chip.blocks)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in names:
         module = f"pact_payoff_{name}"
         path = work / f"{module}-w{params.wbits}r{params.rows}c{params.cols}.v"
@@ -153,13 +172,16 @@ def block_areas(params, names, work, log=_log_default):
     return out
 
 
-def area_payoff(bits, area_rows, area_cols, work, log=_log_default):
+def area_payoff(bits: Iterable[int], area_rows: int, area_cols: int, work: Path,
+                log: Log = _log_default) -> dict[str, Any]:
     """MAC ratios and requantizer shares (see the module docstring), with the figures."""
     import rtl.tiled.chip as chip_mod
 
     requant = tuple(getattr(chip_mod, "REQUANT_BLOCKS", ("drain",)))
     rows, cols = AREA_ARRAY
-    per_mac, shares, detail = {}, {}, {}
+    per_mac: dict[int, float] = {}
+    shares: dict[str, float] = {}
+    detail: dict[str, dict[str, Any]] = {}
     for k in bits:
         base = chip_params(model_image(AREA_MODEL, k), k, rows, cols)
         small = dataclasses.replace(base, rows=area_rows, cols=area_cols)
@@ -180,7 +202,8 @@ def area_payoff(bits, area_rows, area_cols, work, log=_log_default):
             "area_detail": detail}
 
 
-def simulate(image, params, *, images, sim, work, log=_log_default, seed=1):
+def simulate(image: ModelImage, params: TiledParams, *, images: int, sim: str, work: Path,
+             log: Log = _log_default, seed: int = 1) -> dict[str, Any]:
     """Run ``images`` random inputs of ``image`` on the tiled chip of ``params``; every layer
     compared ``==`` with the integer reference. Returns cycles per image and exactness."""
     from cosim import chip_tb
@@ -207,10 +230,11 @@ def simulate(image, params, *, images, sim, work, log=_log_default, seed=1):
     return entry
 
 
-def speedup_payoff(models, mac_ratio_16_to_4, *, images, sim, work, log=_log_default):
+def speedup_payoff(models: Iterable[str], mac_ratio_16_to_4: float, *, images: int, sim: str,
+                   work: Path, log: Log = _log_default) -> dict[str, dict[str, Any]]:
     """Per model: the 16-bit chip on its array, the 4-bit chip on the iso-area shape; both
     simulated. ``None`` speed-up for a model that is not bit-exact."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for model in models:
         _, (rows, cols) = PAYOFF_MODELS[model]
         img16, img4 = model_image(model, 16), model_image(model, 4)
@@ -227,12 +251,12 @@ def speedup_payoff(models, mac_ratio_16_to_4, *, images, sim, work, log=_log_def
     return out
 
 
-def payoff_section(cfg, log=_log_default):
+def payoff_section(cfg: ReportConfig, log: Log = _log_default) -> dict[str, Any]:
     """The payoff object (stable keys; ``fpga`` is filled by the FPGA section)."""
     work = cfg.work / "payoff"
     area = area_payoff(cfg.payoff_bits, cfg.payoff_area_rows, cfg.payoff_area_cols, work, log)
     r4 = area["mac_area_ratio_16_to_4"]
-    iso = {}
+    iso: dict[str, dict[str, Any]] = {}
     if r4 is not None and cfg.payoff_models:
         iso = speedup_payoff(cfg.payoff_models, r4, images=cfg.payoff_images,
                              sim=cfg.cycles_sim, work=work, log=log)

@@ -1,13 +1,17 @@
 """Rendering a report dict: tables, the headline, Markdown, self-contained HTML, the plots,
 and writing them all at once."""
 
+from __future__ import annotations
+
 import base64
 import html
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from report.config import (
     END_BITS,
@@ -16,8 +20,11 @@ from report.config import (
     SPEED_MODES,
 )
 
+#: One table: ``(title, note, header, rows)``, rows of strings.
+Table = tuple[str, str, list[str], list[list[str]]]
 
-def _fmt(v, digits=2):
+
+def _fmt(v: object, digits: int = 2) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -29,22 +36,22 @@ def _fmt(v, digits=2):
     return str(v)
 
 
-def _pct(v):
+def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
-def _sorted_keys(d):
+def _sorted_keys(d: Iterable[str]) -> list[str]:
     return sorted(d, key=lambda k: (k != "float", int(k) if k.isdigit() else -1))
 
 
-def tables(report):
+def tables(report: Mapping[str, Any]) -> list[Table]:
     """The report's tables: a list of ``(title, note, header, rows)`` (rows of strings)."""
-    out = []
+    out: list[Table] = []
     area = report.get("area")
     if area:
         for block, unit in (("mac_array", "MAC"), ("pact_unit", "lane")):
             entries = area[block]
-            rows = []
+            rows: list[list[str]] = []
             for k in _sorted_keys(entries):
                 e = entries[k]
                 r = e.get("ratio_to_16", {})
@@ -66,8 +73,9 @@ def tables(report):
                  f"cells/{unit}", f"transistors/{unit}", "ratio (cells)",
                  "ratio (transistors)"],
                 rows))
-    cycles, traffic_by_k = report.get("cycles"), report.get("bytes")
+    cycles = report.get("cycles")
     if cycles:
+        traffic_by_k = report["bytes"]  # (the cycles section writes both)
         rows = []
         for k in _sorted_keys(cycles):
             c, b = cycles[k], traffic_by_k[k]
@@ -169,7 +177,7 @@ def tables(report):
     return out
 
 
-def _vs(v, paper, better="high"):
+def _vs(v: float | None, paper: float, better: str = "high") -> str:
     """A measured figure against the paper's, honest when short."""
     if v is None:
         return "not measured"
@@ -177,11 +185,11 @@ def _vs(v, paper, better="high"):
     return "meets it" if ok else "short of it"
 
 
-def payoff_tables(payoff):
+def payoff_tables(payoff: Mapping[str, Any] | None) -> list[Table]:
     """The payoff section's tables (PACT's claims against ours), ``[]`` without it."""
     if not payoff:
         return []
-    out = []
+    out: list[Table] = []
     paper = payoff.get("paper") or {}
     if payoff.get("requant_share_of_array") is not None:
         r2, r4 = payoff.get("mac_area_ratio_16_to_2"), payoff.get("mac_area_ratio_16_to_4")
@@ -222,9 +230,9 @@ def payoff_tables(payoff):
     return out
 
 
-def headline(report):
+def headline(report: Mapping[str, Any]) -> list[str]:
     """A few sentences with the key figures (for the top of the md/html and the terminal)."""
-    lines = []
+    lines: list[str] = []
     for table in ("cycles", "cycles_iso_area"):
         for k, c in sorted((report.get(table) or {}).items(), key=lambda kv: int(kv[0])):
             if c.get("source") == "simulated" and c["bit_exact_images"] != c["images"]:
@@ -275,7 +283,7 @@ def headline(report):
     return lines
 
 
-def render_markdown(report, plots=()):
+def render_markdown(report: Mapping[str, Any], plots: Iterable[str | Path] = ()) -> str:
     """The report as Markdown (tables, then the plots by file name)."""
     s = report["settings"]
     lines = ["# PACT bit-width trade-off report", ""]
@@ -293,7 +301,7 @@ def render_markdown(report, plots=()):
     return "\n".join(lines) + "\n"
 
 
-def render_html(report, plots=()):
+def render_html(report: Mapping[str, Any], plots: Iterable[str | Path] = ()) -> str:
     """The report as one self-contained HTML page (plots inlined as PNG data URIs)."""
     esc = html.escape
     parts = [
@@ -322,7 +330,7 @@ def render_html(report, plots=()):
     return "\n".join(parts) + "\n"
 
 
-def write_plots(report, out_dir):
+def write_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """One PNG per section present; returns their paths."""
     import matplotlib
 
@@ -330,9 +338,9 @@ def write_plots(report, out_dir):
     from matplotlib import pyplot as plt
 
     out_dir = Path(out_dir)
-    written = []
+    written: list[Path] = []
 
-    def save(fig, name):
+    def save(fig: Any, name: str) -> None:
         path = out_dir / name
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -355,8 +363,9 @@ def write_plots(report, out_dir):
             ax.grid(True, alpha=0.3)
             ax.legend()
         save(fig, "area.png")
-    cycles, traffic_by_k = report.get("cycles"), report.get("bytes")
+    cycles = report.get("cycles")
     if cycles:
+        traffic_by_k = report["bytes"]  # (the cycles section writes both)
         ks = sorted(cycles, key=int)
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].bar(ks, [cycles[k]["cycles"] for k in ks], color="tab:blue")
@@ -400,7 +409,7 @@ def write_plots(report, out_dir):
     return written
 
 
-def write_report(report, out_dir):
+def write_report(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write report.json, the plots, report.md and report.html into ``out_dir``, all at once:
     everything goes to a temporary folder next to it first, then the files are moved in."""
     out_dir = Path(out_dir)

@@ -1,13 +1,16 @@
 """The ``sim_speed`` section: whole-chip simulated cycles per second by clock source
 (``cosim.sim_speed``)."""
 
-import time
+from __future__ import annotations
 
-from report.config import SPEED_MODES, _log_default
+import time
+from typing import Any
+
+from report.config import SPEED_MODES, Log, ReportConfig, _log_default
 from report.cycles import chip_hw_params, chip_network
 
 
-def sim_speed_section(cfg, log=_log_default):
+def sim_speed_section(cfg: ReportConfig, log: Log = _log_default) -> dict[str, dict[str, Any]]:
     """Cycles/s of the whole chip per simulator: HDL clock against a Python-driven clock."""
     from cosim import sim_speed
     from cosim.flow import generate_chip
@@ -19,14 +22,14 @@ def sim_speed_section(cfg, log=_log_default):
     hw_dir = generate_chip(chip_hw_params(cfg, k), log=log)
     hw = compiler.load_hardware(hw_dir)
     program = compiler.compile_image(image, hw)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for sim in cfg.sims:
         reason = missing_reason(sim)
         if reason is not None:
             out[sim] = {"available": False, "reason": reason}
             log(f"sim speed {sim}: unavailable ({reason})")
             continue
-        entry = {"available": True, "k": k, "rows": hw.rows, "cols": hw.cols}
+        entry: dict[str, Any] = {"available": True, "k": k, "rows": hw.rows, "cols": hw.cols}
         for mode in SPEED_MODES:
             t = time.perf_counter()
             r = sim_speed.measure(sim, mode, image, program, hw_dir,

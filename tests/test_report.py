@@ -289,6 +289,9 @@ def test_iso_area_shape_fits_the_budget_and_the_network():
     assert iso_area_shape(64, [(4, 1, 4, 1)]) == (4, 4)
     with pytest.raises(ValueError):
         iso_area_shape(1, layers)
+    # No legal shape at all (cols must be >= 2): a ValueError naming the limits, not a crash.
+    with pytest.raises(ValueError, match="cols 2..1"):
+        iso_area_shape(1024, layers, max_cols=1)
 
 
 def test_images_per_second_at_fmax():
