@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from gen.tiled_compiler import TiledProgram
 
 __all__ = ["TB", "HARNESS", "Mismatch", "ChipRun", "check_outputs", "first_mismatch",
-           "build", "run_chip", "relayout", "mem_words_for", "batch_slots", "test_chip"]
+           "build", "run_chip", "relayout", "mem_words_for", "batch_slots", "test_chip",
+           "run_timeout_cycles"]
 
 HARNESS = Path(__file__).resolve().parent / "hdl" / "chip_harness.sv"
 TOPLEVEL = "chip_harness"
@@ -55,6 +56,13 @@ DEFAULT_MEM_WORDS = 1 << 16
 #: Most slots in one batch (more images run as further batches).
 MAX_BATCH = 128
 CLOCK_NS = 10
+
+
+def run_timeout_cycles(mac_beats: int) -> int:
+    """How long a run of a program of ``mac_beats`` array beats may take before the bench calls
+    it hung: far beyond any stall the memory models inject (the chip runs at close to one
+    beat a cycle), plus a floor for the loads and write-backs of tiny programs."""
+    return 100 * mac_beats + 100_000
 
 # -- checking (host side, no simulator) -----------------------------------------------------
 
@@ -519,7 +527,8 @@ def run_chip(program: Program | TiledProgram, hw_dir: str | os.PathLike[str],
         chunks.append(chunk)
     job = {"memfile": str(work / "mem.hex"), "dumpfile": str(work / "dump.hex"),
            "prog_addr": prog.program_addr,
-           "timeout_cycles": 100 * prog.mac_beats + 100_000, "results": str(work / "results.json"),
+           "timeout_cycles": run_timeout_cycles(prog.mac_beats),
+           "results": str(work / "results.json"),
            "batches": []}
     run = ChipRun(images=len(inputs), build_dir=str(info.folder), build_seconds=build_seconds)
     names = prog.names
@@ -656,7 +665,7 @@ def _rerun_with_waves(program: Program | TiledProgram, hw_dir: str | os.PathLike
     wave = work / f"mismatch_{mm.image}.{ext}"
     job = {"memfile": str(hexfile), "dumpfile": str(wdir / "dump.hex"),
            "prog_addr": prog.program_addr,
-           "timeout_cycles": 100 * prog.mac_beats + 100_000,
+           "timeout_cycles": run_timeout_cycles(prog.mac_beats),
            "results": str(wdir / "results.json"), "wave_layer": mm.layer,
            "batches": [{"hex": str(hexfile), "dump": str(wdir / "dump.hex"),
                         "last": prog.words_used - 1, "slots": [list(prog.slot_addresses(0))]}]}

@@ -127,8 +127,8 @@ def measure(sim: str, mode: str, image: ModelImage, program: Program,
     job = {"impl": _CLOCK_IMPL[mode], "prog_addr": prog.layout["program_addr"],
            "slots": [list(compiler.slot_addresses(prog.layout, s)) for s in range(images)],
            "last": prog.layout["words_used"] - 1, "results": str(work / "results.json"),
-           "timeout_cycles": 100 * sum(lay["mac_beats"] for lay in prog.layout["layers"])
-           + 100_000}
+           "timeout_cycles": chip_tb.run_timeout_cycles(
+               sum(lay["mac_beats"] for lay in prog.layout["layers"]))}
     res = _run(sim, info, job, work, memfile, dumpfile)
     cycles = sum(r["cycles"] for r in res["runs"])
     exact = _check(prog, expected, compiler.read_hex(dumpfile)) if dumpfile.exists() else 0
