@@ -252,7 +252,7 @@ class _Reads:
     """The read side: the command generator's registers and the head of its answers (``word``
     tagged ``tag``, present when ``rsp_ok``, consumed by ``take``)."""
 
-    tagq: fifo.SyncFIFOBuffered
+    tagq: object         # a SyncFIFOBuffered of tags (reset by ``flush``)
     cmd_addr: Value
     cmd_left: Value
     cmd_tag: Value
@@ -393,6 +393,18 @@ class _WriteBack:
 
 
 @dataclass(frozen=True)
+class _Segments:
+    """RUN's read segments: per channel tile ``seg_ch``, its constants, then its weights."""
+
+    seg_ch: Value
+    seg_consts: Value    # next segment: the constants of tile seg_ch (else weights)
+    seg_caddr: Value
+    seg_wnext: Value
+    seg_bits: Value
+    seg_done: Value
+
+
+@dataclass(frozen=True)
 class _Decoded:
     """A layer's sizes, combinational from its descriptor (DECODE registers them)."""
 
@@ -456,6 +468,7 @@ class PactChip(wiring.Component):
         m = Module()
         L = self._layer(m)
         rd = self._read_side(m, L)
+        # _Loads' fields are, in order, what these two return.
         ld = _Loads(*self._load_input(m, L, rd), *self._load_consts_weights(m, L, rd))
         banks = self._banks(m)
         mac, pact = self._units(m, L)
@@ -663,6 +676,7 @@ class PactChip(wiring.Component):
 
     @staticmethod
     def _tile_state():
+        """The issue side's registers (driven by ``_issue``, ``_mac_feed`` and the sequencer)."""
         running = Signal()
         tile_on = Signal()
         a_ch = Signal(16)
@@ -1042,8 +1056,8 @@ class PactChip(wiring.Component):
     def _decode(self, m, L):
         """The layer's sizes and its checks, combinational from the descriptor."""
         p = self._p
-        R, A, MW, LB, MP, MC = p.rows, p.abits, p.mem_width, p.lane_bits, p.max_plane, \
-            p.max_channels
+        R, A, MW, LB = p.rows, p.abits, p.mem_width, p.lane_bits
+        MP, MC = p.max_plane, p.max_channels
         LOG_MW = MW.bit_length() - 1
         d = L.d
         dec_p_in = d.in_h * d.in_w
@@ -1094,12 +1108,13 @@ class PactChip(wiring.Component):
         DW = fmt.descriptor_words(p.mem_width)
         d, busy, done, error = L.d, self.busy, self.done, self.error
         seg_ch = Signal(16)
-        seg_consts = Signal()    # next segment: the constants of tile seg_ch (else weights)
+        seg_consts = Signal()
         seg_caddr = Signal(32)
         seg_wnext = Signal(40)
         seg_bits = Signal(48)
         seg_done = Signal()
-        seg = (seg_ch, seg_consts, seg_caddr, seg_wnext, seg_bits, seg_done)
+        seg = _Segments(seg_ch=seg_ch, seg_consts=seg_consts, seg_caddr=seg_caddr,
+                        seg_wnext=seg_wnext, seg_bits=seg_bits, seg_done=seg_done)
         dec = self._decode(m, L)
         state = Signal(range(_S_DONE + 1))
 
@@ -1194,7 +1209,8 @@ class PactChip(wiring.Component):
         R, MW, CW = p.rows, p.mem_width, fmt.consts_words(p.mem_width)
         LOG_MW = MW.bit_length() - 1
         d = L.d
-        seg_ch, seg_consts, seg_caddr, seg_wnext, seg_bits, seg_done = seg
+        seg_ch, seg_consts, seg_caddr = seg.seg_ch, seg.seg_consts, seg.seg_caddr
+        seg_wnext, seg_bits, seg_done = seg.seg_wnext, seg.seg_bits, seg.seg_done
         with m.If(~rd.cmd_left.any() & ~seg_done):
             with m.If(seg_consts):
                 nch = Mux(d.out_c - seg_ch >= R, R, d.out_c - seg_ch)
