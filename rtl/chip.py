@@ -216,6 +216,7 @@ def _bits_for(n):
     """Unsigned bits that hold ``0..n``."""
     return max(1, int(n).bit_length())
 
+
 # The chip's stages hand their signals on in these records (see ``PactChip.elaborate``). Each is
 # made once, by the stage that creates its signals, and only read afterwards.
 
@@ -436,6 +437,10 @@ class PactChip(wiring.Component):
     they are used); the last tile drains in ``rows + 5`` cycles. The write-back of a PACT
     layer (one word per cycle) overlaps the next layer. The digits CNN on 8x8 at 4 bits runs
     its conv layers at 96% of peak (``bench/chip_utilization.py``).
+
+    ``elaborate`` builds the chip one stage at a time, in the order of the module docstring:
+    each stage is a method that creates its signals and logic and hands them on in a small
+    frozen record (``_Layer``, ``_Reads``, ``_Loads``, ...) to the stages that use them.
     """
 
     def __init__(self, params):
