@@ -53,7 +53,7 @@ max_channels * 15**2 * w_slices_max * a_slices_max`` beats shifted by at most ``
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -217,6 +217,206 @@ def _bits_for(n):
     return max(1, int(n).bit_length())
 
 
+# The chip's stages hand their signals on in these records (see ``PactChip.elaborate``). Each is
+# made once, by the stage that creates its signals, and only read afterwards.
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """The run's registers (copies of the CSRs, the bank select) and the current layer: its
+    descriptor ``d`` and the values DECODE derives from it, registered."""
+
+    flush: Value         # start accepted: clear every pipeline of a previous (aborted) run
+    pc: Value
+    in_addr: Value
+    out_base: Value
+    cur: Value           # bank holding the current layer's input
+    desc_raw: Value
+    d: data.View
+    p_out: Value
+    bpt: Value           # weight beats per channel tile: in_c * K * K * w_slices
+    tile_bits: Value     # bits of one channel tile's beats
+    nb_total: Value      # weight beats of the layer
+    cw_in: Value         # words per input channel
+    cw_out: Value        # words per output channel
+    in_words: Value
+    maxcode: Value
+    kstep: Value         # lane offset step when ky advances: in_w - (K - 1)
+    s_w: Value           # stride * in_w
+    pad_w: Value         # pad * in_w
+    out_lanes: Value     # lanes p < P_out (write-back mask)
+    obase: Value         # out_base + o_addr
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """The read side: the command generator's registers and the head of its answers (``word``
+    tagged ``tag``, present when ``rsp_ok``, consumed by ``take``)."""
+
+    tagq: object         # a SyncFIFOBuffered of tags (reset by ``flush``)
+    cmd_addr: Value
+    cmd_left: Value
+    cmd_tag: Value
+    rsp_ok: Value
+    tag: Value
+    word: Value
+    take: Value
+
+    def load_segment(self, addr, count, tag):
+        """Start ``count`` reads from ``addr``, tagged ``tag``. Only when ``cmd_left == 0``,
+        so it never collides with a command being issued."""
+        return [self.cmd_addr.eq(addr), self.cmd_left.eq(count), self.cmd_tag.eq(tag)]
+
+
+@dataclass(frozen=True)
+class _Loads:
+    """What the read side has stored of the current layer: descriptor words, input planes
+    (``in_plane``, one per ``in_pend``), constants (``cbuf``) and weight beats (``wbuf``)."""
+
+    desc_k: Value
+    in_k: Value
+    in_ci: Value         # channels written to the bank
+    in_pend: Value       # in_dense holds a complete channel: write it this cycle
+    in_plane: Value
+    cbuf: Memory
+    c_k: Value
+    c_loaded: Value
+    wbuf: Memory
+    gearbox: Gearbox
+    w_loaded: Value
+
+    def clear_layer(self):
+        """Empty every load counter for the next layer."""
+        return [self.desc_k.eq(0), self.in_k.eq(0), self.in_ci.eq(0), self.in_pend.eq(0),
+                self.c_k.eq(0), self.c_loaded.eq(0), self.w_loaded.eq(0)]
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """The issue side: the tile being issued and the position of its reduction."""
+
+    running: Value       # tiles left to issue
+    tile_on: Value       # a tile's reduction is being issued
+    a_ch: Value          # first output channel of the tile being issued
+    a_p0: Value          # first output position of the tile being issued
+    wtile: Value         # first weight beat of the tile's channel tile
+    ci: Value
+    ky: Value
+    kx: Value
+    si: Value
+    sj: Value
+    koff: Value
+    wa: Value
+    ash: Value           # abits * si
+    sh: Value            # wbits * sj + abits * si
+    first: Value
+    adv: Value
+
+
+@dataclass(frozen=True)
+class _Walker:
+    """The walker: the next tile's per-column input origins (``nxt_*``, ready at ``wk_done``)
+    and the current tile's (``cur_*``)."""
+
+    nxt_lane0: list
+    nxt_iy0: list
+    nxt_ix0: list
+    cur_lane0: list
+    cur_iy0: list
+    cur_ix0: list
+    wk_busy: Value
+    wk_done: Value
+    wk_c: Value
+    wk_x: Value
+    wk_ix0: Value
+    wk_iy0: Value
+    wk_row: Value
+
+    def kick(self, reset, L):
+        """Start a walk; ``reset``: from the first output position (a new channel tile)."""
+        stmts = [self.wk_busy.eq(1), self.wk_done.eq(0), self.wk_c.eq(0)]
+        if reset:
+            stmts += [self.wk_x.eq(0), self.wk_ix0.eq(-L.d.pad), self.wk_iy0.eq(-L.d.pad),
+                      self.wk_row.eq(-L.pad_w)]
+        return stmts
+
+
+@dataclass(frozen=True)
+class _Drain:
+    """The drain's position: the result (``d_ch``, ``d_p0``) and row ``d_cnt`` it issues."""
+
+    d_cnt: Value
+    d_ch: Value          # first channel of the result being drained
+    d_p0: Value
+    d1_valid: Value
+    d1_r: Value          # the row in the requantizer's input register
+    d1_ok: Value         # that row is an output channel of the layer (else zero constants)
+    d_co: Value          # the channel whose constants (and skip plane) are read
+    d_move: Value
+
+
+@dataclass(frozen=True)
+class _Output:
+    """The output side: where the PACT unit's row goes (``o_co``, positions ``o_p0``...), the
+    bank write it makes and the logit it offers to memory."""
+
+    o_r: Value
+    o_ch: Value
+    o_p0: Value
+    o_pt: Value
+    out_done: Value
+    o_co: Value
+    o_ok: Value
+    o_fire: Value
+    logit_wr: Value
+    logit0: Value
+    bank_wdata: Value
+    bank_wen: Value
+
+
+@dataclass(frozen=True)
+class _WriteBack:
+    """The background write-back of a PACT layer's output bank."""
+
+    wb_on: Value         # a write-back is running; it has the write port
+    wb_bank: Value       # the bank being written back
+    wb_nch: Value        # its layer's out_c, words per channel, code bits, lanes
+    wb_cw: Value
+    wb_ob: Value
+    wb_lanes: Value
+    wb_rd: Value         # next plane to read
+    wb_pvalid: Value     # the read port holds plane wb_rd - 1, not yet latched
+    wb_have: Value       # wb_dense holds a plane being written
+    wb_k: Value
+    wb_addr: Value
+    wb_dense: Value
+    wb_adv: Value
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """RUN's read segments: per channel tile ``seg_ch``, its constants, then its weights."""
+
+    seg_ch: Value
+    seg_consts: Value    # next segment: the constants of tile seg_ch (else weights)
+    seg_caddr: Value
+    seg_wnext: Value
+    seg_bits: Value
+    seg_done: Value
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A layer's sizes, combinational from its descriptor (DECODE registers them)."""
+
+    p_out: Value
+    bpt: Value
+    nb: Value
+    cw_in: Value
+    cw_out: Value
+    bad: Value           # the layer does not fit the buffers, or is inconsistent
+
+
 class PactChip(wiring.Component):
     """The whole chip (see the module docstring). Verilog module name: ``pact_chip``.
 
@@ -237,6 +437,10 @@ class PactChip(wiring.Component):
     they are used); the last tile drains in ``rows + 5`` cycles. The write-back of a PACT
     layer (one word per cycle) overlaps the next layer. The digits CNN on 8x8 at 4 bits runs
     its conv layers at 96% of peak (``bench/chip_utilization.py``).
+
+    ``elaborate`` builds the chip one stage at a time, in the order of the module docstring:
+    each stage is a method that creates its signals and logic and hands them on in a small
+    frozen record (``_Layer``, ``_Reads``, ``_Loads``, ...) to the stages that use them.
     """
 
     def __init__(self, params):
@@ -263,57 +467,83 @@ class PactChip(wiring.Component):
     params = property(lambda self: self._p, doc="The ``ChipParams``.")
 
     def elaborate(self, platform):
-        p = self._p
+        # The stages are methods, not sub-components: a submodule would add a level of
+        # hierarchy to the Verilog, and this chip's Verilog is frozen. They run in the order
+        # of the signals' creation and of the statements, on which the Verilog depends too.
         m = Module()
-        R, C, W, A = p.rows, p.cols, p.wbits, p.abits
-        MW, LB, MP, MC = p.mem_width, p.lane_bits, p.max_plane, p.max_channels
-        RW, PW = p.beat_bits, p.plane_words
-        DW, CW = fmt.descriptor_words(MW), fmt.consts_words(MW)
-        LOG_MW = MW.bit_length() - 1
-        lane_idx = _bits_for(MP - 1)
-        ch_idx = _bits_for(MC - 1)
+        L = self._layer(m)
+        rd = self._read_side(m, L)
+        # _Loads' fields are, in order, what these two return.
+        ld = _Loads(*self._load_input(m, L, rd), *self._load_consts_weights(m, L, rd))
+        banks = self._banks(m)
+        mac, pact = self._units(m, L)
+        wbuf_r = ld.wbuf.read_port()
+        cbuf_r = ld.cbuf.read_port()
+        t = self._tile_state()
+        wk = self._walker(m, L)
+        issue, last_beat = self._issue(m, L, ld, t, wk)
+        b_valid = self._mac_feed(m, L, t, wk, banks, mac, wbuf_r, issue, last_beat)
+        dr = self._drain(m, L, ld, mac, pact, cbuf_r)
+        self._requant_inputs(m, L, mac, pact, cbuf_r, banks, dr)
+        wb_on = Signal()
+        out = self._output(m, L, pact, wb_on)
+        wb = self._write_back(m, banks, wb_on)
+        self._write_port(m, L, out, wb)
+        self._bank_ports(m, L, ld, t, banks, dr, out, wb)
+        self._sequencer(m, L, rd, ld, t, wk, b_valid, dr, out, wb)
+        return m
 
-        # ------------------------------------------------------------------ CSRs, state
-        flush = Signal()  # start accepted: clear every pipeline of a previous (aborted) run
-        busy, done = self.busy, self.done
-        error = self.error
+    def _layer(self, m):
+        """CSR copies, the cycle counter, the descriptor and the layer's derived values."""
+        p = self._p
+        DW = fmt.descriptor_words(p.mem_width)
+        flush = Signal()
+        busy = self.busy
         pc = Signal(32)
         in_addr = Signal(32)
         out_base = Signal(32)
-        cur = Signal()  # bank holding the current layer's input
+        cur = Signal()
         m.d.comb += flush.eq(self.start & ~busy)
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        desc_raw = Signal(DW * MW)
+        desc_raw = Signal(DW * p.mem_width)
         d = fmt.DESCRIPTOR(desc_raw[:fmt.DESCRIPTOR.size])
 
         # Per-layer derived values (registered in DECODE; the descriptor itself stays put).
         p_out = Signal(16)
-        bpt = Signal(32)         # weight beats per channel tile: in_c * K * K * w_slices
-        tile_bits = Signal(48)   # bits of one channel tile's beats
-        nb_total = Signal(40)    # weight beats of the layer
-        cw_in = Signal(16)       # words per input channel
-        cw_out = Signal(16)      # words per output channel
+        bpt = Signal(32)
+        tile_bits = Signal(48)
+        nb_total = Signal(40)
+        cw_in = Signal(16)
+        cw_out = Signal(16)
         in_words = Signal(32)
         maxcode = Signal(16)
-        kstep = Signal(signed(16))   # lane offset step when ky advances: in_w - (K - 1)
-        s_w = Signal(16)             # stride * in_w
-        pad_w = Signal(16)           # pad * in_w
-        out_lanes = Signal(MP)       # lanes p < P_out (write-back mask)
-        obase = Signal(32)           # out_base + o_addr
+        kstep = Signal(signed(16))
+        s_w = Signal(16)
+        pad_w = Signal(16)
+        out_lanes = Signal(p.max_plane)
+        obase = Signal(32)
+        return _Layer(flush=flush, pc=pc, in_addr=in_addr, out_base=out_base, cur=cur,
+                      desc_raw=desc_raw, d=d, p_out=p_out, bpt=bpt, tile_bits=tile_bits,
+                      nb_total=nb_total, cw_in=cw_in, cw_out=cw_out, in_words=in_words,
+                      maxcode=maxcode, kstep=kstep, s_w=s_w, pad_w=pad_w, out_lanes=out_lanes,
+                      obase=obase)
 
-        # ------------------------------------------------------------------ DMA read side
+    def _read_side(self, m, L):
+        """DMA read side: the command generator (credits) and the tagged answer FIFOs."""
+        p = self._p
+        busy, error = self.busy, self.error
         # Credits: a read is issued only while fewer than ``max_reads`` tags wait for their
         # word to be taken, so every answer has a reserved place in ``rspq``. Both FIFOs are one
         # deeper than that: a SyncFIFOBuffered of depth N accepts a write only while its inner
         # memory (N - 1 entries) has room, which a level below N does not imply (an entry
         # moving to the output register); with at most ``max_reads`` entries in its inner
         # memory of ``max_reads``, ``w_rdy`` holds whenever an answer arrives.
-        m.submodules.tagq = tagq = ResetInserter(flush)(fifo.SyncFIFOBuffered(
+        m.submodules.tagq = tagq = ResetInserter(L.flush)(fifo.SyncFIFOBuffered(
             width=2, depth=p.max_reads + 1))
-        m.submodules.rspq = rspq = ResetInserter(flush)(fifo.SyncFIFOBuffered(
-            width=MW, depth=p.max_reads + 1))
+        m.submodules.rspq = rspq = ResetInserter(L.flush)(fifo.SyncFIFOBuffered(
+            width=p.mem_width, depth=p.max_reads + 1))
         cmd_addr = Signal(32)
         cmd_left = Signal(32)
         cmd_tag = Signal(2)
@@ -327,10 +557,6 @@ class PactChip(wiring.Component):
         ]
         with m.If(cmd_fire):
             m.d.sync += [cmd_addr.eq(cmd_addr + 1), cmd_left.eq(cmd_left - 1)]
-
-        def load_segment(addr, count, tag):
-            # Only when cmd_left == 0, so it never collides with cmd_fire.
-            return [cmd_addr.eq(addr), cmd_left.eq(count), cmd_tag.eq(tag)]
 
         # Responses: every read is tagged, so the data FIFO never overflows (credits).
         inflight = Signal(range(p.max_reads + 2))
@@ -349,35 +575,48 @@ class PactChip(wiring.Component):
         tag, word = tagq.r_data, rspq.r_data
         take = Signal()
         m.d.comb += [rspq.r_en.eq(take), tagq.r_en.eq(take)]
+        return _Reads(tagq=tagq, cmd_addr=cmd_addr, cmd_left=cmd_left, cmd_tag=cmd_tag,
+                      rsp_ok=rsp_ok, tag=tag, word=word, take=take)
 
-        # Descriptor words.
-        desc_k = Signal(range(DW + 1))
+    def _load_input(self, m, L, rd):
+        """Descriptor words into ``desc_raw``; input tensor words into planes (lanes)."""
+        p = self._p
+        MW, PW = p.mem_width, p.plane_words
+        d, tag, word, take = L.d, rd.tag, rd.word, rd.take
+        desc_k = Signal(range(fmt.descriptor_words(MW) + 1))
         with m.If(take & _eq(tag, _TAG_DESC)):
-            m.d.sync += [desc_raw.eq(Cat(desc_raw[MW:], word)), desc_k.eq(desc_k + 1)]
+            m.d.sync += [L.desc_raw.eq(Cat(L.desc_raw[MW:], word)), desc_k.eq(desc_k + 1)]
 
         # Input tensor: one plane per channel, expanded from dense codes into lanes.
         in_dense = Signal(PW * MW)
         in_k = Signal(16)
-        in_ci = Signal(16)      # channels written to the bank
-        in_pend = Signal()      # in_dense holds a complete channel: write it this cycle
+        in_ci = Signal(16)
+        in_pend = Signal()
         with m.If(take & _eq(tag, _TAG_INPUT)):
             m.d.sync += in_k.eq(in_k + 1)
             for k in range(PW):
                 with m.If(_eq(in_k, k)):
                     m.d.sync += in_dense[k * MW:(k + 1) * MW].eq(word)
-            with m.If(in_k == cw_in - 1):
+            with m.If(in_k == L.cw_in - 1):
                 m.d.sync += [in_k.eq(0), in_pend.eq(1)]
         with m.If(in_pend):
             m.d.sync += in_ci.eq(in_ci + 1)
-            with m.If(~(take & _eq(tag, _TAG_INPUT) & (in_k == cw_in - 1))):
+            with m.If(~(take & _eq(tag, _TAG_INPUT) & (in_k == L.cw_in - 1))):
                 m.d.sync += in_pend.eq(0)
-        m.submodules.unpack = unpack = PlaneUnpack(lanes=MP, lane_bits=LB,
+        m.submodules.unpack = unpack = PlaneUnpack(lanes=p.max_plane, lane_bits=p.lane_bits,
                                                    dense_width=PW * MW)
         m.d.comb += [unpack.dense.eq(in_dense), unpack.bits.eq(d.in_bits)]
-        in_plane = unpack.plane
+        return desc_k, in_k, in_ci, in_pend, unpack.plane
 
+    def _load_consts_weights(self, m, L, rd):
+        """Constant records into the constants buffer; weight words through the gearbox into
+        the weight buffer, as beats. Drives ``take``."""
+        p = self._p
+        MW, CW = p.mem_width, fmt.consts_words(p.mem_width)
+        tag, word, take = rd.tag, rd.word, rd.take
         # Constants: one record per output channel, into the constants buffer.
-        m.submodules.cbuf = cbuf = Memory(shape=unsigned(fmt.CONSTS.size), depth=MC, init=[])
+        m.submodules.cbuf = cbuf = Memory(shape=unsigned(fmt.CONSTS.size), depth=p.max_channels,
+                                          init=[])
         cbuf_w = cbuf.write_port()
         c_raw = Signal(CW * MW)
         c_k = Signal(range(CW + 1))
@@ -393,50 +632,61 @@ class PactChip(wiring.Component):
                 ]
 
         # Weights: gearbox from words to beats, into the weight buffer.
-        m.submodules.wbuf = wbuf = Memory(shape=unsigned(RW), depth=p.wbuf_depth, init=[])
+        m.submodules.wbuf = wbuf = Memory(shape=unsigned(p.beat_bits), depth=p.wbuf_depth,
+                                          init=[])
         wbuf_w = wbuf.write_port()
-        m.submodules.gearbox = gearbox = Gearbox(MW, RW)
+        m.submodules.gearbox = gearbox = Gearbox(MW, p.beat_bits)
         w_loaded = Signal(40)
         gb_pop = Signal()
         m.d.comb += [
-            gearbox.i.valid.eq(rsp_ok & _eq(tag, _TAG_WEIGHT)),
+            gearbox.i.valid.eq(rd.rsp_ok & _eq(tag, _TAG_WEIGHT)),
             gearbox.i.payload.eq(word),
             # The bits after the layer's last beat are padding: never written.
-            gearbox.o.ready.eq(w_loaded < nb_total),
+            gearbox.o.ready.eq(w_loaded < L.nb_total),
             gb_pop.eq(gearbox.o.valid & gearbox.o.ready),
             wbuf_w.en.eq(gb_pop),
             wbuf_w.addr.eq(w_loaded),
             wbuf_w.data.eq(gearbox.o.payload),
         ]
         m.d.sync += w_loaded.eq(w_loaded + gb_pop)
-        m.d.comb += take.eq(rsp_ok & (~_eq(tag, _TAG_WEIGHT) | gearbox.i.ready))
+        m.d.comb += take.eq(rd.rsp_ok & (~_eq(tag, _TAG_WEIGHT) | gearbox.i.ready))
+        return cbuf, c_k, c_loaded, wbuf, gearbox, w_loaded
 
-        # ------------------------------------------------------------------ banks
+    def _banks(self, m):
+        """The two activation banks, each as (compute read, write with lane enables,
+        write-back read) ports."""
+        p = self._p
         banks = []
         for b in range(2):
-            mem = Memory(shape=unsigned(MP * LB), depth=MC, init=[])
+            mem = Memory(shape=unsigned(p.max_plane * p.lane_bits), depth=p.max_channels,
+                         init=[])
             m.submodules[f"bank{b}"] = mem
-            # Ports: compute read, write (lane enables), write-back read.
-            banks.append((mem.read_port(), mem.write_port(granularity=LB), mem.read_port()))
+            banks.append((mem.read_port(), mem.write_port(granularity=p.lane_bits),
+                          mem.read_port()))
+        return banks
 
-        # ------------------------------------------------------------------ compute
-        m.submodules.mac = mac = ResetInserter(flush)(MacArray(
-            wbits=W, abits=A, rows=R, cols=C, max_reduction=p.max_reduction,
-            max_shift=p.max_shift))
+    def _units(self, m, L):
+        """The MAC array and the requantizer."""
+        p = self._p
+        m.submodules.mac = mac = ResetInserter(L.flush)(MacArray(
+            wbits=p.wbits, abits=p.abits, rows=p.rows, cols=p.cols,
+            max_reduction=p.max_reduction, max_shift=p.max_shift))
         # One requantizer serves both kinds of layer: it saturates to signed ``pact_bits``, and
         # clamping that to a narrower range equals clamping the exact value, as long as the
         # range holds both the logits' 16 bits and every PACT code (lane_bits + 1 bits signed).
-        pact_bits = max(LOGIT_BITS, LB + 1)
-        m.submodules.pact = pact = ResetInserter(flush)(PactUnit(
-            acc_width=p.acc_width, out_bits=pact_bits, lanes=C, signed_out=True))
-        wbuf_r = wbuf.read_port()
-        cbuf_r = cbuf.read_port()
+        pact_bits = max(LOGIT_BITS, p.lane_bits + 1)
+        m.submodules.pact = pact = ResetInserter(L.flush)(PactUnit(
+            acc_width=p.acc_width, out_bits=pact_bits, lanes=p.cols, signed_out=True))
+        return mac, pact
 
-        running = Signal()   # tiles left to issue
-        tile_on = Signal()   # a tile's reduction is being issued
-        a_ch = Signal(16)    # first output channel of the tile being issued
-        a_p0 = Signal(16)    # first output position of the tile being issued
-        wtile = Signal(40)   # first weight beat of the tile's channel tile
+    @staticmethod
+    def _tile_state():
+        """The issue side's registers (driven by ``_issue``, ``_mac_feed`` and the sequencer)."""
+        running = Signal()
+        tile_on = Signal()
+        a_ch = Signal(16)
+        a_p0 = Signal(16)
+        wtile = Signal(40)
         ci = Signal(16)
         ky = Signal(4)
         kx = Signal(4)
@@ -444,12 +694,17 @@ class PactChip(wiring.Component):
         sj = Signal(3)
         koff = Signal(signed(16))
         wa = Signal(40)
-        ash = Signal(8)      # abits * si
-        sh = Signal(8)       # wbits * sj + abits * si
+        ash = Signal(8)
+        sh = Signal(8)
         first = Signal()
         adv = Signal()
+        return _Tiles(running=running, tile_on=tile_on, a_ch=a_ch, a_p0=a_p0, wtile=wtile,
+                      ci=ci, ky=ky, kx=kx, si=si, sj=sj, koff=koff, wa=wa, ash=ash, sh=sh,
+                      first=first, adv=adv)
 
-        # Walker: the next tile's per-column input origins.
+    def _walker(self, m, L):
+        """Walker: one column per cycle, the next tile's per-column input origins."""
+        C, d = self._p.cols, L.d
         LSW = 24
         nxt_lane0 = [Signal(signed(LSW), name=f"nxt_lane0_{c}") for c in range(C)]
         nxt_iy0 = [Signal(signed(12), name=f"nxt_iy0_{c}") for c in range(C)]
@@ -465,13 +720,6 @@ class PactChip(wiring.Component):
         wk_iy0 = Signal(signed(12))
         wk_row = Signal(signed(LSW))
 
-        def walker_kick(reset):
-            stmts = [wk_busy.eq(1), wk_done.eq(0), wk_c.eq(0)]
-            if reset:
-                stmts += [wk_x.eq(0), wk_ix0.eq(-d.pad), wk_iy0.eq(-d.pad),
-                          wk_row.eq(-pad_w)]
-            return stmts
-
         with m.If(wk_busy):
             for c in range(C):
                 with m.If(_eq(wk_c, c)):
@@ -479,73 +727,91 @@ class PactChip(wiring.Component):
                                  nxt_ix0[c].eq(wk_ix0)]
             with m.If(wk_x == d.out_w - 1):
                 m.d.sync += [wk_x.eq(0), wk_ix0.eq(-d.pad), wk_iy0.eq(wk_iy0 + d.stride),
-                             wk_row.eq(wk_row + s_w)]
+                             wk_row.eq(wk_row + L.s_w)]
             with m.Else():
                 m.d.sync += [wk_x.eq(wk_x + 1), wk_ix0.eq(wk_ix0 + d.stride)]
             m.d.sync += wk_c.eq(wk_c + 1)
             with m.If(_eq(wk_c, C - 1)):
                 m.d.sync += [wk_busy.eq(0), wk_done.eq(1), wk_c.eq(0)]
+        return _Walker(nxt_lane0=nxt_lane0, nxt_iy0=nxt_iy0, nxt_ix0=nxt_ix0,
+                       cur_lane0=cur_lane0, cur_iy0=cur_iy0, cur_ix0=cur_ix0, wk_busy=wk_busy,
+                       wk_done=wk_done, wk_c=wk_c, wk_x=wk_x, wk_ix0=wk_ix0, wk_iy0=wk_iy0,
+                       wk_row=wk_row)
 
-        # Stage A: counters and addresses.
-        last_j = sj == d.w_slices - 1
-        last_i = si == d.a_slices - 1
-        last_kx = kx == d.kernel - 1
-        last_ky = ky == d.kernel - 1
-        last_ci = ci == d.in_c - 1
+    def _issue(self, m, L, ld, t, wk):
+        """Stage A: the reduction's counters and addresses, one beat per cycle as long as its
+        weight beat is loaded; tiles back to back. Returns ``(issue, last_beat)``."""
+        p = self._p
+        R, C, W, A = p.rows, p.cols, p.wbits, p.abits
+        d = L.d
+        last_j = t.sj == d.w_slices - 1
+        last_i = t.si == d.a_slices - 1
+        last_kx = t.kx == d.kernel - 1
+        last_ky = t.ky == d.kernel - 1
+        last_ci = t.ci == d.in_c - 1
         last_beat = last_j & last_i & last_kx & last_ky & last_ci
-        last_pt = a_p0 + C >= p_out
-        last_ct = a_ch + R >= d.out_c
+        last_pt = t.a_p0 + C >= L.p_out
+        last_ct = t.a_ch + R >= d.out_c
         issue = Signal()
-        m.d.comb += issue.eq(tile_on & adv & (wa < w_loaded))
+        m.d.comb += issue.eq(t.tile_on & t.adv & (t.wa < ld.w_loaded))
 
-        def start_tile(tile_last_pt, tile_last_ct, tile_wtile):
-            """Begin the tile whose per-column origins the walker has ready (``wk_done``) and
-            kick the walker for the tile after it, if any."""
-            m.d.sync += [tile_on.eq(1), first.eq(1), ci.eq(0), ky.eq(0), kx.eq(0), si.eq(0),
-                         sj.eq(0), koff.eq(0), ash.eq(0), sh.eq(0), wa.eq(tile_wtile),
-                         wk_done.eq(0)]
-            for c in range(C):
-                m.d.sync += [cur_lane0[c].eq(nxt_lane0[c]), cur_iy0[c].eq(nxt_iy0[c]),
-                             cur_ix0[c].eq(nxt_ix0[c])]
-            with m.If(~(tile_last_pt & tile_last_ct)):
-                with m.If(tile_last_pt):
-                    m.d.sync += walker_kick(True)
-                with m.Else():
-                    m.d.sync += walker_kick(False)
-
-        with m.If(running & ~tile_on & wk_done):
-            start_tile(last_pt, last_ct, wtile)
+        with m.If(t.running & ~t.tile_on & wk.wk_done):
+            self._start_tile(m, L, t, wk, last_pt, last_ct, t.wtile)
 
         # The tile after the current one (its origins are in the walker's registers).
-        n_p0 = Mux(last_pt, 0, a_p0 + C)
-        n_ch = Mux(last_pt, a_ch + R, a_ch)
-        n_wtile = Mux(last_pt, wtile + bpt, wtile)
+        n_p0 = Mux(last_pt, 0, t.a_p0 + C)
+        n_ch = Mux(last_pt, t.a_ch + R, t.a_ch)
+        n_wtile = Mux(last_pt, t.wtile + L.bpt, t.wtile)
         with m.If(issue):
-            m.d.sync += first.eq(0)
+            m.d.sync += t.first.eq(0)
             with m.If(~last_j):
-                m.d.sync += [sj.eq(sj + 1), wa.eq(wa + 1), sh.eq(sh + W)]
+                m.d.sync += [t.sj.eq(t.sj + 1), t.wa.eq(t.wa + 1), t.sh.eq(t.sh + W)]
             with m.Elif(~last_i):
-                m.d.sync += [sj.eq(0), si.eq(si + 1), wa.eq(wa - (d.w_slices - 1)),
-                             ash.eq(ash + A), sh.eq(ash + A)]
+                m.d.sync += [t.sj.eq(0), t.si.eq(t.si + 1), t.wa.eq(t.wa - (d.w_slices - 1)),
+                             t.ash.eq(t.ash + A), t.sh.eq(t.ash + A)]
             with m.Else():
-                m.d.sync += [sj.eq(0), si.eq(0), wa.eq(wa + 1), ash.eq(0), sh.eq(0)]
+                m.d.sync += [t.sj.eq(0), t.si.eq(0), t.wa.eq(t.wa + 1), t.ash.eq(0),
+                             t.sh.eq(0)]
                 with m.If(~last_kx):
-                    m.d.sync += [kx.eq(kx + 1), koff.eq(koff + 1)]
+                    m.d.sync += [t.kx.eq(t.kx + 1), t.koff.eq(t.koff + 1)]
                 with m.Elif(~last_ky):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), koff.eq(koff + kstep)]
+                    m.d.sync += [t.kx.eq(0), t.ky.eq(t.ky + 1), t.koff.eq(t.koff + L.kstep)]
                 with m.Elif(~last_ci):
-                    m.d.sync += [kx.eq(0), ky.eq(0), koff.eq(0), ci.eq(ci + 1)]
+                    m.d.sync += [t.kx.eq(0), t.ky.eq(0), t.koff.eq(0), t.ci.eq(t.ci + 1)]
                 with m.Else():
-                    m.d.sync += [a_p0.eq(n_p0), a_ch.eq(n_ch), wtile.eq(n_wtile)]
+                    m.d.sync += [t.a_p0.eq(n_p0), t.a_ch.eq(n_ch), t.wtile.eq(n_wtile)]
                     with m.If(last_pt & last_ct):
-                        m.d.sync += [tile_on.eq(0), running.eq(0)]
-                    with m.Elif(wk_done):
+                        m.d.sync += [t.tile_on.eq(0), t.running.eq(0)]
+                    with m.Elif(wk.wk_done):
                         # Back to back: the next tile's first beat issues in the next cycle.
-                        start_tile(n_p0 + C >= p_out, n_ch + R >= d.out_c, n_wtile)
+                        self._start_tile(m, L, t, wk, n_p0 + C >= L.p_out,
+                                         n_ch + R >= d.out_c, n_wtile)
                     with m.Else():
-                        m.d.sync += tile_on.eq(0)
+                        m.d.sync += t.tile_on.eq(0)
+        return issue, last_beat
 
-        # Stage B: memory data, lane select, into the MAC array.
+    def _start_tile(self, m, L, t, wk, tile_last_pt, tile_last_ct, tile_wtile):
+        """Begin the tile whose per-column origins the walker has ready (``wk_done``) and
+        kick the walker for the tile after it, if any."""
+        m.d.sync += [t.tile_on.eq(1), t.first.eq(1), t.ci.eq(0), t.ky.eq(0), t.kx.eq(0),
+                     t.si.eq(0), t.sj.eq(0), t.koff.eq(0), t.ash.eq(0), t.sh.eq(0),
+                     t.wa.eq(tile_wtile), wk.wk_done.eq(0)]
+        for c in range(self._p.cols):
+            m.d.sync += [wk.cur_lane0[c].eq(wk.nxt_lane0[c]), wk.cur_iy0[c].eq(wk.nxt_iy0[c]),
+                         wk.cur_ix0[c].eq(wk.nxt_ix0[c])]
+        with m.If(~(tile_last_pt & tile_last_ct)):
+            with m.If(tile_last_pt):
+                m.d.sync += wk.kick(True, L)
+            with m.Else():
+                m.d.sync += wk.kick(False, L)
+
+    def _mac_feed(self, m, L, t, wk, banks, mac, wbuf_r, issue, last_beat):
+        """Stage B: memory data and each column's lane (zero outside the input: padding) into
+        the MAC array. Returns ``b_valid``."""
+        p = self._p
+        C, A, LB, MP = p.cols, p.abits, p.lane_bits, p.max_plane
+        lane_idx = _bits_for(MP - 1)
+        d = L.d
         b_valid = Signal()
         b_v = Signal(C)
         b_lane = [Signal(lane_idx, name=f"b_lane{c}") for c in range(C)]
@@ -553,18 +819,19 @@ class PactChip(wiring.Component):
         b_sh = Signal(8)
         b_first = Signal()
         b_last = Signal()
-        m.d.comb += adv.eq(~b_valid | mac.i.ready)
-        with m.If(adv):
-            m.d.sync += [b_valid.eq(issue), b_ash.eq(ash), b_sh.eq(sh), b_first.eq(first),
+        m.d.comb += t.adv.eq(~b_valid | mac.i.ready)
+        with m.If(t.adv):
+            m.d.sync += [b_valid.eq(issue), b_ash.eq(t.ash), b_sh.eq(t.sh), b_first.eq(t.first),
                          b_last.eq(last_beat)]
             for c in range(C):
-                iy = cur_iy0[c] + ky
-                ix = cur_ix0[c] + kx
+                iy = wk.cur_iy0[c] + t.ky
+                ix = wk.cur_ix0[c] + t.kx
                 ok = (iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)
-                m.d.sync += [b_v[c].eq(ok), b_lane[c].eq((cur_lane0[c] + koff)[:lane_idx])]
-        m.d.comb += [wbuf_r.addr.eq(wa), wbuf_r.en.eq(adv)]
+                m.d.sync += [b_v[c].eq(ok),
+                             b_lane[c].eq((wk.cur_lane0[c] + t.koff)[:lane_idx])]
+        m.d.comb += [wbuf_r.addr.eq(t.wa), wbuf_r.en.eq(t.adv)]
         plane = Signal(MP * LB)
-        m.d.comb += plane.eq(Mux(cur, banks[1][0].data, banks[0][0].data))
+        m.d.comb += plane.eq(Mux(L.cur, banks[1][0].data, banks[0][0].data))
         beat = mac.i.payload
         m.d.comb += [
             mac.i.valid.eq(b_valid),
@@ -578,23 +845,27 @@ class PactChip(wiring.Component):
             m.d.comb += beat.a[c].eq((code >> b_ash)[:A])
         with m.If(mac.i.valid & mac.i.ready):
             m.d.sync += self.mac_beats.eq(self.mac_beats + 1)
+        return b_valid
 
-        # Drain: one row (output channel) per cycle into the PACT unit.
+    def _drain(self, m, L, ld, mac, pact, cbuf_r):
+        """Drain: one row (output channel) of a finished result per cycle into the PACT unit,
+        once that channel's constants are loaded."""
+        R, C = self._p.rows, self._p.cols
         d_cnt = Signal(range(R + 1))
-        d_ch = Signal(16)        # first channel of the result being drained
+        d_ch = Signal(16)
         d_p0 = Signal(16)
         d1_valid = Signal()
         d1_r = Signal(range(max(R, 2)))
         d1_ok = Signal()
         d_move = Signal()
         d_co = d_ch + d_cnt
-        d_need = d_co < d.out_c
+        d_need = d_co < L.d.out_c
         d_issue = Signal()
         release = Signal()
         m.d.comb += [
             d_move.eq(~d1_valid | pact.i.ready),
             release.eq(d1_valid & pact.i.ready & _eq(d1_r, R - 1)),
-            d_issue.eq(mac.o.valid & (d_cnt < R) & d_move & (~d_need | (d_co < c_loaded))),
+            d_issue.eq(mac.o.valid & (d_cnt < R) & d_move & (~d_need | (d_co < ld.c_loaded))),
             cbuf_r.addr.eq(d_co),
             cbuf_r.en.eq(d_move),
             mac.o.ready.eq(release),
@@ -605,39 +876,52 @@ class PactChip(wiring.Component):
             m.d.sync += d_cnt.eq(d_cnt + 1)
         with m.If(release):
             m.d.sync += d_cnt.eq(0)
-            with m.If(d_p0 + C >= p_out):
+            with m.If(d_p0 + C >= L.p_out):
                 m.d.sync += [d_p0.eq(0), d_ch.eq(d_ch + R)]
             with m.Else():
                 m.d.sync += d_p0.eq(d_p0 + C)
+        return _Drain(d_cnt=d_cnt, d_ch=d_ch, d_p0=d_p0, d1_valid=d1_valid, d1_r=d1_r,
+                      d1_ok=d1_ok, d_co=d_co, d_move=d_move)
+
+    def _requant_inputs(self, m, L, mac, pact, cbuf_r, banks, dr):
+        """The drained row's accumulators and its channel's constants (plus, in a residual
+        layer, the skip term) into the PACT unit."""
+        p = self._p
+        C, LB, AW = p.cols, p.lane_bits, p.acc_width
+        lane_idx = _bits_for(p.max_plane - 1)
+        d = L.d
         consts = fmt.CONSTS(cbuf_r.data)
-        AW = p.acc_width
         row_acc = Signal(C * AW)
-        m.d.comb += row_acc.eq(_select(mac.o.payload.as_value(), d1_r, C * AW))
-        m.d.comb += pact.i.valid.eq(d1_valid)
+        m.d.comb += row_acc.eq(_select(mac.o.payload.as_value(), dr.d1_r, C * AW))
+        m.d.comb += pact.i.valid.eq(dr.d1_valid)
         # Residual layers: the bank this layer writes holds the skip tensor (the output of the
         # layer two before). Its plane d_co is read with the constants (same address timing,
         # the write-back read port of that bank, idle during this layer's RUN); lane d_p0 + c
         # of it is the skip code of column c. Nothing has written those lanes yet: only this
         # row's own PACT result will, a few cycles later.
-        skip_plane = Signal(MP * LB)
+        skip_plane = Signal(p.max_plane * LB)
         skip_codes = Signal(C * LB)
         m.d.comb += [
-            skip_plane.eq(Mux(cur, banks[0][2].data, banks[1][2].data)),
-            skip_codes.eq((Cat(skip_plane, Const(0, C * LB)) >> (d_p0[:lane_idx] * LB))
+            skip_plane.eq(Mux(L.cur, banks[0][2].data, banks[1][2].data)),
+            skip_codes.eq((Cat(skip_plane, Const(0, C * LB)) >> (dr.d_p0[:lane_idx] * LB))
                           [:C * LB]),
         ]
         for c in range(C):
             skip_term = Mux(d.skip, consts.skip_mult * skip_codes[c * LB:(c + 1) * LB], 0)
             m.d.comb += [
                 pact.i.payload.acc[c].eq(row_acc[c * AW:(c + 1) * AW]),
-                pact.i.payload.mult[c].eq(Mux(d1_ok, consts.mult, 0)),
+                pact.i.payload.mult[c].eq(Mux(dr.d1_ok, consts.mult, 0)),
                 # The image format keeps offset + skip_mult * skip inside 48 signed bits.
-                pact.i.payload.offset[c].eq(Mux(d1_ok, consts.offset + skip_term, 0)),
-                pact.i.payload.shift[c].eq(Mux(d1_ok, consts.shift, 1)),
+                pact.i.payload.offset[c].eq(Mux(dr.d1_ok, consts.offset + skip_term, 0)),
+                pact.i.payload.shift[c].eq(Mux(dr.d1_ok, consts.shift, 1)),
             ]
 
-        # Output side: PACT codes into the other bank, or logits into memory.
-        wb_on = Signal()         # a write-back is running (below); it has the write port
+    def _output(self, m, L, pact, wb_on):
+        """Output side: PACT codes (clamped to the layer's range) for the other bank, or the
+        logit of channel ``o_co`` for memory; which lanes of the plane a row writes."""
+        p = self._p
+        R, C, LB, MP = p.rows, p.cols, p.lane_bits, p.max_plane
+        d = L.d
         o_r = Signal(range(max(R, 2)))
         o_ch = Signal(16)
         o_p0 = Signal(16)
@@ -647,11 +931,11 @@ class PactChip(wiring.Component):
         o_ok = o_co < d.out_c
         o_fire = pact.o.valid & pact.o.ready
         logit_wr = Signal()
-        nv = Mux(p_out - o_p0 >= C, C, p_out - o_p0)
+        nv = Mux(L.p_out - o_p0 >= C, C, L.p_out - o_p0)
         codes = []
         for c in range(C):
             y = pact.o.payload[c]
-            codes.append(Mux(y < 0, 0, Mux(y > maxcode, maxcode, y))[:LB])
+            codes.append(Mux(y < 0, 0, Mux(y > L.maxcode, L.maxcode, y))[:LB])
         lo, hi = -(1 << (LOGIT_BITS - 1)), (1 << (LOGIT_BITS - 1)) - 1
         y0 = pact.o.payload[0]
         logit0 = Mux(y0 < lo, lo, Mux(y0 > hi, hi, y0))[:LOGIT_BITS].as_signed()
@@ -668,24 +952,30 @@ class PactChip(wiring.Component):
             m.d.sync += o_r.eq(o_r + 1)
             with m.If(_eq(o_r, R - 1)):
                 m.d.sync += o_r.eq(0)
-                with m.If(o_p0 + C >= p_out):
+                with m.If(o_p0 + C >= L.p_out):
                     m.d.sync += [o_p0.eq(0), o_pt.eq(0), o_ch.eq(o_ch + R)]
                     with m.If(o_ch + R >= d.out_c):
                         m.d.sync += out_done.eq(1)
                 with m.Else():
                     m.d.sync += [o_p0.eq(o_p0 + C), o_pt.eq(o_pt + 1)]
+        return _Output(o_r=o_r, o_ch=o_ch, o_p0=o_p0, o_pt=o_pt, out_done=out_done, o_co=o_co,
+                       o_ok=o_ok, o_fire=o_fire, logit_wr=logit_wr, logit0=logit0,
+                       bank_wdata=bank_wdata, bank_wen=bank_wen)
 
-        # Write-back (in the background): after a PACT layer, its output bank is compacted
-        # plane by plane to the dense tensor format and written to memory, one word per cycle,
-        # while the next layer runs (each bank has a second read port for it).
-        wb_bank = Signal()       # the bank being written back
-        wb_nch = Signal(16)      # its layer's out_c, words per channel, code bits, lanes
+    def _write_back(self, m, banks, wb_on):
+        """Write-back (in the background): after a PACT layer, its output bank is compacted
+        plane by plane to the dense tensor format and written to memory, one word per cycle,
+        while the next layer runs (each bank has a second read port for it)."""
+        p = self._p
+        MW, LB, MP, PW = p.mem_width, p.lane_bits, p.max_plane, p.plane_words
+        wb_bank = Signal()
+        wb_nch = Signal(16)
         wb_cw = Signal(16)
         wb_ob = Signal(5)
         wb_lanes = Signal(MP)
-        wb_rd = Signal(16)       # next plane to read
-        wb_pvalid = Signal()     # the read port holds plane wb_rd - 1, not yet latched
-        wb_have = Signal()       # wb_dense holds a plane being written
+        wb_rd = Signal(16)
+        wb_pvalid = Signal()
+        wb_have = Signal()
         wb_k = Signal(16)
         wb_addr = Signal(32)
         wb_dense = Signal(PW * MW)
@@ -717,58 +1007,64 @@ class PactChip(wiring.Component):
             m.d.sync += [wb_dense.eq(compact), wb_have.eq(1), wb_k.eq(0)]
         with m.If(wb_on & (wb_rd == wb_nch) & ~wb_pvalid & ~wb_have):
             m.d.sync += wb_on.eq(0)
+        return _WriteBack(wb_on=wb_on, wb_bank=wb_bank, wb_nch=wb_nch, wb_cw=wb_cw,
+                          wb_ob=wb_ob, wb_lanes=wb_lanes, wb_rd=wb_rd, wb_pvalid=wb_pvalid,
+                          wb_have=wb_have, wb_k=wb_k, wb_addr=wb_addr, wb_dense=wb_dense,
+                          wb_adv=wb_adv)
 
-        # One write port: the write-back has priority over the logits.
-        with m.If(wb_on):
+    def _write_port(self, m, L, out, wb):
+        """One write port: the write-back has priority over the logits."""
+        with m.If(wb.wb_on):
             m.d.comb += [
-                self.mem_wr.valid.eq(wb_have),
-                self.mem_wr.payload.addr.eq(wb_addr),
-                self.mem_wr.payload.data.eq(_select(wb_dense, wb_k, MW)),
+                self.mem_wr.valid.eq(wb.wb_have),
+                self.mem_wr.payload.addr.eq(wb.wb_addr),
+                self.mem_wr.payload.data.eq(_select(wb.wb_dense, wb.wb_k, self._p.mem_width)),
             ]
         with m.Else():
             m.d.comb += [
-                self.mem_wr.valid.eq(logit_wr),
-                self.mem_wr.payload.addr.eq(obase + o_co),
-                self.mem_wr.payload.data.eq(logit0.as_unsigned()),
+                self.mem_wr.valid.eq(out.logit_wr),
+                self.mem_wr.payload.addr.eq(L.obase + out.o_co),
+                self.mem_wr.payload.data.eq(out.logit0.as_unsigned()),
             ]
 
-        # Bank ports: the current bank is read by the compute and written by the input load;
-        # the other is written by the output side and read by the write-back.
-        comp_addr = ci[:ch_idx]
+    def _bank_ports(self, m, L, ld, t, banks, dr, out, wb):
+        """Bank ports: the current bank is read by the compute and written by the input load;
+        the other is written by the output side and read by the write-back."""
+        MP = self._p.max_plane
+        ch_idx = _bits_for(self._p.max_channels - 1)
+        comp_addr = t.ci[:ch_idx]
         for b, (rp, wp, wbp) in enumerate(banks):
-            is_cur = cur == b
+            is_cur = L.cur == b
             m.d.comb += [
                 rp.addr.eq(comp_addr),
-                rp.en.eq(adv),
+                rp.en.eq(t.adv),
             ]
             # The second read port: the write-back's while it reads this bank, else the drain's
             # skip read (a residual layer writes the bank whose write-back ended before it ran).
-            with m.If(wb_on & (wb_bank == b)):
-                m.d.comb += [wbp.addr.eq(wb_rd[:ch_idx]), wbp.en.eq(wb_adv)]
+            with m.If(wb.wb_on & (wb.wb_bank == b)):
+                m.d.comb += [wbp.addr.eq(wb.wb_rd[:ch_idx]), wbp.en.eq(wb.wb_adv)]
             with m.Else():
-                m.d.comb += [wbp.addr.eq(d_co[:ch_idx]), wbp.en.eq(d_move)]
+                m.d.comb += [wbp.addr.eq(dr.d_co[:ch_idx]), wbp.en.eq(dr.d_move)]
             with m.If(is_cur):
                 m.d.comb += [
-                    wp.addr.eq(in_ci),
-                    wp.data.eq(in_plane),
-                    wp.en.eq(Mux(in_pend, (1 << MP) - 1, 0)),
+                    wp.addr.eq(ld.in_ci),
+                    wp.data.eq(ld.in_plane),
+                    wp.en.eq(Mux(ld.in_pend, (1 << MP) - 1, 0)),
                 ]
             with m.Else():
                 m.d.comb += [
-                    wp.addr.eq(o_co),
-                    wp.data.eq(bank_wdata),
-                    wp.en.eq(Mux(o_fire & o_ok & ~d.logits, bank_wen, 0)),
+                    wp.addr.eq(out.o_co),
+                    wp.data.eq(out.bank_wdata),
+                    wp.en.eq(Mux(out.o_fire & out.o_ok & ~L.d.logits, out.bank_wen, 0)),
                 ]
 
-        # ------------------------------------------------------------------ sequencer
-        seg_ch = Signal(16)
-        seg_consts = Signal()    # next segment: the constants of tile seg_ch (else weights)
-        seg_caddr = Signal(32)
-        seg_wnext = Signal(40)
-        seg_bits = Signal(48)
-        seg_done = Signal()
-
-        # DECODE values, combinational from the descriptor.
+    def _decode(self, m, L):
+        """The layer's sizes and its checks, combinational from the descriptor."""
+        p = self._p
+        R, A, MW, LB = p.rows, p.abits, p.mem_width, p.lane_bits
+        MP, MC = p.max_plane, p.max_channels
+        LOG_MW = MW.bit_length() - 1
+        d = L.d
         dec_p_in = d.in_h * d.in_w
         dec_p_out = d.out_h * d.out_w
         dec_bpt = d.in_c * (d.kernel * d.kernel) * d.w_slices
@@ -788,53 +1084,71 @@ class PactChip(wiring.Component):
             | (~d.logits & (_eq(d.out_bits, 0) | (d.out_bits > LB)))
             | (d.logits & (d.out_bits != LOGIT_BITS)) | (d.logits & d.skip)
             | (dec_nb > p.wbuf_depth))
+        return _Decoded(p_out=dec_p_out, bpt=dec_bpt, nb=dec_nb, cw_in=dec_cw_in,
+                        cw_out=dec_cw_out, bad=bad)
 
-        def clear_layer():
-            return [desc_k.eq(0), in_k.eq(0), in_ci.eq(0), in_pend.eq(0), c_k.eq(0),
-                    c_loaded.eq(0), w_loaded.eq(0)]
+    def _latch_layer(self, m, L, dec):
+        """DECODE: register the layer's derived values."""
+        d, MP = L.d, self._p.max_plane
+        m.d.sync += [
+            L.p_out.eq(dec.p_out), L.bpt.eq(dec.bpt),
+            L.tile_bits.eq(dec.bpt * self._p.beat_bits), L.nb_total.eq(dec.nb),
+            L.cw_in.eq(dec.cw_in), L.cw_out.eq(dec.cw_out),
+            L.in_words.eq(d.in_c * dec.cw_in),
+            L.maxcode.eq(Mux(d.logits, 0, (Const(1, 17) << d.out_bits) - 1)),
+            L.kstep.eq(d.in_w - (d.kernel - 1)), L.s_w.eq(d.stride * d.in_w),
+            L.pad_w.eq(d.pad * d.in_w),
+            L.out_lanes.eq(Cat(*(Const(q) < dec.p_out for q in range(MP)))),
+            L.obase.eq(L.out_base + d.o_addr),
+        ]
 
+    def _abort_on_memory_error(self, m, state):
+        # A read response without a request: the program stops where it is.
+        with m.If(self.error[2]):
+            m.d.sync += state.eq(_S_DONE)
+
+    def _sequencer(self, m, L, rd, ld, t, wk, b_valid, dr, out, wb):
+        """The sequencer (see the module docstring): one layer after the other."""
+        p = self._p
+        DW = fmt.descriptor_words(p.mem_width)
+        d, busy, done, error = L.d, self.busy, self.done, self.error
+        seg_ch = Signal(16)
+        seg_consts = Signal()
+        seg_caddr = Signal(32)
+        seg_wnext = Signal(40)
+        seg_bits = Signal(48)
+        seg_done = Signal()
+        seg = _Segments(seg_ch=seg_ch, seg_consts=seg_consts, seg_caddr=seg_caddr,
+                        seg_wnext=seg_wnext, seg_bits=seg_bits, seg_done=seg_done)
+        dec = self._decode(m, L)
         state = Signal(range(_S_DONE + 1))
-
-        def abort_on_memory_error():
-            # A read response without a request: the program stops where it is.
-            with m.If(error[2]):
-                m.d.sync += state.eq(_S_DONE)
 
         with m.If(_eq(state, _S_IDLE)):
             with m.If(self.start):
                 m.d.sync += [busy.eq(1), done.eq(0), error.eq(0), self.cycles.eq(0),
-                             self.mac_beats.eq(0), self.layer.eq(0), cur.eq(0),
-                             pc.eq(self.prog_addr), in_addr.eq(self.in_addr),
-                             out_base.eq(self.out_base), nb_total.eq(0)]
-                m.d.sync += clear_layer()
-                m.d.comb += gearbox.clear.eq(1)
+                             self.mac_beats.eq(0), self.layer.eq(0), L.cur.eq(0),
+                             L.pc.eq(self.prog_addr), L.in_addr.eq(self.in_addr),
+                             L.out_base.eq(self.out_base), L.nb_total.eq(0)]
+                m.d.sync += ld.clear_layer()
+                m.d.comb += ld.gearbox.clear.eq(1)
                 # Pipelines a memory error may have stopped mid-way start empty.
-                m.d.sync += [running.eq(0), tile_on.eq(0), b_valid.eq(0), d1_valid.eq(0),
-                             d_cnt.eq(0), wk_busy.eq(0), wk_done.eq(0), wb_on.eq(0)]
-                m.d.sync += load_segment(self.prog_addr, DW, _TAG_DESC)
+                m.d.sync += [t.running.eq(0), t.tile_on.eq(0), b_valid.eq(0),
+                             dr.d1_valid.eq(0), dr.d_cnt.eq(0), wk.wk_busy.eq(0),
+                             wk.wk_done.eq(0), wb.wb_on.eq(0)]
+                m.d.sync += rd.load_segment(self.prog_addr, DW, _TAG_DESC)
                 m.d.sync += state.eq(_S_FETCH)
         with m.Elif(_eq(state, _S_FETCH)):
-            with m.If(desc_k == DW):
+            with m.If(ld.desc_k == DW):
                 m.d.sync += state.eq(_S_DECODE)
-            abort_on_memory_error()
+            self._abort_on_memory_error(m, state)
         with m.Elif(_eq(state, _S_DECODE)):
-            m.d.sync += [
-                p_out.eq(dec_p_out), bpt.eq(dec_bpt),
-                tile_bits.eq(dec_bpt * RW), nb_total.eq(dec_nb),
-                cw_in.eq(dec_cw_in), cw_out.eq(dec_cw_out),
-                in_words.eq(d.in_c * dec_cw_in),
-                maxcode.eq(Mux(d.logits, 0, (Const(1, 17) << d.out_bits) - 1)),
-                kstep.eq(d.in_w - (d.kernel - 1)), s_w.eq(d.stride * d.in_w),
-                pad_w.eq(d.pad * d.in_w),
-                out_lanes.eq(Cat(*(Const(q) < dec_p_out for q in range(MP)))),
-                obase.eq(out_base + d.o_addr),
-            ]
+            self._latch_layer(m, L, dec)
             with m.If(_eq(d.op, fmt.OP_END)):
                 m.d.sync += state.eq(_S_FINISH)
             with m.Elif(~_eq(d.op, fmt.OP_CONV)):
                 m.d.sync += error.eq(error | ERR_UNKNOWN_OP)
                 m.d.sync += state.eq(_S_FINISH)
-            with m.Elif(bad):
+            with m.Elif(dec.bad):
                 m.d.sync += error.eq(error | ERR_BUFFER)
                 m.d.sync += state.eq(_S_FINISH)
             with m.Else():
@@ -844,63 +1158,75 @@ class PactChip(wiring.Component):
             # layer's input bank (cur): loading an input into it must wait. This layer writes
             # the other bank, and its RUN does not end before that write-back has (so the
             # write-back never overlaps a layer that writes its bank).
-            with m.If(d.in_from_mem & ~wb_on):
-                m.d.sync += load_segment(in_addr, in_words, _TAG_INPUT)
+            with m.If(d.in_from_mem & ~wb.wb_on):
+                m.d.sync += rd.load_segment(L.in_addr, L.in_words, _TAG_INPUT)
                 m.d.sync += state.eq(_S_LOADIN)
             with m.Elif(~d.in_from_mem):
                 m.d.sync += state.eq(_S_RUN0)
         with m.Elif(_eq(state, _S_LOADIN)):
-            with m.If((in_ci == d.in_c) & ~in_pend):
+            with m.If((ld.in_ci == d.in_c) & ~ld.in_pend):
                 m.d.sync += state.eq(_S_RUN0)
-            abort_on_memory_error()
+            self._abort_on_memory_error(m, state)
         with m.Elif(_eq(state, _S_RUN0)):
             m.d.sync += [
-                running.eq(1), tile_on.eq(0), a_ch.eq(0), a_p0.eq(0), wtile.eq(0),
-                d_cnt.eq(0), d_ch.eq(0), d_p0.eq(0),
-                o_r.eq(0), o_ch.eq(0), o_p0.eq(0), o_pt.eq(0), out_done.eq(0),
+                t.running.eq(1), t.tile_on.eq(0), t.a_ch.eq(0), t.a_p0.eq(0), t.wtile.eq(0),
+                dr.d_cnt.eq(0), dr.d_ch.eq(0), dr.d_p0.eq(0),
+                out.o_r.eq(0), out.o_ch.eq(0), out.o_p0.eq(0), out.o_pt.eq(0),
+                out.out_done.eq(0),
                 seg_ch.eq(0), seg_consts.eq(1), seg_caddr.eq(d.c_addr), seg_wnext.eq(0),
                 seg_bits.eq(0), seg_done.eq(0),
             ]
-            m.d.sync += walker_kick(True)
+            m.d.sync += wk.kick(True, L)
             m.d.sync += state.eq(_S_RUN)
         with m.Elif(_eq(state, _S_RUN)):
-            with m.If(~cmd_left.any() & ~seg_done):
-                with m.If(seg_consts):
-                    nch = Mux(d.out_c - seg_ch >= R, R, d.out_c - seg_ch)
-                    m.d.sync += load_segment(seg_caddr, nch * CW, _TAG_CONST)
-                    m.d.sync += [seg_consts.eq(0), seg_caddr.eq(seg_caddr + R * CW)]
-                with m.Else():
-                    bits_end = seg_bits + tile_bits
-                    wend = (bits_end + MW - 1) >> LOG_MW
-                    m.d.sync += load_segment(d.w_addr + seg_wnext, wend - seg_wnext,
-                                             _TAG_WEIGHT)
-                    m.d.sync += [seg_wnext.eq(wend), seg_bits.eq(bits_end),
-                                 seg_consts.eq(1), seg_ch.eq(seg_ch + R)]
-                    with m.If(seg_ch + R >= d.out_c):
-                        m.d.sync += seg_done.eq(1)
-            with m.If(out_done & seg_done & ~cmd_left.any() & ~tagq.level.any()
-                      & (d.logits | ~wb_on)):
+            self._load_segments(m, L, rd, seg)
+            with m.If(out.out_done & seg_done & ~rd.cmd_left.any() & ~rd.tagq.level.any()
+                      & (d.logits | ~wb.wb_on)):
                 with m.If(~d.logits):
-                    m.d.sync += [wb_on.eq(1), wb_bank.eq(~cur), wb_nch.eq(d.out_c),
-                                 wb_cw.eq(cw_out), wb_ob.eq(d.out_bits), wb_lanes.eq(out_lanes),
-                                 wb_rd.eq(0), wb_pvalid.eq(0), wb_have.eq(0), wb_k.eq(0),
-                                 wb_addr.eq(obase)]
+                    m.d.sync += [wb.wb_on.eq(1), wb.wb_bank.eq(~L.cur), wb.wb_nch.eq(d.out_c),
+                                 wb.wb_cw.eq(L.cw_out), wb.wb_ob.eq(d.out_bits),
+                                 wb.wb_lanes.eq(L.out_lanes), wb.wb_rd.eq(0),
+                                 wb.wb_pvalid.eq(0), wb.wb_have.eq(0), wb.wb_k.eq(0),
+                                 wb.wb_addr.eq(L.obase)]
                 m.d.sync += state.eq(_S_NEXT)
-            abort_on_memory_error()
+            self._abort_on_memory_error(m, state)
         with m.Elif(_eq(state, _S_FINISH)):
-            with m.If(~wb_on):
+            with m.If(~wb.wb_on):
                 m.d.sync += state.eq(_S_DONE)
-            abort_on_memory_error()
+            self._abort_on_memory_error(m, state)
         with m.Elif(_eq(state, _S_NEXT)):
-            m.d.sync += [pc.eq(pc + DW), self.layer.eq(self.layer + 1)]
-            m.d.sync += clear_layer()
-            m.d.comb += gearbox.clear.eq(1)
-            m.d.sync += load_segment(pc + DW, DW, _TAG_DESC)
+            m.d.sync += [L.pc.eq(L.pc + DW), self.layer.eq(self.layer + 1)]
+            m.d.sync += ld.clear_layer()
+            m.d.comb += ld.gearbox.clear.eq(1)
+            m.d.sync += rd.load_segment(L.pc + DW, DW, _TAG_DESC)
             with m.If(~d.logits):
-                m.d.sync += cur.eq(~cur)
+                m.d.sync += L.cur.eq(~L.cur)
             m.d.sync += state.eq(_S_FETCH)
         with m.Else():  # DONE
-            m.d.sync += [busy.eq(0), done.eq(1), running.eq(0), wb_on.eq(0),
-                         cmd_left.eq(0)]
+            m.d.sync += [busy.eq(0), done.eq(1), t.running.eq(0), wb.wb_on.eq(0),
+                         rd.cmd_left.eq(0)]
             m.d.sync += state.eq(_S_IDLE)
-        return m
+
+    def _load_segments(self, m, L, rd, seg):
+        """RUN: the next read segment once the last is issued: per channel tile, its
+        constants, then its weight words up to the end of its beats."""
+        p = self._p
+        R, MW, CW = p.rows, p.mem_width, fmt.consts_words(p.mem_width)
+        LOG_MW = MW.bit_length() - 1
+        d = L.d
+        seg_ch, seg_consts, seg_caddr = seg.seg_ch, seg.seg_consts, seg.seg_caddr
+        seg_wnext, seg_bits, seg_done = seg.seg_wnext, seg.seg_bits, seg.seg_done
+        with m.If(~rd.cmd_left.any() & ~seg_done):
+            with m.If(seg_consts):
+                nch = Mux(d.out_c - seg_ch >= R, R, d.out_c - seg_ch)
+                m.d.sync += rd.load_segment(seg_caddr, nch * CW, _TAG_CONST)
+                m.d.sync += [seg_consts.eq(0), seg_caddr.eq(seg_caddr + R * CW)]
+            with m.Else():
+                bits_end = seg_bits + L.tile_bits
+                wend = (bits_end + MW - 1) >> LOG_MW
+                m.d.sync += rd.load_segment(d.w_addr + seg_wnext, wend - seg_wnext,
+                                            _TAG_WEIGHT)
+                m.d.sync += [seg_wnext.eq(wend), seg_bits.eq(bits_end),
+                             seg_consts.eq(1), seg_ch.eq(seg_ch + R)]
+                with m.If(seg_ch + R >= d.out_c):
+                    m.d.sync += seg_done.eq(1)
