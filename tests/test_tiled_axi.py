@@ -57,7 +57,7 @@ def run_reads(addrs, *, seed, max_burst=MAX_BURST, stall=0.3, resp=lambda a: RES
             # ReadDma's contract: at most `outstanding` words in flight.
             valid = rng.random() >= gaps and i - len(got) < outstanding
             ctx.set(dut.cmd.valid, valid)
-            ctx.set(dut.cmd.payload, addrs[i] if valid else 0)
+            ctx.set(dut.cmd.payload.addr, addrs[i] if valid else 0)
             _, _, v, r = await ctx.tick().sample(dut.cmd.valid, dut.cmd.ready)
             i += v and r
         ctx.set(dut.cmd.valid, 0)
@@ -80,7 +80,7 @@ def run_reads(addrs, *, seed, max_burst=MAX_BURST, stall=0.3, resp=lambda a: RES
             ctx.set(dut.rresp, resp(a))
             ctx.set(dut.rlast, 0)
             _, _, rv, dv, data, err = await ctx.tick().sample(dut.rready, dut.data.valid,
-                                                               dut.data.payload, dut.error)
+                                                               dut.data.payload.data, dut.error)
             assert rv == 1
             if valid:
                 queue.pop(0)
