@@ -14,7 +14,10 @@ model, ``chip_harness_axi.svh``); ``--bus native`` gives the tiled chip's own st
 speed does not depend on them) on the same images, both results are checked against the
 integer reference with ``==``, and the simulated cycles per second of each are reported, by
 CPU time (robust on a busy machine) and by wall time, with the ratio cocotb / plain (target
->= 0.8 for the tiled chip, issue 11; 0.5 for the plane chip).
+>= 0.8 for the tiled chip, issue 11; 0.5 for the plane chip). ``--repeat N`` (default 3) runs
+the two N times, alternating, and keeps each one's fastest run by CPU time: on a shared
+machine a single run of a second or two varies by 20% (measured: 0.67 to 0.81 for the same
+build) while the best of several is steady.
 
 Exit code 1 if either run is not bit-exact or the CPU-time ratio is below the target.
 """
@@ -137,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=8)
     ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each, alternating; the fastest by CPU time counts")
     ap.add_argument("--hw", help="a generated chip folder (default: generate one)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
@@ -155,13 +160,16 @@ def main(argv=None):
 
     mem_words = chip_tb.mem_words_for(view.words_used)
     exe, plain_build = build_plain(hw_dir, mem_words)
-    plain = run_plain(exe, view, inputs, work)
+    plains, runs = [], []
+    for _ in range(max(1, args.repeat)):
+        plains.append(run_plain(exe, view, inputs, work))
+        runs.append(chip_tb.run_chip(one, hw_dir, inputs, expected, sim="verilator",
+                                     work=work / "cocotb", waves_on_mismatch=False))
     plain_exact = all(
-        chip_tb.first_mismatch(expected[i], view.read_outputs(plain["words"], i))
-        is None for i in range(len(inputs)))
-
-    run = chip_tb.run_chip(one, hw_dir, inputs, expected, sim="verilator", work=work / "cocotb",
-                           waves_on_mismatch=False)
+        chip_tb.first_mismatch(expected[i], view.read_outputs(pl["words"], i)) is None
+        and pl["error"] == 0 for pl in plains for i in range(len(inputs)))
+    plain = min(plains, key=lambda pl: pl["cpu_s"] or pl["wall_s"])
+    run = min(runs, key=lambda r: r.sim_cpu_seconds)
     cycles = sum(r["cycles"] for r in run.records)
     chip = "tiled" if tiled else "plane"
     bus = json.loads((hw_dir / "manifest.json").read_text())["params"].get("bus", "native")
@@ -174,12 +182,15 @@ def main(argv=None):
         "plain": {"cycles": plain["cycles"], "cpu_s": plain["cpu_s"], "wall_s": plain["wall_s"],
                   "cycles_per_cpu_s": plain["cycles"] / plain["cpu_s"] if plain["cpu_s"] else None,
                   "cycles_per_wall_s": plain["cycles"] / plain["wall_s"],
-                  "bit_exact": plain_exact and plain["error"] == 0,
-                  "build_s": round(plain_build, 1)},
+                  "bit_exact": plain_exact, "build_s": round(plain_build, 1),
+                  "cpu_s_all": [pl["cpu_s"] for pl in plains]},
         "cocotb": {"cycles": cycles, "cpu_s": run.sim_cpu_seconds, "wall_s": run.sim_seconds,
                    "cycles_per_cpu_s": cycles / run.sim_cpu_seconds,
                    "cycles_per_wall_s": cycles / run.sim_seconds,
-                   "bit_exact": not run.mismatches, "build_s": round(run.build_seconds, 1)},
+                   "bit_exact": not any(r.mismatches for r in runs),
+                   "build_s": round(runs[0].build_seconds, 1),
+                   "cpu_s_all": [r.sim_cpu_seconds for r in runs]},
+        "repeat": len(runs),
         "cpus": os.cpu_count(),
         "load_avg_1_5_15": {"before": [round(x, 2) for x in load_before],
                             "after": [round(x, 2) for x in os.getloadavg()]},
