@@ -175,7 +175,7 @@ def main(argv=None):
     bus = json.loads((hw_dir / "manifest.json").read_text())["params"].get("bus", "native")
     target = TARGET_RATIO[chip]
     figures = {
-        "chip": chip, "bus": bus if tiled else None, "hw": str(hw_dir),
+        "chip": chip, "bus": bus if tiled else None, "hw": hw_dir.name,
         "wbits": hw.wbits, "abits": hw.abits, "rows": hw.rows, "cols": hw.cols,
         "images": len(inputs),
         "cycles_per_inference": cycles / len(inputs),
