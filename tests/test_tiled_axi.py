@@ -433,3 +433,10 @@ def test_read_error_response_with_ids():
         requests, seed=5, resp=lambda w: RESP_SLVERR if w == bad else RESP_OKAY)
     assert axi_errors == 1
     assert got[1] == words_of(requests[1])   # the beat is still delivered
+
+
+@pytest.mark.parametrize("kwargs", [{"id_width": 0}, {"id_width": 17}, {"max_burst": 0}])
+def test_read_master_bad_parameters_name_the_value(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        AxiReadMaster(data_width=DW, **kwargs)

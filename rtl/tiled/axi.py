@@ -106,9 +106,10 @@ class AxiReadMaster(wiring.Component):
     Bursts: a command extends the burst being built when it has the burst's tag, its address
     follows the burst's last word, the burst is shorter than ``max_burst`` (at most 256) and
     does not end at a 4 KiB boundary; otherwise, or in a cycle without a command, the burst
-    goes to the AR register.
-    So a steady stream of consecutive commands gives long bursts and a lone command costs one
-    cycle more than a bare read. Latency: command accepted in cycle t, AR valid at t+2 at the
+    goes to the AR register. So a steady stream of consecutive commands of one client gives
+    long bursts and a lone command costs one cycle more than a bare read; clients that issue
+    at the same time take turns command by command (ReadDma's round robin), so their bursts
+    are one beat long. Latency: command accepted in cycle t, AR valid at t+2 at the
     earliest. Storage: two (address, length, tag) registers.
     """
 
