@@ -1,6 +1,8 @@
 """The AXI tiled chip (``rtl.tiled.axi_chip.AxiChip``) checked with a library made for AXI:
 cocotbext-axi's ``AxiLiteMaster`` drives the registers, its ``AxiRam`` serves the memory with
-random pauses on all five channels.
+random pauses on all five channels. ``AxiRam`` (0.1.28) answers read bursts one at a time in AR
+order (one coroutine takes an AR and sends all its beats), so it never reorders or interleaves
+the chip's read IDs; tests/test_tiled_axi_chip.py does, with its own slave model.
 
 Two halves, as in ``cosim/chip_tb.py``:
 

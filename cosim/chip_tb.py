@@ -407,6 +407,20 @@ def verilator_args(hw_dir: str | os.PathLike[str], mem_words: int) -> list[str]:
             + [f"-Wno-{w}" for w in waivers] + [f"-GMEM_WORDS={mem_words}"])
 
 
+def harness_defines(hw_dir: str | os.PathLike[str]) -> list[str]:
+    """The harness's defines for the chip of ``hw_dir`` (the tiled chip; its AXI bus), for
+    the cocotb build and the plain benchmark binary alike."""
+    _, manifest = _verilog(hw_dir)
+    define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
+    if manifest.get("params", {}).get("bus", "native") == "axi":
+        # The harness's AXI memory model (chip_harness_axi.svh, included from HARNESS).
+        # (its hash as a define: the build is redone when the included file changes)
+        svh = HARNESS.with_name("chip_harness_axi.svh")
+        define += ["-DPACT_AXI", f"-I{HARNESS.parent}",
+                   f"-DPACT_AXI_SVH={hashlib.sha256(svh.read_bytes()).hexdigest()[:12]}"]
+    return define
+
+
 def build(sim: str, hw_dir: str | os.PathLike[str], *, mem_words: int,
           waves: bool = False) -> BuildInfo:
     """Build the harness with the chip of ``hw_dir`` for ``sim``, once per Verilog and memory
@@ -422,13 +436,7 @@ def build(sim: str, hw_dir: str | os.PathLike[str], *, mem_words: int,
     if "verilog_sha256" in manifest:
         check_verilog_hash(hw_dir, manifest)
     sources: list[Path] = [verilog, HARNESS]
-    define = ["-DPACT_TILED"] if _is_tiled(hw_dir) else []
-    if manifest.get("params", {}).get("bus", "native") == "axi":
-        # The harness's AXI memory model (chip_harness_axi.svh, included from HARNESS).
-        # (its hash as a define: the build is redone when the included file changes)
-        svh = HARNESS.with_name("chip_harness_axi.svh")
-        define += ["-DPACT_AXI", f"-I{HARNESS.parent}",
-                   f"-DPACT_AXI_SVH={hashlib.sha256(svh.read_bytes()).hexdigest()[:12]}"]
+    define = harness_defines(hw_dir)
     if sim == "verilator":
         # (first: cocotb takes the language of the top level from the last source)
         sources.insert(0, verilator_control_file())

@@ -16,7 +16,7 @@ from typing import Any
 from gen.chip import VERILATOR_BUILD_ARGS
 from gen.generate import LINT_WAIVERS, Option, register
 from rtl.tiled import axi, csr
-from rtl.tiled.axi_chip import AxiChip
+from rtl.tiled.axi_chip import ID_BITS, AxiChip
 from rtl.tiled.chip import TiledChip
 from rtl.tiled.params import TiledParams
 
@@ -80,7 +80,7 @@ def build_tiled_chip(params: dict[str, Any]) -> tuple[TiledChip | AxiChip, dict[
 
 def axi_parameters(tp: TiledParams) -> dict[str, dict[str, int]]:
     """The AXI ports' parameters, for the manifest."""
-    return {"m_axi": {"data_width": tp.mem_width, "addr_width": 32, "id_width": 1,
+    return {"m_axi": {"data_width": tp.mem_width, "addr_width": 32, "id_width": ID_BITS,
                       "max_burst": axi.MAX_BURST, "max_write_burst": 16,
                       "max_reads_outstanding": tp.max_reads},
             "s_axil": {"data_width": 32, "addr_width": csr.ADDR_BITS}}

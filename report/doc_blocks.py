@@ -117,11 +117,18 @@ def _plane_chip(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load(r: Mapping[str, Any]) -> str:
+    """The 1-minute load average before the run, where the bench recorded it."""
+    load = r.get("load_avg_1_5_15")
+    return "-" if load is None else f"{load['before'][0]}"
+
+
 def _sim_speed(root: Path) -> str:
-    lines = ["| chip | cocotb + Verilator | plain Verilator binary | ratio (CPU time) | target |",
-             "|---|---|---|---|---|"]
-    for name, label in (("chip_speed.json", "plane chip"),
-                        ("chip_speed_tiled_axi.json", "tiled chip, AXI")):
+    lines = ["| chip | cocotb + Verilator | plain Verilator binary | ratio (CPU time) | target "
+             "| load average |", "|---|---|---|---|---|---|"]
+    for name, label in (("chip_speed_tiled_axi.json", "tiled chip, AXI"),
+                        ("chip_speed_tiled_native.json", "tiled chip, native ports"),
+                        ("chip_speed.json", "plane chip")):
         if not (root / RESULTS / name).exists():
             continue
         r = _json(root, name)
@@ -129,7 +136,7 @@ def _sim_speed(root: Path) -> str:
             f"| {label}, w{r['wbits']}a{r['abits']} {r['rows']}x{r['cols']}, "
             f"{r['images']} images | {r['cocotb']['cycles_per_cpu_s']:,.0f} cycles/s "
             f"| {r['plain']['cycles_per_cpu_s']:,.0f} cycles/s | {r['ratio_cpu']:.2f} "
-            f"| {r['target_ratio']} |")
+            f"| {r['target_ratio']} | {_load(r)} |")
     return "\n".join(lines) + "\n"
 
 

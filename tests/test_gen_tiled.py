@@ -36,6 +36,8 @@ def test_axi_has_axi_ports_and_the_register_map(tmp_path):
     assert "mem_rd_cmd" not in header
     assert m["params"]["bus"] == "axi"
     assert m["registers"] == csr.register_map()
+    ports = {port["name"]: port["width"] for port in m["ports"]}
+    assert m["axi"]["m_axi"]["id_width"] == ports["m_axi_arid"] == ports["m_axi_rid"] == 3
     assert (tmp_path / "registers.md").read_text().endswith(csr.registers_markdown())
     again = generate("tiled_chip", {**SMALL, "bus": "axi"}, tmp_path / "again")
     assert again["verilog_sha256"] == m["verilog_sha256"]

@@ -7,7 +7,10 @@ answers raise ``error``."""
 import random
 
 import pytest
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
+from tiled_streams import AxiReadSlave
 
 from rtl.tiled.axi import (
     MAX_BURST,
@@ -18,6 +21,8 @@ from rtl.tiled.axi import (
     AxiReadMaster,
     AxiWriteMaster,
 )
+from rtl.tiled.params import TiledParams
+from rtl.tiled.read_dma import ReadDma, tag_bits
 
 DW = 64
 BYTES = DW // 8
@@ -57,7 +62,7 @@ def run_reads(addrs, *, seed, max_burst=MAX_BURST, stall=0.3, resp=lambda a: RES
             # ReadDma's contract: at most `outstanding` words in flight.
             valid = rng.random() >= gaps and i - len(got) < outstanding
             ctx.set(dut.cmd.valid, valid)
-            ctx.set(dut.cmd.payload, addrs[i] if valid else 0)
+            ctx.set(dut.cmd.payload.addr, addrs[i] if valid else 0)
             _, _, v, r = await ctx.tick().sample(dut.cmd.valid, dut.cmd.ready)
             i += v and r
         ctx.set(dut.cmd.valid, 0)
@@ -80,7 +85,7 @@ def run_reads(addrs, *, seed, max_burst=MAX_BURST, stall=0.3, resp=lambda a: RES
             ctx.set(dut.rresp, resp(a))
             ctx.set(dut.rlast, 0)
             _, _, rv, dv, data, err = await ctx.tick().sample(dut.rready, dut.data.valid,
-                                                               dut.data.payload, dut.error)
+                                                               dut.data.payload.data, dut.error)
             assert rv == 1
             if valid:
                 queue.pop(0)
@@ -286,3 +291,152 @@ def test_write_error_response_pulses_error(code):
     mem, _, errors, _ = run_writes(writes, seed=7, resp=lambda a: code if a == 500 else 0)
     assert mem == expected(writes)
     assert errors == 1
+
+
+class DmaOverAxi(Elaboratable):
+    """A tagged ReadDma behind an AxiReadMaster, as in the AXI chip."""
+
+    def __init__(self, params, clients):
+        self.dma = ReadDma(params, clients=clients, tagged=True)
+        self.axi = AxiReadMaster(data_width=params.mem_width, id_width=tag_bits(clients))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dma, m.submodules.axi = self.dma, self.axi
+        wiring.connect(m, self.dma.mem_rd_cmd, self.axi.cmd)
+        wiring.connect(m, self.axi.data, self.dma.mem_rd_data)
+        return m
+
+
+def run_dma_over_axi(requests, *, seed, max_reads=16, resp=lambda word: RESP_OKAY,
+                     ready=None, slave_class=AxiReadSlave, **slave):
+    """Client i asks for ``requests[i]`` ((word, count) ...) with random bubbles and takes
+    words with probability ``ready[i]`` per cycle (default 0.7); an ``AxiReadSlave`` answers
+    (out of order across IDs, interleaved). Returns (words per client, the slave, ReadDma
+    error seen, AXI errors)."""
+    ready_p = ready or [0.7] * len(requests)
+    rng = random.Random(seed)
+    params = TiledParams(wbits=4, abits=4, rows=4, cols=4, mem_width=DW, max_reads=max_reads)
+    top = DmaOverAxi(params, len(requests))
+    dma, axi = top.dma, top.axi
+    model = slave_class(lambda name: getattr(axi, name), word, data_width=DW, rng=rng,
+                        resp=resp, **slave)
+    want = sum(c for reqs in requests for _, c in reqs)
+    got = [[] for _ in requests]
+    flags = {"dma_error": 0, "axi_errors": 0}
+
+    async def bench(ctx):
+        pending = [list(reqs) for reqs in requests]
+        for cycle in range(60 * want + 500):
+            if sum(map(len, got)) == want and not model.bursts:
+                break
+            ready = []
+            for i, (req, rsp) in enumerate(zip(dma.reqs, dma.rsps, strict=True)):
+                if not ctx.get(req.valid) and pending[i] and rng.random() > 0.3:
+                    addr, count = pending[i].pop(0)
+                    ctx.set(req.payload.addr, addr)
+                    ctx.set(req.payload.count, count)
+                    ctx.set(req.valid, 1)
+                ready.append(rng.random() < ready_p[i])
+                ctx.set(rsp.ready, ready[i])
+            model.step(ctx, cycle)
+            for i, rsp in enumerate(dma.rsps):
+                if ready[i] and ctx.get(rsp.valid):
+                    got[i].append(ctx.get(rsp.payload))
+            flags["axi_errors"] += ctx.get(axi.error)
+            accepted = [ctx.get(req.valid) and ctx.get(req.ready) for req in dma.reqs]
+            await ctx.tick()
+            flags["dma_error"] |= ctx.get(dma.error)
+            for req, a in zip(dma.reqs, accepted, strict=True):
+                if a:
+                    ctx.set(req.valid, 0)
+        else:
+            raise AssertionError(f"hung: {[len(g) for g in got]} words of {want}")
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got, model, flags["dma_error"], flags["axi_errors"]
+
+
+def client_requests(rng, clients, n, max_count):
+    """Random requests per client, some ending just before a 4 KiB page end."""
+    page = PAGE_BYTES // BYTES
+    return [[(rng.choice([rng.randrange(1 << 20), page * rng.randrange(1, 64) - 3]),
+              rng.randint(1, max_count)) for _ in range(n)] for _ in range(clients)]
+
+
+def words_of(reqs):
+    return [word(a + k) for a, c in reqs for k in range(c)]
+
+
+@pytest.mark.parametrize("seed, clients, max_reads, skew", [
+    (1, 5, 16, False), (2, 3, 4, False), (3, 5, 2, False), (4, 5, 16, True), (5, 2, 8, True)])
+def test_ids_reordered_and_interleaved_reach_their_clients_in_order(seed, clients, max_reads,
+                                                                     skew):
+    """The slave returns bursts of different IDs out of order and interleaves their beats,
+    with random R pauses: every client still gets exactly its words, in order; every burst
+    carries one client's consecutive words (ARID = that client).
+
+    Clients that all issue take turns command by command, so their bursts are one beat long
+    (nothing to interleave); ``skew``: client 0 reads long requests into a fast consumer
+    while the others' consumers are slow, so client 0's commands merge into long bursts and
+    the others' beats come in the middle of them."""
+    rng = random.Random(seed)
+    requests = client_requests(rng, clients, 6, 30)
+    ready = None
+    if skew:
+        requests[0] = client_requests(rng, 1, 4, 120)[0]
+        ready = [1.0] + [0.15] * (clients - 1)
+    got, model, dma_error, axi_errors = run_dma_over_axi(requests, seed=seed,
+                                                         max_reads=max_reads, ready=ready)
+    for i, reqs in enumerate(requests):
+        assert got[i] == words_of(reqs), f"client {i}"
+    assert dma_error == 0 and axi_errors == 0
+    assert model.reorders > 0   # the slave did answer out of AR order
+    owned = [{a + k for a, c in reqs for k in range(c)} for reqs in requests]
+    for arid, first, length in model.ars:
+        assert set(range(first, first + length)) <= owned[arid], f"burst of ID {arid}"
+    if skew:
+        assert model.interleaves > 0   # and did interleave beats of different IDs
+        assert max(length for _, _, length in model.ars) > 4   # same-ID commands merge
+
+
+def test_dma_over_axi_checker_sees_a_misrouted_word():
+    """The same bench with the RID of one beat flipped: a word reaches the wrong client (or
+    the ReadDma error rises), so the comparison above can fail."""
+    requests = client_requests(random.Random(4), 3, 4, 10)
+
+    class Misroute(AxiReadSlave):
+        flipped = False
+
+        def step(self, ctx, cycle):
+            super().step(ctx, cycle)
+            if not self.flipped and ctx.get(self.port("rvalid")) and self.beats > 5:
+                ctx.set(self.port("rid"), ctx.get(self.port("rid")) ^ 1)
+                self.flipped = True
+
+    try:
+        got, model, dma_error, _ = run_dma_over_axi(requests, seed=4, slave_class=Misroute)
+    except AssertionError as e:   # a client waits for a word that went elsewhere
+        assert "hung" in str(e)
+        return
+    assert model.flipped
+    assert dma_error or any(g != words_of(r) for g, r in zip(got, requests, strict=True))
+
+
+def test_read_error_response_with_ids():
+    requests = client_requests(random.Random(5), 2, 3, 8)
+    bad = requests[1][0][0]
+    got, _, _, axi_errors = run_dma_over_axi(
+        requests, seed=5, resp=lambda w: RESP_SLVERR if w == bad else RESP_OKAY)
+    assert axi_errors == 1
+    assert got[1] == words_of(requests[1])   # the beat is still delivered
+
+
+@pytest.mark.parametrize("kwargs", [{"id_width": 0}, {"id_width": 17}, {"max_burst": 0}])
+def test_read_master_bad_parameters_name_the_value(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        AxiReadMaster(data_width=DW, **kwargs)

@@ -69,6 +69,9 @@ class HoldCheck:
 class Bench:
     """Drives a ReadDma cycle by cycle from one testbench: request producers with bubbles,
     consumers with random ready, and a memory that answers in order after a random latency.
+    For a tagged ReadDma the memory answers with each command's tag and, across tags, in a
+    random order (a random due read among the oldest of each tag; ``reorders`` counts the
+    answers that overtook an older read of another tag).
 
     ``phases``: lists of per-client request lists; between two phases ``clear`` is raised
     for one cycle after ``clear_after`` cycles of the phase, abandoning what is left. The
@@ -91,7 +94,8 @@ class Bench:
         self.word_cycles = [[] for _ in range(dut.clients)]
         self.max_outstanding = 0
         self.cycle = 0
-        self.answers = deque()   # (cycle due, word), in command order
+        self.answers = deque()   # (cycle due, word, tag), in command order
+        self.reorders = 0
         self.last_due = 0
         self.holds = [HoldCheck(f"rsp_{i}") for i in range(dut.clients)]
         self.cmd_hold = HoldCheck("mem_rd_cmd")
@@ -170,24 +174,46 @@ class Bench:
         await ctx.tick()
         self.cycle += 1
 
+    def _next_answer(self):
+        """Index in ``answers`` of the read answered this cycle, or None."""
+        if not self.dut.tagged:
+            return 0 if self.answers and self.answers[0][0] <= self.cycle else None
+        heads = {}
+        for k, (_, _, tag) in enumerate(self.answers):
+            heads.setdefault(tag, k)
+        due = [k for k in heads.values() if self.answers[k][0] <= self.cycle]
+        return self.rng.choice(due) if due else None
+
     def _memory_side(self, ctx, cmd_ready):
-        """One cycle of the memory: maybe accept a command, maybe answer the oldest read."""
-        dut = self.dut
+        """One cycle of the memory: maybe accept a command, maybe answer a read (the oldest,
+        or for a tagged ReadDma the oldest of a random tag)."""
+        dut, tagged = self.dut, self.dut.tagged
         assert ctx.get(dut.mem_rd_data.ready) == 1
         outstanding = len(self.answers)
-        if self.answers and self.answers[0][0] <= self.cycle:
-            ctx.set(dut.mem_rd_data.payload, self.answers.popleft()[1])
+        k = self._next_answer()
+        if k is not None:
+            _, word, tag = self.answers[k]
+            del self.answers[k]
+            self.reorders += k != 0
+            if tagged:
+                ctx.set(dut.mem_rd_data.payload.data, word)
+                ctx.set(dut.mem_rd_data.payload.tag, tag)
+            else:
+                ctx.set(dut.mem_rd_data.payload, word)
             ctx.set(dut.mem_rd_data.valid, 1)
         else:
             ctx.set(dut.mem_rd_data.valid, 0)
         ctx.set(dut.mem_rd_cmd.ready, cmd_ready)
-        self.cmd_hold.cycle(ctx.get(dut.mem_rd_cmd.valid), cmd_ready,
-                            ctx.get(dut.mem_rd_cmd.payload))
+        cmd = dut.mem_rd_cmd.payload
+        addr, tag = (ctx.get(cmd.addr), ctx.get(cmd.tag)) if tagged else (ctx.get(cmd), 0)
+        self.cmd_hold.cycle(ctx.get(dut.mem_rd_cmd.valid), cmd_ready, (addr, tag))
         if cmd_ready and ctx.get(dut.mem_rd_cmd.valid):
             outstanding += 1
-            due = max(self.cycle + self.rng.randint(*self.latency), self.last_due + 1)
-            self.last_due = due
-            self.answers.append((due, self.answer(ctx.get(dut.mem_rd_cmd.payload))))
+            due = self.cycle + self.rng.randint(*self.latency)
+            if not tagged:
+                due = max(due, self.last_due + 1)
+                self.last_due = due
+            self.answers.append((due, self.answer(addr), tag))
         self.max_outstanding = max(self.max_outstanding, outstanding)
         assert outstanding <= dut.params.max_reads, f"{outstanding} reads in flight"
 
@@ -197,21 +223,25 @@ def check_phase(bench, phase):
         check_words(got, want, i)
 
 
+@pytest.mark.parametrize("tagged", [False, True])
 @pytest.mark.parametrize("max_reads", [2, 3, 4, 16])
 @pytest.mark.parametrize("clients", [1, 3])
-def test_every_word_once_in_order(max_reads, clients):
+def test_every_word_once_in_order(max_reads, clients, tagged):
     rng = random.Random(max_reads * 10 + clients)
-    dut = ReadDma(make_params(max_reads), clients=clients)
+    dut = ReadDma(make_params(max_reads), clients=clients, tagged=tagged)
     phase = [random_requests(rng, 6, 12, wrap=i == 0) for i in range(clients)]
     bench = Bench(dut, [phase], seed=max_reads + clients).run()
     check_phase(bench, 0)
+    # Tagged, several clients: the memory did answer out of command order.
+    assert (bench.reorders > 0) == (tagged and clients > 1)
 
 
+@pytest.mark.parametrize("tagged", [False, True])
 @pytest.mark.parametrize("max_reads", [2, 3, 4, 16])
-def test_max_reads_reached_never_passed(max_reads):
+def test_max_reads_reached_never_passed(max_reads, tagged):
     """Slow memory, fast consumers: the memory holds exactly max_reads reads at the peak
     (the bench asserts every cycle that it never holds more)."""
-    dut = ReadDma(make_params(max_reads), clients=3)
+    dut = ReadDma(make_params(max_reads), clients=3, tagged=tagged)
     phase = [[(i * 1000, 30)] for i in range(3)]
     bench = Bench(dut, [phase], seed=max_reads, latency=(20, 20), cmd_stall=0, rsp_stall=0,
                   req_bubbles=0).run()
@@ -219,11 +249,13 @@ def test_max_reads_reached_never_passed(max_reads):
     assert bench.max_outstanding == max_reads
 
 
+@pytest.mark.parametrize("tagged", [False, True])
 @pytest.mark.parametrize("fifo_depth", [1, 2, 3, 5])
-def test_small_response_fifos(fifo_depth):
+def test_small_response_fifos(fifo_depth, tagged):
     """Credits against the FIFO size, not max_reads: a slow consumer never loses a word."""
     rng = random.Random(fifo_depth)
-    dut = ReadDma(make_params(8, mem_width=32), clients=2, fifo_depth=fifo_depth)
+    dut = ReadDma(make_params(8, mem_width=32), clients=2, fifo_depth=fifo_depth,
+                  tagged=tagged)
     phase = [random_requests(rng, 5, 10) for _ in range(2)]
     bench = Bench(dut, [phase], seed=fifo_depth, rsp_stall=0.7, cmd_stall=0.1).run()
     check_phase(bench, 0)
@@ -237,12 +269,14 @@ def test_count_zero_reads_nothing():
     assert [len(g) for g in bench.got[0]] == [3, 0]
 
 
+@pytest.mark.parametrize("tagged", [False, True])
 @pytest.mark.parametrize("max_reads", [2, 16])
-def test_clear_drops_reads_in_flight(max_reads):
-    """Clear mid-transfer: the abandoned answers arrive and vanish (no error, no stray word);
-    the next requests get exactly their own words."""
+def test_clear_drops_reads_in_flight(max_reads, tagged):
+    """Clear mid-transfer: the abandoned answers arrive and vanish (no error, no stray word),
+    tagged even when they come after answers of the next requests of other clients; the next
+    requests get exactly their own words."""
     rng = random.Random(max_reads)
-    dut = ReadDma(make_params(max_reads), clients=3)
+    dut = ReadDma(make_params(max_reads), clients=3, tagged=tagged)
     before = [random_requests(rng, 8, 16) for _ in range(3)]
     after = [random_requests(rng, 4, 8) for _ in range(3)]
     bench = Bench(dut, [before, after], seed=max_reads, latency=(6, 12), cmd_stall=0.1,
@@ -253,9 +287,10 @@ def test_clear_drops_reads_in_flight(max_reads):
     check_phase(bench, 1)
 
 
-def test_clear_twice_in_a_row():
+@pytest.mark.parametrize("tagged", [False, True])
+def test_clear_twice_in_a_row(tagged):
     rng = random.Random(7)
-    dut = ReadDma(make_params(4), clients=2)
+    dut = ReadDma(make_params(4), clients=2, tagged=tagged)
     phases = [[random_requests(rng, 4, 16) for _ in range(2)] for _ in range(3)]
     bench = Bench(dut, phases, seed=7, latency=(3, 12), clear_after=9).run()
     check_phase(bench, 2)
@@ -380,6 +415,52 @@ def test_error_after_traffic():
     assert errors == [0, 0, 1, 1]
 
 
+def _run_tagged_answers(dut, reads, answers):
+    """Client 0 issues ``reads`` reads (never answered by the memory on its own); then one
+    answer per tag of ``answers``, one per cycle. Returns ``error`` after each answer."""
+    errors = []
+
+    async def bench(ctx):
+        ctx.set(dut.mem_rd_cmd.ready, 1)
+        for rsp in dut.rsps:
+            ctx.set(rsp.ready, 1)
+        if reads:
+            ctx.set(dut.req_0.payload.addr, 40)
+            ctx.set(dut.req_0.payload.count, reads)
+            ctx.set(dut.req_0.valid, 1)
+            await ctx.tick().until(dut.req_0.ready)
+            ctx.set(dut.req_0.valid, 0)
+        fired = 0
+        while fired < reads:
+            fired += ctx.get(dut.mem_rd_cmd.valid)
+            await ctx.tick()
+        for tag in answers:
+            ctx.set(dut.mem_rd_data.valid, 1)
+            ctx.set(dut.mem_rd_data.payload.tag, tag)
+            await ctx.tick()
+            errors.append(ctx.get(dut.error))
+        ctx.set(dut.mem_rd_data.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return errors
+
+
+def test_tagged_answer_for_a_client_with_nothing_outstanding_sets_error():
+    """Client 0 has two reads in flight: two answers tagged 0 are fine, a third is not; an
+    answer tagged 1 (nothing outstanding there) or 3 (no such client) is an error at once."""
+    assert _run_tagged_answers(ReadDma(make_params(4), clients=3, tagged=True), 2,
+                               [0, 0, 0]) == [0, 0, 1]
+    assert _run_tagged_answers(ReadDma(make_params(4), clients=3, tagged=True), 2,
+                               [1]) == [1]
+    assert _run_tagged_answers(ReadDma(make_params(4), clients=3, tagged=True), 2,
+                               [3]) == [1]
+    assert _run_tagged_answers(ReadDma(make_params(4), clients=3, tagged=True), 0,
+                               [0]) == [1]
+
+
 def test_busy_per_client():
     """Words waiting in client 1's FIFO keep it busy (and the DMA not idle) while client 0,
     served and drained, is not."""
@@ -450,13 +531,14 @@ def test_round_robin_shares_the_memory():
     assert max(a[-1], b[-1]) - min(a[0], b[0]) == 79   # the memory busy every cycle
 
 
+@pytest.mark.parametrize("tagged", [False, True])
 @pytest.mark.parametrize("clients, fifo_depth", [(1, None), (5, 2), (16, 7)])
-def test_converts_to_verilog(clients, fifo_depth):
+def test_converts_to_verilog(clients, fifo_depth, tagged):
     """Same parameters, same bytes (no source attributes: no checkout path in the text)."""
     p = make_params(3, mem_width=128)
 
     def convert():
-        dut = ReadDma(p, clients=clients, fifo_depth=fifo_depth)
+        dut = ReadDma(p, clients=clients, fifo_depth=fifo_depth, tagged=tagged)
         return verilog.convert(dut, name="read_dma", emit_src=False)
 
     text = convert()
@@ -471,6 +553,14 @@ def test_signature_and_defaults():
     assert len(dut.reqs) == len(dut.rsps) == 2
     assert len(dut.rsp_1.payload) == p.mem_width
     assert len(dut.busy) == 2
+    assert not dut.tagged
+
+
+def test_tagged_signature():
+    dut = ReadDma(make_params(5), clients=5, tagged=True)
+    assert dut.tagged
+    assert len(dut.mem_rd_cmd.payload.tag) == len(dut.mem_rd_data.payload.tag) == 3
+    assert len(dut.mem_rd_cmd.payload.addr) == 32 and len(dut.mem_rd_data.payload.data) == 64
 
 
 @pytest.mark.parametrize("kwargs, exc, name", [

@@ -98,3 +98,114 @@ def expected_records(d, p):
             first_pos=int(k == 0), last_pos=int(k == per_t - 1),
             pair=int(group == 2 and oy + 1 < d["out_h"])))
     return out
+
+
+class AxiReadSlave:
+    """An AXI4 read slave for benches in Amaranth's simulator that uses all the freedom AXI
+    gives across IDs: bursts of different IDs come back out of order and their beats
+    interleave; bursts of one ID come back in AR order.
+
+    Call ``step(ctx, cycle)`` once per cycle before the clock edge: it drives ``arready`` and
+    the R channel, then records what the handshakes took. AR is taken with probability
+    ``1 - ar_stall`` while fewer than ``max_bursts`` are outstanding; a burst is due a random
+    ``latency`` after its AR; R offers a beat with probability ``1 - r_stall`` (back-pressure
+    from the slave's side: the chip's ``rready`` is constant 1), of a random due burst among
+    the oldest of each ID. ``port(name)`` gives the master's signal ``name`` (``arvalid``, ...);
+    ``read(word)`` the memory word; ``resp(word)`` its RRESP (default OKAY).
+
+    Counts ``reorders`` (a burst starts while an older burst of another ID has not) and
+    ``interleaves`` (a beat while another burst is half sent), so a test can show that it
+    really reordered. Asserts every AR is a legal INCR burst of the chip (aligned, 1..256
+    beats, inside one 4 KiB page) and that ``rready`` is 1.
+    """
+
+    def __init__(self, port, read, *, data_width, rng, latency=(1, 8), ar_stall=0.3,
+                 r_stall=0.3, max_bursts=8, resp=None):
+        self.port, self.read, self.rng = port, read, rng
+        self.bytes = data_width // 8
+        self.latency, self.ar_stall, self.r_stall = latency, ar_stall, r_stall
+        self.max_bursts, self.resp = max_bursts, resp or (lambda word: 0)
+        self.bursts = []   # outstanding, in AR order: [id, first word, length, sent, due]
+        self.ars = []      # every AR taken: (id, first word, length)
+        self.reorders = self.interleaves = self.beats = 0
+
+    def _offer(self, cycle):
+        heads = {}
+        for b in self.bursts:
+            heads.setdefault(b[0], b)
+        due = [b for b in heads.values() if b[4] <= cycle]
+        if not due or self.rng.random() < self.r_stall:
+            return None
+        return self.rng.choice(due)
+
+    def step(self, ctx, cycle):
+        p = self.port
+        ar_ready = len(self.bursts) < self.max_bursts and self.rng.random() >= self.ar_stall
+        ctx.set(p("arready"), ar_ready)
+        beat = self._offer(cycle)
+        ctx.set(p("rvalid"), beat is not None)
+        if beat is not None:
+            word = beat[1] + beat[3]
+            ctx.set(p("rid"), beat[0])
+            ctx.set(p("rdata"), self.read(word))
+            ctx.set(p("rresp"), self.resp(word))
+            ctx.set(p("rlast"), beat[3] == beat[2] - 1)
+        if ar_ready and ctx.get(p("arvalid")):
+            addr, length = ctx.get(p("araddr")), ctx.get(p("arlen")) + 1
+            assert addr % self.bytes == 0 and 1 <= length <= 256
+            assert addr // 4096 == (addr + length * self.bytes - 1) // 4096, "4 KiB crossed"
+            burst = [ctx.get(p("arid")), addr // self.bytes, length, 0,
+                     cycle + self.rng.randint(*self.latency)]
+            self.bursts.append(burst)
+            self.ars.append(tuple(burst[:3]))
+        if beat is not None:
+            assert ctx.get(p("rready")) == 1
+            others = [b for b in self.bursts if b is not beat]
+            if beat[3] == 0 and any(b[3] == 0 for b in others[:self.bursts.index(beat)]):
+                self.reorders += 1
+            if any(0 < b[3] < b[2] for b in others):
+                self.interleaves += 1
+            beat[3] += 1
+            self.beats += 1
+            if beat[3] == beat[2]:
+                self.bursts.remove(beat)
+
+
+class AxiWriteSlave:
+    """An AXI4 write slave for benches in Amaranth's simulator: takes AW into a queue (at
+    random), W beats only while an AW is queued (AXI lets a slave wait for AW), applies them
+    through ``write(word, data, strobe)``, checks ``wlast``, and answers B OKAY, ID 0, after
+    the last beat (``bvalid`` at random; the chip's ``bready`` is constant 1)."""
+
+    def __init__(self, port, write, *, data_width, rng, stall=0.3):
+        self.port, self.write, self.rng, self.stall = port, write, rng, stall
+        self.bytes = data_width // 8
+        self.aws, self.bs = [], 0   # queued [first word, length, beats taken]; B owed
+
+    def step(self, ctx):
+        p, rng = self.port, self.rng
+        aw_ready = len(self.aws) < 16 and rng.random() >= self.stall
+        w_ready = bool(self.aws) and rng.random() >= self.stall
+        b_valid = self.bs > 0 and rng.random() >= self.stall
+        ctx.set(p("awready"), aw_ready)
+        ctx.set(p("wready"), w_ready)
+        ctx.set(p("bvalid"), b_valid)
+        ctx.set(p("bresp"), 0)
+        ctx.set(p("bid"), 0)
+        if w_ready and ctx.get(p("wvalid")):
+            aw = self.aws[0]
+            self.write(aw[0] + aw[2], ctx.get(p("wdata")), ctx.get(p("wstrb")))
+            aw[2] += 1
+            assert ctx.get(p("wlast")) == (aw[2] == aw[1]), "wlast"
+            if aw[2] == aw[1]:
+                self.aws.pop(0)
+                self.bs += 1
+        if aw_ready and ctx.get(p("awvalid")):
+            self.aws.append([ctx.get(p("awaddr")) // self.bytes, ctx.get(p("awlen")) + 1, 0])
+        if b_valid:
+            assert ctx.get(p("bready")) == 1
+            self.bs -= 1
+
+    @property
+    def idle(self):
+        return not self.aws and self.bs == 0

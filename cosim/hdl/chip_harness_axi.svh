@@ -3,7 +3,7 @@
 //
 // Memory: AR is taken while fewer than RD_DEPTH bursts are outstanding (and not stalled);
 // each burst's beats are due +MEM_LATENCY cycles after its AR, then one beat per cycle
-// unless R is stalled. AW is taken into a queue; W beats are taken only while an AW is queued
+// unless R is stalled; bursts are answered in AR order, each with its ARID as RID. AW is taken into a queue; W beats are taken only while an AW is queued
 // (AXI lets a slave wait for AW); B follows each burst's last beat. A beat outside the memory
 // answers DECERR (and counts in mem_errors). The LFSR stalls (+MEM_STALL) act on AR, R and
 // W; B is never stalled (the chip's bready is constant 1).
@@ -14,6 +14,7 @@
 
     localparam int SZ = $clog2(MEM_WIDTH / 8);
     logic [31:0] araddr, awaddr;
+    logic [2:0] arid, rid;   // the chip's ID_BITS
     logic [7:0] arlen, awlen;
     logic arvalid, arready, rvalid, rready, rlast, awvalid, awready, wvalid, wready, wlast;
     logic bvalid, bready;
@@ -28,17 +29,17 @@
 
     pact_tiled_chip chip (
         .clk(clk), .rst(rst_i),
-        .m_axi_arid(), .m_axi_araddr(araddr), .m_axi_arlen(arlen), .m_axi_arsize(),
+        .m_axi_arid(arid), .m_axi_araddr(araddr), .m_axi_arlen(arlen), .m_axi_arsize(),
         .m_axi_arburst(), .m_axi_arlock(), .m_axi_arcache(), .m_axi_arprot(),
         .m_axi_arvalid(arvalid), .m_axi_arready(arready),
-        .m_axi_rid(1'b0), .m_axi_rdata(rdata), .m_axi_rresp(rresp), .m_axi_rlast(rlast),
+        .m_axi_rid(rid), .m_axi_rdata(rdata), .m_axi_rresp(rresp), .m_axi_rlast(rlast),
         .m_axi_rvalid(rvalid), .m_axi_rready(rready),
         .m_axi_awid(), .m_axi_awaddr(awaddr), .m_axi_awlen(awlen), .m_axi_awsize(),
         .m_axi_awburst(), .m_axi_awlock(), .m_axi_awcache(), .m_axi_awprot(),
         .m_axi_awvalid(awvalid), .m_axi_awready(awready),
         .m_axi_wdata(wdata), .m_axi_wstrb(wstrb), .m_axi_wlast(wlast), .m_axi_wvalid(wvalid),
         .m_axi_wready(wready),
-        .m_axi_bid(1'b0), .m_axi_bresp(bresp), .m_axi_bvalid(bvalid), .m_axi_bready(bready),
+        .m_axi_bid(3'b0), .m_axi_bresp(bresp), .m_axi_bvalid(bvalid), .m_axi_bready(bready),
         .s_axil_awaddr(l_awaddr), .s_axil_awprot(3'b0), .s_axil_awvalid(l_awvalid),
         .s_axil_awready(l_awready), .s_axil_wdata(l_wdata), .s_axil_wstrb(4'hF),
         .s_axil_wvalid(l_wvalid), .s_axil_wready(l_wready), .s_axil_bresp(l_bresp),
@@ -87,6 +88,7 @@
     // -- AXI4 slave: reads ----------------------------------------------------------------------
     logic [31:0] ar_word [0:RD_DEPTH-1];
     logic [8:0]  ar_len  [0:RD_DEPTH-1];
+    logic [2:0]  ar_id   [0:RD_DEPTH-1];
     logic [31:0] ar_due  [0:RD_DEPTH-1];
     int ar_head = 0, ar_count = 0;
     logic [8:0] r_beat = 0;
@@ -96,6 +98,7 @@
     assign rdata   = (r_word < MEM_WORDS) ? mem[r_word[AW-1:0]] : '0;
     assign rresp   = (r_word < MEM_WORDS) ? 2'b00 : 2'b11;
     assign rlast   = (r_beat == ar_len[ar_head] - 1);
+    assign rid     = ar_id[ar_head];
     wire ar_push = arvalid && arready;
     wire r_fire  = rvalid && rready;
     wire r_done  = r_fire && rlast;
@@ -122,6 +125,7 @@
         if (ar_push) begin
             ar_word[(ar_head + ar_count) % RD_DEPTH] <= araddr >> SZ;
             ar_len[(ar_head + ar_count) % RD_DEPTH]  <= {1'b0, arlen} + 9'd1;
+            ar_id[(ar_head + ar_count) % RD_DEPTH]   <= arid;
             ar_due[(ar_head + ar_count) % RD_DEPTH]  <= harness_cycle + 32'(mem_latency);
         end
         if (r_fire) r_beat <= r_done ? 9'd0 : r_beat + 9'd1;

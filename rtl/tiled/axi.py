@@ -1,21 +1,23 @@
 """AXI4 bridges of the tiled chip: its word-address memory streams as AXI4 bursts.
 
-``AxiReadMaster`` turns the ReadDma's single-word read commands into INCR bursts; ``AxiWriteMaster``
-turns the WriteBack's (address, data, strobe) beats into INCR bursts, counts every write
-response, and says when nothing is left unacknowledged. One AXI ID (``0``) in each direction:
-the chip's reads are answered in command order (``ReadDma`` routes the words by that order), so
-bursts of one ID, which AXI returns in order, are what it needs; several bursts are
-outstanding at once (as many as ``ReadDma`` has words in flight).
+``AxiReadMaster`` turns the ReadDma's single-word tagged read commands into INCR bursts;
+``AxiWriteMaster`` turns the WriteBack's (address, data, strobe) beats into INCR bursts, counts
+every write response, and says when nothing is left unacknowledged. Reads: the command's tag
+(the ReadDma client) is the ARID, and each R beat goes back with its RID, so the slave may
+return bursts of different IDs out of order and interleave their beats (``ReadDma`` in tagged
+mode routes by tag); several bursts are outstanding at once (as many as ``ReadDma`` has words
+in flight). Writes: one AXI ID (``0``).
 
 The AXI members are flat, named as integrators expect (``araddr``, ``arlen``, ...); the chip
 prefixes them (``m_axi_araddr``). Addresses: the chip counts in words of ``data_width`` bits;
 the byte address is ``word * data_width // 8``, truncated to ``addr_width`` bits.
 """
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .read_dma import read_cmd_layout, read_data_layout
 from .write_back import write_layout
 
 __all__ = ["AXI_READ", "AXI_WRITE", "axi_read_members", "axi_write_members", "AxiReadMaster",
@@ -90,45 +92,58 @@ def _page_last(word, data_width):
 
 
 class AxiReadMaster(wiring.Component):
-    """Single-word read commands in, AXI4 INCR read bursts out; the words back in order.
+    """Single-word tagged read commands in, AXI4 INCR read bursts out (ARID = tag); the words
+    back with their RID as tag, as the slave returns them.
 
-    Ports: ``cmd`` (In stream of 32-bit word addresses: ReadDma's ``mem_rd_cmd``), ``data``
-    (Out stream of words: ReadDma's ``mem_rd_data``; ``data.ready`` is not looked at:
-    ReadDma always takes a word), the AR and R members (``axi_read_members``; ``rready`` is
-    1), ``error`` (Out(1), a one-cycle pulse per R beat answered SLVERR or DECERR; the beat is
-    still delivered).
+    Ports: ``cmd`` (In stream ``read_cmd_layout(id_width)``: 32-bit word address and tag:
+    tagged ReadDma's ``mem_rd_cmd``), ``data`` (Out stream ``read_data_layout(data_width,
+    id_width)``: word and tag: tagged ReadDma's ``mem_rd_data``; ``data.ready`` is not looked
+    at: ReadDma always takes a word), the AR and R members (``axi_read_members`` with
+    ``id_width``; ``rready`` is 1), ``error`` (Out(1), a one-cycle pulse per R beat answered
+    SLVERR or DECERR; the beat is still delivered). Beats of different IDs may come in any
+    order, interleaved (nothing here depends on the order: ``rlast`` is not looked at).
 
-    Bursts: a command extends the burst being built when its address follows the burst's last
-    word, the burst is shorter than ``max_burst`` (at most 256) and does not end at a 4 KiB
-    boundary; otherwise, or in a cycle without a command, the burst goes to the AR register.
-    So a steady stream of consecutive commands gives long bursts and a lone command costs one
-    cycle more than a bare read. Latency: command accepted in cycle t, AR valid at t+2 at the
-    earliest. Storage: two (address, length) registers.
+    Bursts: a command extends the burst being built when it has the burst's tag, its address
+    follows the burst's last word, the burst is shorter than ``max_burst`` (at most 256) and
+    does not end at a 4 KiB boundary; otherwise, or in a cycle without a command, the burst
+    goes to the AR register. So a steady stream of consecutive commands of one client gives
+    long bursts and a lone command costs one cycle more than a bare read; clients that issue
+    at the same time take turns command by command (ReadDma's round robin), so their bursts
+    are one beat long. Latency: command accepted in cycle t, AR valid at t+2 at the
+    earliest. Storage: two (address, length, tag) registers.
     """
 
-    def __init__(self, *, data_width, addr_width=32, max_burst=MAX_BURST):
+    def __init__(self, *, data_width, addr_width=32, max_burst=MAX_BURST, id_width=1):
         check_data_width(data_width)
         if not 1 <= max_burst <= MAX_BURST:
             raise ValueError(f"max_burst must be 1..{MAX_BURST}, not {max_burst!r}")
-        self._dw, self._aw, self._max = data_width, addr_width, max_burst
+        if not 1 <= id_width <= 16:
+            raise ValueError(f"id_width must be 1..16, not {id_width!r}")
+        self._dw, self._aw, self._max, self._idw = data_width, addr_width, max_burst, id_width
         super().__init__({
-            "cmd": In(stream.Signature(unsigned(32))),
-            "data": Out(stream.Signature(unsigned(data_width))),
+            "cmd": In(stream.Signature(read_cmd_layout(id_width))),
+            "data": Out(stream.Signature(read_data_layout(data_width, id_width))),
             "error": Out(1),
-            **axi_read_members(addr_width=addr_width, data_width=data_width),
+            **axi_read_members(addr_width=addr_width, data_width=data_width,
+                               id_width=id_width),
         })
+
+    id_width = property(lambda self: self._idw)
 
     def elaborate(self, platform):
         m = Module()
         dw = self._dw
         c_valid, c_addr, c_len = Signal(), Signal(32), Signal(range(self._max + 1))
+        c_tag = Signal(self._idw)
+        cmd = self.cmd.payload
         ar_free = Signal()
         m.d.comb += ar_free.eq(~self.arvalid | self.arready)
         c_end = Signal(32)
         m.d.comb += c_end.eq(c_addr + c_len - 1)
         extend = Signal()
-        m.d.comb += extend.eq(c_valid & self.cmd.valid & (self.cmd.payload == c_end + 1)
-                              & (c_len < self._max) & ~_page_last(c_end, dw))
+        m.d.comb += extend.eq(c_valid & self.cmd.valid & (cmd.tag == c_tag)
+                              & (cmd.addr == c_end + 1) & (c_len < self._max)
+                              & ~_page_last(c_end, dw))
         flush = Signal()
         m.d.comb += [
             flush.eq(c_valid & ~extend & ar_free),
@@ -136,18 +151,19 @@ class AxiReadMaster(wiring.Component):
         ]
         with m.If(flush):
             m.d.sync += [self.arvalid.eq(1), self.araddr.eq(c_addr << _size(dw)),
-                         self.arlen.eq(c_len - 1), c_valid.eq(0)]
+                         self.arlen.eq(c_len - 1), self.arid.eq(c_tag), c_valid.eq(0)]
         with m.Elif(self.arready):
             m.d.sync += self.arvalid.eq(0)
         with m.If(extend):
             m.d.sync += c_len.eq(c_len + 1)
         with m.Elif(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [c_valid.eq(1), c_addr.eq(self.cmd.payload), c_len.eq(1)]
+            m.d.sync += [c_valid.eq(1), c_addr.eq(cmd.addr), c_len.eq(1), c_tag.eq(cmd.tag)]
         m.d.comb += [
-            self.arid.eq(0), self.arsize.eq(_size(dw)), self.arburst.eq(BURST_INCR),
+            self.arsize.eq(_size(dw)), self.arburst.eq(BURST_INCR),
             self.arcache.eq(0b0011), self.arprot.eq(0), self.arlock.eq(0),
             self.rready.eq(1),
-            self.data.valid.eq(self.rvalid), self.data.payload.eq(self.rdata),
+            self.data.valid.eq(self.rvalid), self.data.payload.data.eq(self.rdata),
+            self.data.payload.tag.eq(self.rid),
             self.error.eq(self.rvalid & self.rresp[1]),
         ]
         return m
@@ -168,10 +184,12 @@ class AxiWriteMaster(wiring.Component):
     ``wlast`` set when the burst ends there, and the burst's AW is queued. A cycle without a
     beat ends the burst too, so a lone write is never held. W beats may reach the bus before
     their AW (AXI allows it); a burst is never longer than the W FIFO, so no deadlock with a
-    slave that waits for AW. Non-consecutive writes are single-beat bursts.
+    slave that waits for AW. Non-consecutive writes are single-beat bursts. ``awid`` is 0
+    (``id_width`` bits); ``bid`` is not looked at.
     """
 
-    def __init__(self, *, data_width, addr_width=32, max_burst=16, max_outstanding=256):
+    def __init__(self, *, data_width, addr_width=32, max_burst=16, max_outstanding=256,
+                 id_width=1):
         check_data_width(data_width)
         if not 1 <= max_burst <= MAX_BURST:
             raise ValueError(f"max_burst must be 1..{MAX_BURST}, not {max_burst!r}")
@@ -181,7 +199,8 @@ class AxiWriteMaster(wiring.Component):
             "wr": In(stream.Signature(write_layout(data_width))),
             "pending": Out(1),
             "error": Out(1),
-            **axi_write_members(addr_width=addr_width, data_width=data_width),
+            **axi_write_members(addr_width=addr_width, data_width=data_width,
+                                id_width=id_width),
         })
 
     def elaborate(self, platform):

@@ -8,8 +8,10 @@
     TiledChip.mem_wr                 --> AxiWriteMaster --> m_axi_aw*, m_axi_w*, m_axi_b*
 
 Ports: ``m_axi_*`` (AXI4 master, ``mem_width`` data bits, ``addr_width`` byte-address bits,
-1-bit IDs, always 0), ``s_axil_*`` (AXI4-Lite slave, 32-bit data, ``csr.ADDR_BITS`` address
-bits), ``irq`` (level: ``IRQ_STATUS & IRQ_ENABLE`` is non-zero).
+``ID_BITS`` = 3 ID bits; a read's ARID is its ReadDma client: 0 descriptors, 1 constants, 2
+weights, 3 input, 4 skips; the slave may return bursts of different IDs out of order and
+interleave their beats; writes use ID 0), ``s_axil_*`` (AXI4-Lite slave, 32-bit data,
+``csr.ADDR_BITS`` address bits), ``irq`` (level: ``IRQ_STATUS & IRQ_ENABLE`` is non-zero).
 
 The chip is done only when every write is acknowledged, and a layer ends (so the next one may
 read its output as a skip) only then (``TiledChip.wr_pending``). An R or B answered SLVERR
@@ -32,13 +34,16 @@ from .axi import (
     connect_flat,
 )
 from .axi_lite import AXIL_SLAVE, AxiLiteSlave
-from .chip import TiledChip
+from .chip import READ_CLIENTS, TiledChip
 from .params import TiledParams
+from .read_dma import tag_bits
 from .sequencer import Error
 
-__all__ = ["AxiChip", "M_AXI", "S_AXIL"]
+__all__ = ["AxiChip", "M_AXI", "S_AXIL", "ID_BITS"]
 
 M_AXI, S_AXIL = "m_axi_", "s_axil_"
+#: AXI ID width of both directions: enough for the chip's 5 read clients.
+ID_BITS = tag_bits(READ_CLIENTS)
 
 
 class AxiChip(wiring.Component):
@@ -51,8 +56,8 @@ class AxiChip(wiring.Component):
         self._p, self._aw, self._wb = params, addr_width, write_burst
         mw = params.mem_width
         members = {}
-        for name, mem in (axi_read_members(addr_width=addr_width, data_width=mw)
-                          | axi_write_members(addr_width=addr_width, data_width=mw)).items():
+        ids = {"addr_width": addr_width, "data_width": mw, "id_width": ID_BITS}
+        for name, mem in (axi_read_members(**ids) | axi_write_members(**ids)).items():
             members[M_AXI + name] = mem
         for name, width, inward in AXIL_SLAVE:
             width = csr.ADDR_BITS if width == "addr" else width
@@ -65,10 +70,11 @@ class AxiChip(wiring.Component):
     def elaborate(self, platform):
         p = self._p
         m = Module()
-        m.submodules.core = core = TiledChip(p, bus_ports=True)
-        m.submodules.rd = rd = AxiReadMaster(data_width=p.mem_width, addr_width=self._aw)
+        m.submodules.core = core = TiledChip(p, bus_ports=True, read_tags=True)
+        m.submodules.rd = rd = AxiReadMaster(data_width=p.mem_width, addr_width=self._aw,
+                                             id_width=ID_BITS)
         m.submodules.wr = wr = AxiWriteMaster(data_width=p.mem_width, addr_width=self._aw,
-                                              max_burst=self._wb)
+                                              max_burst=self._wb, id_width=ID_BITS)
         m.submodules.regs = regs = AxiLiteSlave()
         self.core = core  # for benches that look inside
 

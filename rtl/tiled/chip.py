@@ -24,7 +24,9 @@ program until the next start); ``cycles`` (since start, frozen at done); ``error
 ``sequencer.Error``); ``layer`` (descriptor index); ``mac_beats`` (beats the MAC array took).
 Memory master: ``mem_rd_cmd`` (word address), ``mem_rd_data`` (in command order, any latency
 >= 1; always ready: a response always has a place), ``mem_wr`` (``write_back.write_layout``:
-address, data, byte strobes).
+address, data, byte strobes). With ``read_tags`` (the AXI chip): ``mem_rd_cmd`` is
+``read_dma.read_cmd_layout`` (address and the ReadDma client as tag), ``mem_rd_data``
+``read_dma.read_data_layout`` (word and tag), answered in order per tag only.
 """
 
 from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
@@ -40,7 +42,7 @@ from .drain import Drain
 from .input_loader import InputLoader
 from .pair_window import PairWindowFetch
 from .params import TiledParams
-from .read_dma import ReadDma
+from .read_dma import ReadDma, read_cmd_layout, read_data_layout, tag_bits
 from .row_split import RowSplit
 from .sequencer import Sequencer
 from .skip_fetch import SkipFetch
@@ -51,7 +53,7 @@ from .window_cmds import WindowCommands
 from .window_fetch import WindowFetch, cmd_layout
 from .write_back import WriteBack, write_layout
 
-__all__ = ["TiledChip", "REQUANT_BLOCKS"]
+__all__ = ["TiledChip", "REQUANT_BLOCKS", "READ_CLIENTS"]
 
 #: The blocks between the MAC array's outputs (``blocks["mac"]``) and the activation memory:
 #: the requantizer, as the area benches count it.
@@ -59,6 +61,8 @@ REQUANT_BLOCKS = ("drain", "split", "wb")
 
 # ReadDma clients.
 _DESC, _CONSTS, _WEIGHTS, _INPUT, _SKIP = range(5)
+#: How many ReadDma clients the chip has (the AXI chip's read IDs are these indices).
+READ_CLIENTS = 5
 # TileWalker outputs.
 _TO_WINDOW, _TO_BEATS, _TO_DRAIN, _TO_SKIP, _TO_SPLIT = range(5)
 
@@ -72,20 +76,28 @@ def _tile_fifo(m, name, params, flush, depth=4):
 class TiledChip(wiring.Component):
     """See the module docstring."""
 
-    def __init__(self, params, *, bus_ports=False):
+    def __init__(self, params, *, bus_ports=False, read_tags=False):
         if not isinstance(params, TiledParams):
             raise TypeError(f"params must be a TiledParams, not {params!r}")
         self._p = params
         # A bus wrapper (axi_chip.AxiChip) stops the program on a bus error and holds the end
         # of a layer while writes are unacknowledged; the native ports stay as they were.
         self._bus = bus_ports
+        # With read_tags, reads carry their ReadDma client as a tag and may be answered out of
+        # order across clients (read_dma.read_cmd_layout/read_data_layout; AXI IDs).
+        self._tags = read_tags
+        if read_tags:
+            rd_cmd = read_cmd_layout(tag_bits(READ_CLIENTS))
+            rd_data = read_data_layout(params.mem_width, tag_bits(READ_CLIENTS))
+        else:
+            rd_cmd, rd_data = unsigned(cf.ADDR_BITS), unsigned(params.mem_width)
         extra = {"bus_error": In(1), "wr_pending": In(1)} if bus_ports else {}
         super().__init__({**extra,
             "start": In(1), "prog_addr": In(32), "in_addr": In(32), "out_base": In(32),
             "busy": Out(1), "done": Out(1), "cycles": Out(32), "error": Out(4),
             "layer": Out(8), "mac_beats": Out(32),
-            "mem_rd_cmd": Out(stream.Signature(unsigned(cf.ADDR_BITS))),
-            "mem_rd_data": In(stream.Signature(unsigned(params.mem_width))),
+            "mem_rd_cmd": Out(stream.Signature(rd_cmd)),
+            "mem_rd_data": In(stream.Signature(rd_data)),
             "mem_wr": Out(stream.Signature(write_layout(params.mem_width))),
         })
 
@@ -97,7 +109,7 @@ class TiledChip(wiring.Component):
         m.submodules.seq = seq = Sequencer(p)
         clear = seq.clear
         L = seq.layer
-        m.submodules.dma = dma = ReadDma(p, clients=5)
+        m.submodules.dma = dma = ReadDma(p, clients=READ_CLIENTS, tagged=self._tags)
         blocks = {
             "wgear": Gearbox(p.mem_width, p.beat_bits),
             "cgear": Gearbox(p.mem_width, cf.consts_words(p.mem_width) * p.mem_width),

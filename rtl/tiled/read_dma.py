@@ -7,6 +7,12 @@ place: every client has a response FIFO, and a word is read for a client only ag
 place of that FIFO that no earlier in-flight read of the same client has reserved. A slow
 client then stalls only its own reads, never the memory or the other clients, and nothing can
 hang.
+
+Tagged mode (``tagged=True``, the AXI chip's): every command carries its client's index as a
+tag (the AXI ARID) and every answer its tag (the RID), so the memory may answer reads of
+different clients out of order and interleave them word by word (AXI allows both across IDs);
+only the reads of one client must come back in their order. The answer goes to its tag's
+FIFO; the credit rule is the same, so no answer waits either.
 """
 
 from amaranth.hdl import Cat, Module, ResetInserter, Signal, unsigned
@@ -16,7 +22,8 @@ from amaranth.lib.wiring import In, Out
 from ..params import check_int
 from .params import TiledParams
 
-__all__ = ["ReadDma", "REQUEST", "ADDR_BITS", "COUNT_BITS", "MAX_CLIENTS", "LATENCY"]
+__all__ = ["ReadDma", "REQUEST", "ADDR_BITS", "COUNT_BITS", "MAX_CLIENTS", "LATENCY",
+           "tag_bits", "read_cmd_layout", "read_data_layout"]
 
 ADDR_BITS = 32
 COUNT_BITS = 16
@@ -28,6 +35,21 @@ LATENCY = 4
 
 #: A client's request: ``count`` consecutive words from word address ``addr``.
 REQUEST = data.StructLayout({"addr": unsigned(ADDR_BITS), "count": unsigned(COUNT_BITS)})
+
+
+def tag_bits(clients):
+    """Bits of a client tag (the AXI ID width): at least 1."""
+    return max(1, (clients - 1).bit_length())
+
+
+def read_cmd_layout(tag_width):
+    """A tagged read command: a word address and the tag its answer must carry back."""
+    return data.StructLayout({"addr": unsigned(ADDR_BITS), "tag": unsigned(tag_width)})
+
+
+def read_data_layout(data_width, tag_width):
+    """A tagged answer: one word and the tag of the command it answers."""
+    return data.StructLayout({"data": unsigned(data_width), "tag": unsigned(tag_width)})
 
 
 def _first_set(m, vec, n):
@@ -101,9 +123,19 @@ class ReadDma(wiring.Component):
     ``clients * fifo_depth`` words of ``mem_width`` bits in FIFOs with synchronous read ports
     (a FIFO of 2 is built 3 deep: Amaranth's buffered FIFO of depth 2 refuses a write while
     its output register is refilling).
+
+    ``tagged=True``: ``mem_rd_cmd`` carries ``read_cmd_layout(tag_bits(clients))`` (address
+    and the client's index as ``tag``) and ``mem_rd_data`` ``read_data_layout(mem_width,
+    tag_bits(clients))``: the memory answers with the command's tag, in command order per tag
+    but in any order across tags, word by word. No tag FIFO: per client, a count of reads in
+    flight and a count of abandoned reads still to drop (both up to ``max_reads``). An answer
+    whose client has abandoned reads left is dropped (one client's answers come in order, so
+    the abandoned ones come first); else it goes to that client's FIFO; an answer for a client
+    with nothing outstanding (or a tag >= ``clients``) sets ``error``. Same ``max_reads``
+    bound, same latency.
     """
 
-    def __init__(self, params, *, clients, fifo_depth=None):
+    def __init__(self, params, *, clients, fifo_depth=None, tagged=False):
         if not isinstance(params, TiledParams):
             raise TypeError(f"params must be a TiledParams, not {params!r}")
         check_int("clients", clients, 1, MAX_CLIENTS)
@@ -111,13 +143,19 @@ class ReadDma(wiring.Component):
             fifo_depth = params.max_reads
         check_int("fifo_depth", fifo_depth, 1, 4096)
         self._params, self._clients, self._fifo_depth = params, clients, fifo_depth
+        self._tagged = bool(tagged)
         members = {}
         for i in range(clients):
             members[f"req_{i}"] = In(stream.Signature(REQUEST))
             members[f"rsp_{i}"] = Out(stream.Signature(unsigned(params.mem_width)))
+        if tagged:
+            cmd = read_cmd_layout(tag_bits(clients))
+            answer = read_data_layout(params.mem_width, tag_bits(clients))
+        else:
+            cmd, answer = unsigned(ADDR_BITS), unsigned(params.mem_width)
         members |= {
-            "mem_rd_cmd": Out(stream.Signature(unsigned(ADDR_BITS))),
-            "mem_rd_data": In(stream.Signature(unsigned(params.mem_width))),
+            "mem_rd_cmd": Out(stream.Signature(cmd)),
+            "mem_rd_data": In(stream.Signature(answer)),
             "clear": In(1),
             "error": Out(1),
             "busy": Out(clients),
@@ -128,6 +166,7 @@ class ReadDma(wiring.Component):
     params = property(lambda self: self._params)
     clients = property(lambda self: self._clients)
     fifo_depth = property(lambda self: self._fifo_depth)
+    tagged = property(lambda self: self._tagged)
 
     @property
     def reqs(self):
@@ -149,40 +188,24 @@ class ReadDma(wiring.Component):
         fire = Signal()
         m.d.comb += [
             self.mem_rd_cmd.valid.eq(slot_valid),
-            self.mem_rd_cmd.payload.eq(slot_addr),
             fire.eq(slot_valid & self.mem_rd_cmd.ready),
         ]
-
-        # Tags of the reads the memory holds, oldest first; answers of reads abandoned by
-        # clear are counted in `drop` and come back before any later read's.
-        tagq = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()), depth=max_reads)
-        m.submodules.tagq = ResetInserter(clear)(tagq)
-        drop = Signal(range(max_reads + 1))
-        arrive = Signal()
-        owed = Signal()   # an answer is expected (to drop or to deliver)
-        deliver = Signal()
-        m.d.comb += [
-            self.mem_rd_data.ready.eq(1),
-            arrive.eq(self.mem_rd_data.valid),
-            owed.eq((drop != 0) | (tagq.level != 0)),
-            deliver.eq(arrive & (drop == 0) & (tagq.level != 0) & ~clear),
-            tagq.w_en.eq(fire),
-            tagq.w_data.eq(slot_tag),
-            tagq.r_en.eq(deliver),
-        ]
-        with m.If(clear):
-            m.d.sync += drop.eq(drop + tagq.level + fire - (arrive & owed))
-        with m.Elif(arrive & (drop != 0)):
-            m.d.sync += drop.eq(drop - 1)
-        m.d.sync += self.error.eq((self.error & ~clear) | (arrive & ~owed))
+        if self._tagged:
+            m.d.comb += [self.mem_rd_cmd.payload.addr.eq(slot_addr),
+                         self.mem_rd_cmd.payload.tag.eq(slot_tag)]
+            route = _TaggedAnswers(m, self, fire, slot_tag)
+        else:
+            m.d.comb += self.mem_rd_cmd.payload.eq(slot_addr)
+            route = _OrderedAnswers(m, self, fire, slot_tag)
+        m.d.sync += self.error.eq((self.error & ~clear) | (route.arrive & ~route.owed))
 
         # Room for one more reservation next cycle (an answer arriving now frees one).
         reserved = Signal(range(max_reads + 2))
         room = Signal()
         slot_free = Signal()
         m.d.comb += [
-            reserved.eq(drop + tagq.level + slot_valid),
-            room.eq((reserved < max_reads) | (arrive & owed)),
+            reserved.eq(route.held + slot_valid),
+            room.eq((reserved < max_reads) | (route.arrive & route.owed)),
             slot_free.eq(~slot_valid | fire),
         ]
 
@@ -209,8 +232,8 @@ class ReadDma(wiring.Component):
                 eligible[i].eq((left != 0) & (credits != 0)),
                 load_i.eq(load & (grant == i)),
                 req.ready.eq(~clear & ((left == 0) | ((left == 1) & load_i))),
-                rspq.w_en.eq(deliver & (tagq.r_data == i)),
-                rspq.w_data.eq(self.mem_rd_data.payload),
+                rspq.w_en.eq(route.deliver(i)),
+                rspq.w_data.eq(route.word),
                 rsp.valid.eq(rspq.r_rdy & ~clear),
                 rsp.payload.eq(rspq.r_data),
                 rspq.r_en.eq(rsp.ready & ~clear),
@@ -225,5 +248,86 @@ class ReadDma(wiring.Component):
             with m.If(clear):
                 m.d.sync += [left.eq(0), credits.eq(depth)]
 
-        m.d.comb += self.idle.eq(~self.busy.any() & (drop == 0))
+        m.d.comb += self.idle.eq(~self.busy.any() & route.settled)
         return m
+
+
+class _OrderedAnswers:
+    """Answers in command order: a tag FIFO of client ids says whose each answer is. Answers
+    of reads abandoned by clear are counted in ``drop`` and come back before any later
+    read's."""
+
+    def __init__(self, m, dma, fire, slot_tag):
+        n, max_reads, clear = dma.clients, dma.params.max_reads, dma.clear
+        tagq = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()), depth=max_reads)
+        m.submodules.tagq = ResetInserter(clear)(tagq)
+        drop = Signal(range(max_reads + 1))
+        arrive = Signal()
+        owed = Signal()   # an answer is expected (to drop or to deliver)
+        deliver = Signal()
+        m.d.comb += [
+            dma.mem_rd_data.ready.eq(1),
+            arrive.eq(dma.mem_rd_data.valid),
+            owed.eq((drop != 0) | (tagq.level != 0)),
+            deliver.eq(arrive & (drop == 0) & (tagq.level != 0) & ~clear),
+            tagq.w_en.eq(fire),
+            tagq.w_data.eq(slot_tag),
+            tagq.r_en.eq(deliver),
+        ]
+        with m.If(clear):
+            m.d.sync += drop.eq(drop + tagq.level + fire - (arrive & owed))
+        with m.Elif(arrive & (drop != 0)):
+            m.d.sync += drop.eq(drop - 1)
+        #: ``arrive``: an answer is here; ``owed``: it was expected; ``held``: reads the
+        #: memory holds (in flight or abandoned); ``settled``: no abandoned read is left.
+        self.arrive, self.owed, self.held = arrive, owed, drop + tagq.level
+        self.settled = drop == 0
+        self.word = dma.mem_rd_data.payload
+        self._deliver, self._tagq = deliver, tagq
+
+    def deliver(self, i):
+        """The answer here now goes to client ``i``'s FIFO."""
+        return self._deliver & (self._tagq.r_data == i)
+
+
+class _TaggedAnswers:
+    """Answers carrying their client's tag, in order per client only: per client, reads in
+    flight and abandoned reads still to drop (one client's abandoned answers come before its
+    later ones, as the memory keeps one tag's order)."""
+
+    def __init__(self, m, dma, fire, slot_tag):
+        max_reads, clear = dma.params.max_reads, dma.clear
+        answer = dma.mem_rd_data
+        arrive = Signal()
+        owed = Signal()
+        held = Signal(range(max_reads + 1))
+        m.d.comb += [answer.ready.eq(1), arrive.eq(answer.valid)]
+        m.d.sync += held.eq(held + fire - (arrive & owed))
+        self._deliver, drops, owed_any = [], [], []
+        for i in range(dma.clients):
+            flight = Signal(range(max_reads + 1), name=f"flight_{i}")
+            drop = Signal(range(max_reads + 1), name=f"drop_{i}")
+            hit = Signal(name=f"hit_{i}")
+            deliver = Signal(name=f"deliver_{i}")
+            issued = fire & (slot_tag == i)
+            m.d.comb += [
+                hit.eq(arrive & (answer.payload.tag == i)),
+                deliver.eq(hit & (drop == 0) & (flight != 0) & ~clear),
+            ]
+            owed_i = (drop != 0) | (flight != 0)
+            with m.If(clear):
+                m.d.sync += [drop.eq(drop + flight + issued - (hit & owed_i)), flight.eq(0)]
+            with m.Else():
+                m.d.sync += flight.eq(flight + issued - deliver)
+                with m.If(hit & (drop != 0)):
+                    m.d.sync += drop.eq(drop - 1)
+            self._deliver.append(deliver)
+            drops.append(drop != 0)
+            owed_any.append(hit & owed_i)
+        m.d.comb += owed.eq(Cat(owed_any).any())
+        self.arrive, self.owed, self.held = arrive, owed, held
+        self.settled = ~Cat(drops).any()
+        self.word = answer.payload.data
+
+    def deliver(self, i):
+        return self._deliver[i]
