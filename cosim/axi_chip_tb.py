@@ -17,13 +17,18 @@ Two halves, as in ``cosim/chip_tb.py``:
   as words.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import random
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from rtl.tiled import csr
+from rtl.tiled.params import TiledParams
 
 __all__ = ["run_axi_chip", "axi_verilog", "test_axi_chip", "JOB_ENV"]
 
@@ -35,30 +40,31 @@ try:
     import cocotb
     from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+    _HAVE_COCOTB = True
 except ImportError:  # the host side works without cocotb
-    cocotb = None
+    _HAVE_COCOTB = False
 
 
-def _pauses(rng, p):
+def _pauses(rng: random.Random, p: float) -> Iterator[bool]:
     """An endless random pause pattern: paused with probability ``p`` each cycle."""
     while True:
         yield rng.random() < p
 
 
-def _reg(name):
+def _reg(name: str) -> int:
     return csr.by_name(name).offset
 
 
-if cocotb is not None:
+if _HAVE_COCOTB:
 
     @cocotb.test()
-    async def test_axi_chip(dut):
+    async def test_axi_chip(dut: Any) -> None:
         from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
         job = json.loads(Path(os.environ[JOB_ENV]).read_text())
         mw = job["mem_width"]
         nbytes = mw // 8
-        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()  # returns the (already running) task
         ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=job["mem_bytes"])
         axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         words = [int(x, 16) for x in Path(job["memfile"]).read_text().split()]
@@ -67,7 +73,7 @@ if cocotb is not None:
         if bad_read:
             read = ram.read_if._read
 
-            async def failing_read(address, length):
+            async def failing_read(address: int, length: int) -> bytes:
                 if bad_read[0] <= address < bad_read[1]:
                     raise ValueError("bad read region")
                 return await read(address, length)
@@ -75,7 +81,7 @@ if cocotb is not None:
         if bad_write:
             write = ram.write_if._write
 
-            async def failing_write(address, data):
+            async def failing_write(address: int, data: bytes) -> None:
                 if bad_write[0] <= address < bad_write[1]:
                     raise ValueError("bad write region")
                 await write(address, data)
@@ -101,7 +107,7 @@ if cocotb is not None:
             irq = RisingEdge(dut.irq)
             fired = dut.irq.value == 1 or (
                 await First(irq, Timer(job["timeout_cycles"] * CLOCK_NS, unit="ns"))) is irq
-            r = {"irq": bool(fired)}
+            r: dict[str, Any] = {"irq": bool(fired)}
             for name in ("STATUS", "ERROR", "CYCLES", "MAC_BEATS", "LAYER", "IRQ_STATUS"):
                 r[name.lower()] = await axil.read_dword(_reg(name))
             await axil.write_dword(_reg("IRQ_STATUS"), csr.IRQ_DONE | csr.IRQ_ERROR)
@@ -118,7 +124,7 @@ if cocotb is not None:
 # -- the host side --------------------------------------------------------------------------
 
 
-def axi_verilog(params):
+def axi_verilog(params: TiledParams) -> str:
     """The Verilog text of ``AxiChip(params)`` (module ``pact_tiled_chip``)."""
     from amaranth.back import verilog
 
@@ -127,8 +133,11 @@ def axi_verilog(params):
     return verilog.convert(AxiChip(params), name=TOPLEVEL, emit_src=False)
 
 
-def run_axi_chip(params, words, runs, work, *, pause=0.3, seed=1, timeout_cycles=2_000_000,
-                 bad_read=None, bad_write=None, dump_words=None):
+def run_axi_chip(params: TiledParams, words: Sequence[int],
+                 runs: Iterable[tuple[int, int, int]], work: str | os.PathLike[str], *,
+                 pause: float = 0.3, seed: int = 1, timeout_cycles: int = 2_000_000,
+                 bad_read: Sequence[int] | None = None, bad_write: Sequence[int] | None = None,
+                 dump_words: int | None = None) -> dict[str, Any]:
     """Run ``runs`` ((prog_addr, in_addr, out_base) word addresses) on the AXI chip with the
     memory ``words``; return ``{"runs": [...], "words": [...]}`` from the bench."""
     from cosim import runner
