@@ -38,6 +38,7 @@ import numpy as np
 
 from pact.errors import UserError
 from pact.paths import write_file
+from rtl.tiled.sequencer import Error
 
 if TYPE_CHECKING:
     from cosim.runner import BuildInfo
@@ -582,10 +583,14 @@ def run_chip(program: Program | TiledProgram, hw_dir: str | os.PathLike[str],
 
 
 #: The chip's ``error`` bits by name, with what each means (``rtl.chip``).
+#: The chips' error bits (``rtl.tiled.sequencer.Error``; the plane chip's ``rtl.chip.ERR_*`` are
+#: the same three low bits) with the words a failure report uses.
 ERROR_FLAGS = {
-    1: ("ERR_UNKNOWN_OP", "a descriptor with an unknown op"),
-    2: ("ERR_BUFFER", "a layer that does not fit the buffers or an inconsistent descriptor"),
-    4: ("ERR_MEMORY", "a read response without a request"),
+    Error.UNKNOWN_OP: ("ERR_UNKNOWN_OP", "a descriptor with an unknown op"),
+    Error.DESCRIPTOR: ("ERR_BUFFER", "a layer that does not fit the buffers or an inconsistent "
+                                     "descriptor"),
+    Error.MEMORY: ("ERR_MEMORY", "a read response without a request"),
+    Error.BUS: ("ERR_BUS", "SLVERR or DECERR on an AXI response"),
 }
 
 

@@ -76,12 +76,17 @@ def test_the_cause_names_the_timeout_or_the_flag_and_the_layer():
     assert chip_tb._complaint(rec) == ("timeout: no done within 213099 cycles, stuck in layer 1 "
                                        "after 0 MAC beats")
     from rtl.chip import ERR_BUFFER, ERR_MEMORY, ERR_UNKNOWN_OP
+    from rtl.tiled.sequencer import Error
 
+    # One set of bits for both chips: the plane chip's three are the tiled chip's low three.
     assert {bit: name for bit, (name, _) in chip_tb.ERROR_FLAGS.items()} == {
-        ERR_UNKNOWN_OP: "ERR_UNKNOWN_OP", ERR_BUFFER: "ERR_BUFFER", ERR_MEMORY: "ERR_MEMORY"}
-    rec = dict(rec, timeout=False, error=ERR_MEMORY | 8, marks=[(0, 0)])
-    assert chip_tb._complaint(rec) == ("error flags 0b1100: ERR_MEMORY (a read response without "
-                                       "a request), unknown bits 0b1000 at layer 0")
+        ERR_UNKNOWN_OP: "ERR_UNKNOWN_OP", ERR_BUFFER: "ERR_BUFFER", ERR_MEMORY: "ERR_MEMORY",
+        8: "ERR_BUS"}
+    assert set(chip_tb.ERROR_FLAGS) == set(Error)
+    rec = dict(rec, timeout=False, error=ERR_MEMORY | 8 | 32, marks=[(0, 0)])
+    assert chip_tb._complaint(rec) == (
+        "error flags 0b101100: ERR_MEMORY (a read response without a request), ERR_BUS (SLVERR "
+        "or DECERR on an AXI response), unknown bits 0b100000 at layer 0")
     assert chip_tb._complaint(dict(rec, error=0)) is None
 
 
