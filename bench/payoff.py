@@ -38,6 +38,9 @@ def main(argv=None):
     ap.add_argument("--iso-only", action="store_true",
                     help="only the iso-area simulations of --models, with the 16->4 MAC ratio "
                          "already in the results file (to add a model to an earlier run)")
+    ap.add_argument("--sim", default="verilator",
+                    help="simulator of the iso-area runs (cycles do not depend on it; Icarus "
+                         "compiles a 32x32 chip in seconds where Verilator's C++ takes an hour)")
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     cfg = ReportConfig(sections=sections, payoff_area=parse_shape("payoff-area",
@@ -46,7 +49,7 @@ def main(argv=None):
                        payoff_images=args.images,
                        payoff_bits=[int(k) for k in args.payoff_bits.split(",")],
                        fpga_bits=[int(k) for k in args.fpga_bits.split(",")],
-                       fpga_route=not args.no_route)
+                       fpga_route=not args.no_route, cycles_sim=args.sim)
     load = os.getloadavg()[0]
     t = time.perf_counter()
     old = json.loads(OUT.read_text()) if OUT.exists() else {}
