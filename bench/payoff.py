@@ -41,6 +41,8 @@ def main(argv=None):
     ap.add_argument("--sim", default="verilator",
                     help="simulator of the iso-area runs (cycles do not depend on it; Icarus "
                          "compiles a 32x32 chip in seconds where Verilator's C++ takes an hour)")
+    ap.add_argument("--sim-k4", default=None,
+                    help="with --iso-only: another simulator for the wide 4-bit chip only")
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     cfg = ReportConfig(sections=sections, payoff_area=parse_shape("payoff-area",
@@ -60,7 +62,7 @@ def main(argv=None):
         prev = old.get("payoff") or {"detail": {}}
         iso = speedup_payoff(cfg.payoff_models, args.ratio or prev["mac_area_ratio_16_to_4"],
                              images=cfg.payoff_images, sim=cfg.cycles_sim,
-                             work=cfg.work / "payoff", log=log)
+                             work=cfg.work / "payoff", log=log, sim_k4=args.sim_k4)
         rep = {"payoff": {**prev, "iso_area_speedup_16_to_4": {m: e["speedup"]
                                                                 for m, e in iso.items()},
                           "detail": {**prev["detail"], "iso_area": iso}},

@@ -71,11 +71,18 @@ module chip_harness #(
     logic autostart = 1'b0;
     logic a_rst = 1'b1, a_start = 1'b0;
     logic [31:0] a_prog = 0, a_in = 0, a_out = 0;
-    wire        rst_i   = autostart ? a_rst   : rst;
-    wire        start_i = autostart ? a_start : start;
-    wire [31:0] prog_i  = autostart ? a_prog  : prog_addr;
-    wire [31:0] in_i    = autostart ? a_in    : in_addr;
-    wire [31:0] out_i   = autostart ? a_out   : out_base;
+    // Registered, so that none of the chip's logic is combinational in what the bench (or
+    // the AUTOSTART sequencer) writes: Verilator re-evaluates such logic whenever a driver
+    // may have changed, not only at the clock (the chip sees them one cycle later).
+    logic       rst_i = 1'b1, start_i = 1'b0;
+    logic [31:0] prog_i = 0, in_i = 0, out_i = 0;
+    always @(posedge clk) begin
+        rst_i   <= autostart ? a_rst   : rst;
+        start_i <= autostart ? a_start : start;
+        prog_i  <= autostart ? a_prog  : prog_addr;
+        in_i    <= autostart ? a_in    : in_addr;
+        out_i   <= autostart ? a_out   : out_base;
+    end
 
     // -- the chip ------------------------------------------------------------------------------
     logic                 rd_cmd_valid, rd_cmd_ready;
