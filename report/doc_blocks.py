@@ -140,6 +140,37 @@ def _sim_speed(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _payoff(root: Path) -> str:
+    """``bench/payoff.py``'s iso-area speed-up per model and ECP5 figures per k."""
+    name = "payoff.json"
+    if not (root / RESULTS / name).exists():
+        return "(not measured yet: `python bench/payoff.py`)\n"
+    p = _json(root, name)["payoff"]
+    lines = ["| iso-area run | 16-bit chip | 4-bit chip (MAC budget) | bit-exact | speed-up "
+             "| paper |", "|---|---|---|---|---|---|"]
+    for model, e in sorted(((p.get("detail") or {}).get("iso_area") or {}).items()):
+        slow, fast = e["k16"], e["k4"]
+        exact = f"{slow['bit_exact_images']}/{slow['images']}, " \
+                f"{fast['bit_exact_images']}/{fast['images']}"
+        speed = "-" if e["speedup"] is None else f"{e['speedup']:.2f}x"
+        lines.append(
+            f"| {model} {'x'.join(map(str, e['input_shape']))} | {slow['rows']}x{slow['cols']}, "
+            f"{slow['cycles']:,.0f} cycles ({slow['sim'].capitalize()}) | {fast['rows']}x"
+            f"{fast['cols']} ({e['mac_budget']:,}), {fast['cycles']:,.0f} cycles "
+            f"({fast['sim'].capitalize()}) | {exact} | {speed} | up to 4.5x; target >= 4.5x |")
+    fpga = p.get("fpga") or {}
+    if fpga:
+        lines += ["", "| ECP5, 8x8 chip, k | LUT4 | flip-flops | MULT18X18D | DP16KD | device "
+                  "| Fmax | images/s (digits CNN) |", "|---|---|---|---|---|---|---|---|"]
+        for k in sorted(fpga, key=int):
+            f = fpga[k]
+            ips = "-" if f["images_per_second"] is None else f"{f['images_per_second']:,.0f}"
+            lines.append(
+                f"| {k} | {f['lut4']:,} | {f['ff']:,} | {f['dsp']} | {f['bram']} "
+                f"| {f['device']} | {f['fmax_mhz']:.1f} MHz ({f['fmax_source']}) | {ips} |")
+    return "\n".join(lines) + "\n"
+
+
 #: Block name -> renderer (given the repository root).
 BLOCKS: Mapping[str, Callable[[Path], str]] = {
     "registers": _registers,
@@ -149,6 +180,7 @@ BLOCKS: Mapping[str, Callable[[Path], str]] = {
     "lean_area": _lean_area,
     "plane_chip": _plane_chip,
     "sim_speed": _sim_speed,
+    "payoff": _payoff,
 }
 
 

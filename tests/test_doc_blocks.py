@@ -71,3 +71,36 @@ def test_a_stale_document_is_found(results):
 def test_broken_markers_are_errors(text, message):
     with pytest.raises(ValueError, match=message):
         doc_blocks.update(text)
+
+
+def _payoff_file(results, payoff):
+    path = results / "bench" / "results" / "payoff.json"
+    path.write_text(json.dumps({"payoff": payoff}))
+
+
+def test_the_payoff_table_shows_each_measured_figure(results):
+    run = {"rows": 16, "cols": 16, "cycles": 230033.0, "sim": "verilator", "images": 1,
+           "bit_exact_images": 1}
+    fast = {**run, "rows": 32, "cols": 32, "cycles": 65432.0, "sim": "icarus"}
+    fpga = {"lut4": 12345, "ff": 6789, "dsp": 3, "bram": 7, "device": "LFE5U-25F",
+            "fmax_mhz": 61.25, "fmax_source": "routed (router2)", "images_per_second": 9876.4}
+    _payoff_file(results, {"detail": {"iso_area": {"resnet20": {
+        "speedup": 230033 / 65432, "mac_budget": 1146, "k16": run, "k4": fast,
+        "input_shape": [3, 32, 32]}}}, "fpga": {"4": fpga}})
+    table = doc_blocks.render("payoff", results)
+    iso = next(line for line in table.splitlines() if line.startswith("| resnet20"))
+    assert "230,033 cycles (Verilator)" in iso and "32x32 (1,146), 65,432 cycles (Icarus)" in iso
+    assert "| 1/1, 1/1 | 3.52x |" in iso
+    row = next(line for line in table.splitlines() if line.startswith("| 4 |"))
+    assert row == ("| 4 | 12,345 | 6,789 | 3 | 7 | LFE5U-25F | 61.2 MHz (routed (router2)) "
+                   "| 9,876 |")
+
+
+def test_a_payoff_run_that_is_not_bit_exact_has_no_speed_up(results):
+    run = {"rows": 16, "cols": 16, "cycles": 100.0, "sim": "icarus", "images": 2,
+           "bit_exact_images": 1}
+    _payoff_file(results, {"detail": {"iso_area": {"cnn": {
+        "speedup": None, "mac_budget": 10, "k16": run, "k4": run, "input_shape": [1, 8, 8]}}}})
+    row = next(line for line in doc_blocks.render("payoff", results).splitlines()
+               if line.startswith("| cnn"))
+    assert "| 1/2, 1/2 | - |" in row
