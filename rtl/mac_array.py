@@ -71,6 +71,24 @@ def check_parameters(*, wbits, abits, rows, cols, max_reduction, max_shift=0):
     check_int("max_shift", max_shift, 0)
 
 
+#: Activation codes this wide or narrower are multiplied as a sum of shifted copies of the
+#: odd weight, one per activation bit, instead of with ``*``: FPGA synthesis (Yosys
+#: ``synth_ecp5``) maps every ``*`` of at least 2x2 bits onto a MULT18X18D block, so each
+#: 2-bit MAC would take a whole 18x18 multiplier; the shift-add form is the few LUTs such a
+#: MAC needs. Wider codes keep ``*`` (a DSP block is then the right home for it).
+SHIFT_ADD_MAX_BITS = 4
+
+
+def _product(odd, a, abits):
+    """``odd * a`` (``a`` unsigned, ``abits`` wide), exactly; see ``SHIFT_ADD_MAX_BITS``."""
+    if abits > SHIFT_ADD_MAX_BITS:
+        return odd * a
+    out = Mux(a[0], odd, 0)
+    for i in range(1, abits):
+        out = out + Mux(a[i], odd << i, 0)
+    return out
+
+
 def _select_shift(product, sel, shifts):
     """``product << v`` for the one ``v`` of ``shifts`` whose select is high: an AND-OR mux of
     ``len(shifts)`` inputs (one-hot selects), far smaller than a barrel shifter."""
@@ -189,7 +207,7 @@ class MacArray(wiring.Component):
         for r in range(self._rows):
             for c in range(self._cols):
                 acc = Signal(signed(self._acc_width), name=f"acc_{r}_{c}")
-                product = odd[r] * beat.a[c]
+                product = _product(odd[r], beat.a[c], self._abits)
                 if sel is not None:
                     product = _select_shift(product, sel, self._shifts)
                 elif self._max_shift:

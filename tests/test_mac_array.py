@@ -30,6 +30,19 @@ def test_random_and_corner_reductions(wbits, abits):
     check_reductions(dut, reds, bubbles=0.3, backpressure=0.4, seed=wbits)
 
 
+@pytest.mark.parametrize("wbits, abits", [(4, 4), (3, 2)])
+def test_every_product_of_the_shift_add_multiplier(wbits, abits):
+    """One beat: row ``r`` holds weight code ``r``, column ``c`` activation code ``c``, so the
+    sums are the whole product table (narrow activations use the shift-add form)."""
+    rows, cols = 1 << wbits, 1 << abits
+    dut = MacArray(wbits=wbits, abits=abits, rows=rows, cols=cols, max_reduction=1)
+    red = {"w": np.arange(rows).reshape(1, rows), "a": np.arange(cols).reshape(1, cols),
+           "shift": [0]}
+    results, _, _ = run_stream(dut, mac_beats(red), n_results=1)
+    odd = 2 * np.arange(rows) - (rows - 1)
+    assert as_array(results[0], rows, cols).tolist() == np.outer(odd, np.arange(cols)).tolist()
+
+
 def test_bit_sliced_shift():
     dut = MacArray(wbits=3, abits=2, rows=3, cols=2, max_reduction=6, max_shift=5)
     reds = mac_reductions(7, 20, 3, 2, 3, 2, 6, 5)
