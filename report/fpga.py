@@ -6,6 +6,7 @@ same 8x8 chip, ``report.payoff.simulate``)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,12 @@ def images_per_second(fmax_mhz: float | None, cycles: float | None) -> float | N
 def fpga_section(cfg: ReportConfig, cycles: Mapping[str, float] | None = None,
                  log: Log = _log_default) -> dict[str, dict[str, Any]]:
     """``{k: figures}`` for ``cfg.fpga_bits``; ``cycles`` (k -> cycles per image of the
-    digits CNN on this chip) gives ``images_per_second``, else it is simulated here."""
+    digits CNN on this chip) gives ``images_per_second``, else it is simulated here.
+
+    The bit-widths are implemented side by side, one per core (Yosys and nextpnr each run
+    on one core, as separate processes), so four take about the time of the slowest."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from cosim.flow import generate_chip
     from gen.fpga import implement
     from pact.paths import sim_build_root
@@ -51,20 +57,29 @@ def fpga_section(cfg: ReportConfig, cycles: Mapping[str, float] | None = None,
 
     known = dict(cycles or {})
     out: dict[str, dict[str, Any]] = {}
-    for k in cfg.fpga_bits:
-        params = fpga_chip_params(k)
-        hw_dir = generate_chip(dataclasses.asdict(params), log, block="tiled_chip")
+    params = {k: fpga_chip_params(k) for k in cfg.fpga_bits}
+    hw_dirs = {k: generate_chip(dataclasses.asdict(p), log, block="tiled_chip")
+               for k, p in params.items()}
+
+    def implement_k(k: int) -> dict[str, Any]:
         t = time.perf_counter()
-        fig = implement(hw_dir / "pact_tiled_chip.v", "pact_tiled_chip", freq=cfg.fpga_freq,
-                        cache_dir=sim_build_root() / "fpga", route=cfg.fpga_route)
+        fig = implement(hw_dirs[k] / "pact_tiled_chip.v", "pact_tiled_chip",
+                        freq=cfg.fpga_freq, cache_dir=sim_build_root() / "fpga",
+                        route=cfg.fpga_route)
         log(f"fpga k={k}: {fig['lut4']} LUT4, {fig['ff']} FF, {fig['dsp']} DSP, {fig['bram']} "
             f"DP16KD on {fig['device']}, {fig['fmax_mhz']} MHz"
             + (" (cached)" if fig["cached"] else f" ({time.perf_counter() - t:.0f} s)"))
+        return fig
+
+    workers = max(1, min(len(params), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        figs = dict(zip(params, pool.map(implement_k, params), strict=True))
+    for k, fig in figs.items():
         if str(k) not in known and cfg.cycles_sim:
-            run = simulate(model_image("cnn", k), params, images=1, sim=cfg.cycles_sim,
-                           work=cfg.work / "fpga", log=log)
-            if run["bit_exact_images"] == run["images"]:
-                known[str(k)] = run["cycles"]
+            sim_run = simulate(model_image("cnn", k), params[k], images=1, sim=cfg.cycles_sim,
+                               work=cfg.work / "fpga", log=log)
+            if sim_run["bit_exact_images"] == sim_run["images"]:
+                known[str(k)] = sim_run["cycles"]
         c = known.get(str(k))
         out[str(k)] = {
             "lut4": fig["lut4"], "ff": fig["ff"], "dsp": fig["dsp"], "bram": fig["bram"],

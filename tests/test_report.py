@@ -302,6 +302,38 @@ def test_images_per_second_at_fmax():
     assert images_per_second(50.0, None) is None
 
 
+def test_fpga_section_implements_every_k_at_once(monkeypatch, tmp_path):
+    """Each k's chip goes to the FPGA flow, all of them in flight together (one per core);
+    images per second come from the Fmax and the cycles given."""
+    import threading
+
+    import cosim.flow
+    import gen.fpga
+    from report.fpga import fpga_section
+
+    started, release = [], threading.Barrier(2, timeout=10)
+
+    def fake_implement(path, top, **kw):
+        started.append(path.parent.name)
+        release.wait()   # both k are in flight before either finishes (else: BrokenBarrier)
+        k = int(path.parent.name)
+        return {"lut4": 100 * k, "ff": 10 * k, "dsp": 0, "bram": 1, "dist_ram": 0,
+                "fmax_mhz": 10.0 * k, "device": "LFE5U-25F", "fmax_source": "routed",
+                "package": "CABGA381", "freq_target_mhz": 50, "seconds": {}, "cached": False,
+                "tools": {}}
+
+    monkeypatch.setattr(cosim.flow, "generate_chip",
+                        lambda params, log, block: tmp_path / str(params["wbits"]))
+    monkeypatch.setattr(gen.fpga, "implement", fake_implement)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cfg = rp.ReportConfig(sections=["fpga"], fpga_bits=[2, 4])
+    out = fpga_section(cfg, cycles={"2": 1000.0, "4": 500.0}, log=lambda m: None)
+    assert sorted(started) == ["2", "4"]
+    assert out["2"]["lut4"] == 200 and out["4"]["fmax_mhz"] == 40.0
+    assert out["2"]["images_per_second"] == 20e6 / 1000
+    assert out["4"]["images_per_second"] == 40e6 / 500
+
+
 def test_payoff_options_are_validated():
     from report.config import parse_shape
 
