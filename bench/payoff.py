@@ -44,6 +44,8 @@ def main(argv=None):
     ap.add_argument("--sim-k4", default=None,
                     help="with --iso-only: another simulator for the wide 4-bit chip only")
     args = ap.parse_args(argv)
+    if args.sim_k4 and not args.iso_only:
+        ap.error("--sim-k4 applies to --iso-only runs")
     sections = [s for s in args.sections.split(",") if s]
     cfg = ReportConfig(sections=sections, payoff_area=parse_shape("payoff-area",
                                                                   args.payoff_area),

@@ -596,7 +596,6 @@ def run_chip(program: Program | TiledProgram, hw_dir: str | os.PathLike[str],
     return run
 
 
-#: The chip's ``error`` bits by name, with what each means (``rtl.chip``).
 #: The chips' error bits (``rtl.tiled.sequencer.Error``; the plane chip's ``rtl.chip.ERR_*`` are
 #: the same three low bits) with the words a failure report uses.
 ERROR_FLAGS = {

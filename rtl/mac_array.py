@@ -79,12 +79,12 @@ def check_parameters(*, wbits, abits, rows, cols, max_reduction, max_shift=0):
 SHIFT_ADD_MAX_BITS = 4
 
 
-def _product(odd, a, abits):
-    """``odd * a`` (``a`` unsigned, ``abits`` wide), exactly; see ``SHIFT_ADD_MAX_BITS``."""
-    if abits > SHIFT_ADD_MAX_BITS:
+def _product(odd, a):
+    """``odd * a`` (``a`` unsigned), exactly; see ``SHIFT_ADD_MAX_BITS``."""
+    if len(a) > SHIFT_ADD_MAX_BITS:
         return odd * a
     out = Mux(a[0], odd, 0)
-    for i in range(1, abits):
+    for i in range(1, len(a)):
         out = out + Mux(a[i], odd << i, 0)
     return out
 
@@ -207,7 +207,7 @@ class MacArray(wiring.Component):
         for r in range(self._rows):
             for c in range(self._cols):
                 acc = Signal(signed(self._acc_width), name=f"acc_{r}_{c}")
-                product = _product(odd[r], beat.a[c], self._abits)
+                product = _product(odd[r], beat.a[c])
                 if sel is not None:
                     product = _select_shift(product, sel, self._shifts)
                 elif self._max_shift:
