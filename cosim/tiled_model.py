@@ -154,6 +154,10 @@ class TiledModel:
         acc = conv2d_acc(x, self.effective_weights(mem, d), d["stride"], d["pad"])
         if acc.shape != conv:
             raise ModelError(f"convolution gives {acc.shape}, descriptor says {conv}")
+        if d["colsum"]:
+            if not d["logits"]:
+                raise ModelError(f"descriptor outside the chip (colsum without logits): {d}")
+            acc = acc.sum(axis=(1, 2), keepdims=True)
         k = self.constants(mem, d)
         if d["logits"]:
             y = round_half_up_shift(k["mult"].reshape(-1, 1, 1) * acc

@@ -23,11 +23,13 @@ are never tiled through external memory: the on-chip footprint of a layer is its
 output.
 
 Lowering: every layer is one convolution descriptor. A fully connected layer is a convolution
-whose kernel covers the whole (square) input plane; after a global average pool (``in_pool``
-"avg") each fc weight is repeated over the plane (exact: the sum of the plane times the
-weight). The network input's ``in_bits`` codes become ``a_slices`` slice channels and each
-weight is repeated for them; weights wider than ``wbits`` are recoded and sliced
-(``chip_format.recode_weight``).
+whose kernel covers the whole (square) input plane, which keeps one column of the array busy.
+A logits fc behind a global average pool (``in_pool`` "avg", ResNet20's last layer) is instead
+a 1x1 convolution over the plane whose outputs the chip sums (``colsum``): every column works,
+and the result is exact (the sum of the plane times the weight). Any other fc behind an
+average pool repeats each weight over the plane. The network input's ``in_bits`` codes become
+``a_slices`` slice channels and each weight is repeated for them; weights wider than ``wbits``
+are recoded and sliced (``chip_format.recode_weight``).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ __all__ = ["LayerPlan", "ProgramLayout", "TiledProgram", "compile_tiled", "lower
            "hardware_from_manifest", "load_hardware", "manifest_block", "requirements", "write",
            "drain_lanes"]
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class LayerPlan:
     w_slices: int
     a_slices: int
     pool: bool
+    colsum: bool              # logits of the conv output's plane sums (format: colsum)
     group: int                # output rows per tile (format.row_group)
     skip: int | None
     skip_stride: int
@@ -174,6 +177,7 @@ class _Lowered:
     skip_stride: int
     skip_off: int
     skip_mult: np.ndarray | None
+    colsum: bool = False
 
     @property
     def where(self) -> str:
@@ -191,9 +195,15 @@ def lower(image: image_mod.ModelImage) -> list[_Lowered]:
             raise UserError(f"{where}: the chip cannot run pooling {pool!r} (only 2x2 max)")
         weights = np.asarray(layer.weights, dtype=np.int64)
         c, h, w = prev
+        colsum = (layer.op == "fc" and layer.in_pool == "avg"
+                  and layer.out_kind == "logits")
         if layer.op == "conv":
             k, s, p = int(layer.kernel), int(layer.stride), int(layer.padding)
             conv = (weights.shape[0], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+        elif colsum:
+            weights = weights.reshape(weights.shape[0], c, 1, 1)
+            k, s, p = 1, 1, 0
+            conv = (weights.shape[0], h, w)
         else:
             if h != w:
                 raise UserError(f"{where}: a fully connected layer after a non-square {h}x{w} "
@@ -205,7 +215,8 @@ def lower(image: image_mod.ModelImage) -> list[_Lowered]:
                 weights = weights.reshape(n_out, c, h, w)
             k, s, p = h, 1, 0
             conv = (n_out, 1, 1)
-        stored = (conv[0], conv[1] // 2, conv[2] // 2) if pool else conv
+        stored = ((conv[0], conv[1] // 2, conv[2] // 2) if pool
+                  else (conv[0], 1, 1) if colsum else conv)
         skip = layer.skip
         out.append(_Lowered(
             index=i, name=layer.name, logits=layer.out_kind == "logits", in_shape=prev,
@@ -216,7 +227,8 @@ def lower(image: image_mod.ModelImage) -> list[_Lowered]:
             offset=np.asarray(layer.offset, dtype=np.int64),
             shift=np.asarray(layer.shift, dtype=np.int64), pool=bool(pool), skip=skip,
             skip_stride=int(layer.skip_stride), skip_off=int(layer.skip_channel_offset),
-            skip_mult=None if skip is None else np.asarray(layer.skip_mult, dtype=np.int64)))
+            skip_mult=None if skip is None else np.asarray(layer.skip_mult, dtype=np.int64),
+            colsum=colsum))
         prev = stored
     return out
 
@@ -345,6 +357,7 @@ def _descriptor(plan: LayerPlan, lays: Sequence[_Lowered], plans: Sequence[Layer
     fields = dict(
         op=tf.OP_CONV, in_c=cin, in_h=h, in_w=w, out_c=cout, out_h=ho, out_w=wo,
         kernel=plan.kernel, stride=plan.stride, pad=plan.pad, w_slices=plan.w_slices,
+        colsum=int(plan.colsum),
         a_slices=plan.a_slices, logits=int(plan.kind == "logits"), pool=int(plan.pool),
         group=int(plan.group == 2),
         in_load=int(plan.index == 0), in_act=plan.in_act, out_act=plan.out_act,
@@ -364,7 +377,7 @@ def _descriptor(plan: LayerPlan, lays: Sequence[_Lowered], plans: Sequence[Layer
 def _group(lay: _Lowered, lays: Sequence[_Lowered], p: TiledParams) -> int:
     """Output rows per tile of a layer (``format.row_group``); a residual layer takes row
     pairs only when its skip source's rows are one activation word each."""
-    if lay.logits:
+    if lay.logits and not lay.colsum:
         return 1
     if lay.skip is not None and lays[lay.skip].out_shape[2] > p.cols:
         return 1
@@ -424,7 +437,8 @@ def compile_tiled(image: image_mod.ModelImage, params: TiledParams, *, slots: in
             kind="logits" if lay.logits else "pact",
             in_shape=in_shape, conv_shape=lay.conv_shape, out_shape=lay.out_shape,
             image_out_shape=lay.image_out_shape, kernel=lay.kernel, stride=lay.stride,
-            pad=lay.pad, w_slices=w_sl, a_slices=a_sl, pool=lay.pool, group=group,
+            pad=lay.pad, w_slices=w_sl, a_slices=a_sl, pool=lay.pool, colsum=lay.colsum,
+            group=group,
             skip=lay.skip,
             skip_stride=lay.skip_stride, skip_off=lay.skip_off, in_act=in_act,
             out_act=out_act, w_addr=addr, w_words=len(w_words), w_beats=w_beats,
@@ -590,10 +604,14 @@ def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParam
         cout, ho, wo = lay.conv_shape
         group = _group(lay, lays, params)
         red = in_shape[0] * lay.kernel ** 2 * w_sl
-        if ceil_div(ho, group) * ceil_div(wo, params.cols) > 1:
+        positions = ceil_div(ho, group) * ceil_div(wo, params.cols)
+        if positions > 1:
             while need_ring < red:
                 need_ring *= 2
-        if ceil_div(cout, params.rows) * ceil_div(ho, group) * ceil_div(wo, params.cols) > 1:
+        if lay.colsum:   # the drain sees one tile per channel tile, after all positions
+            red *= positions
+            positions = 1
+        if ceil_div(cout, params.rows) * positions > 1:
             shortest = red if shortest is None else min(shortest, red)
     kib = max(params.act_kib, 1 << (ceil_div(act * params.act_width, 8192) - 1).bit_length())
     return dataclasses.replace(params, act_kib=kib, max_kernel=kernel, max_in_channels=cin,
@@ -617,8 +635,9 @@ def drain_lanes(params: TiledParams, shortest: int | None) -> int:
 
 def layer_acc_bound(lay: _Lowered, params: TiledParams) -> int:
     """Largest ``|acc|`` of ``lay``'s reductions on the array of ``params``, every partial sum
-    included (``TiledParams.layer_acc_bound``)."""
-    return params.layer_acc_bound(lay.in_shape[0], lay.kernel,
+    included (``TiledParams.layer_acc_bound``); a column-sum layer sums its whole plane."""
+    plane = lay.conv_shape[1] * lay.conv_shape[2] if lay.colsum else 1
+    return params.layer_acc_bound(lay.in_shape[0] * plane, lay.kernel,
                                   cf.weight_slices(lay.wbits, params.wbits),
                                   cf.activation_slices(lay.in_bits, params.abits),
                                   params.wbits, params.abits)

@@ -315,7 +315,9 @@ def test_tiled_chip_bit_exact(require_sim, tmp_path, sim, net):
     hw_dir, image, program = tiled_program(specs, 21, shape)
     layers = program.layout.layers
     if net == "resnet":
-        assert [lay.group for lay in layers] == [1, 2, 2, 2, 1]
+        # The averaged fc is a column sum of a 1x1 layer, on row pairs too.
+        assert [lay.group for lay in layers] == [1, 2, 2, 2, 2]
+        assert [lay.colsum for lay in layers] == [False] * 4 + [True]
     else:
         assert [lay.pool for lay in layers] == [True, True, False, False]
     xs = random_inputs(21, image, 2)

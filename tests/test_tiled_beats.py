@@ -23,14 +23,26 @@ def expected_beats(d, p, tiles):
                 for _kx in range(d["kernel"]):
                     for j in range(d["w_slices"]):
                         idx.append(tile["tbase"] + b)
+                        # colsum: one reduction over all position tiles of a channel tile
+                        cs = d.get("colsum", 0)
+                        first = b == 0 and (not cs or tile["first_pos"])
+                        last = b == c["bpt"] - 1 and (not cs or tile["last_pos"])
                         meta.append(dict(shift=p.wbits * j + p.abits * (ci % d["a_slices"]),
-                                         first=int(b == 0), last=int(b == c["bpt"] - 1)))
+                                         first=int(first), last=int(last)))
                         b += 1
     return idx, meta
 
 
+def _with_colsum(d):
+    return dict(d, colsum=1, logits=1)
+
+
 def test_indices_and_flags():
-    for i, d in enumerate(model_descriptors(PARAMS)[:6]):
+    descs = model_descriptors(PARAMS)[:6]
+    # A column-sum layer: the same tiles, flags only at the ends of each channel tile.
+    multi = [d for d in descs if layer_config(d, PARAMS)["pos_n"] > 1]
+    assert multi
+    for i, d in enumerate(descs + [_with_colsum(multi[0])]):
         tiles = expected_records(d, PARAMS)[:12]
         idx, meta = expected_beats(d, PARAMS, tiles)
         dut = BeatIssuer(PARAMS)

@@ -93,12 +93,13 @@ def test_refuses_a_kernel_past_max_kernel():
 
 
 def test_requirements_size_resnet20_exactly():
-    """ResNet20 (random codes, its shapes): the fc reads the 8x8 plane as a kernel-8 layer of
-    64 channels, 8-bit weights (2 slices at 4 bits) on 4-bit codes: the largest reduction;
-    the stem's 3 channels of 8-bit codes are 6 slice channels."""
+    """ResNet20 (random codes, its shapes): the fc is a 1x1 layer over the 8x8 plane whose
+    outputs are summed (colsum), so the largest kernel is the convs' 3; its sum over 64
+    channels x 64 pixels of 8-bit weights (2 slices at 4 bits) on 4-bit codes is the largest
+    reduction; the stem's 3 channels of 8-bit codes are 6 slice channels."""
     image = random_image(0, model="resnet20", wbits=4, abits=4, input_shape=(3, 32, 32))
     p = requirements(image, TiledParams(4, 4, 16, 16))
-    assert (p.max_kernel, p.max_in_channels, p.max_bits) == (8, 64, 8)
+    assert (p.max_kernel, p.max_in_channels, p.max_bits) == (3, 64, 8)
     assert p.acc_cap == 64 * 8 * 8 * 255 * 15
     assert p.acc_bound == p.acc_cap
     assert p.acc_width == 25

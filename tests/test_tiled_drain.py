@@ -65,10 +65,12 @@ def random_consts(rng, params, amax, out_bits, residual):
 
 
 def random_layer(rng, params, kind, channel_tiles):
-    """Tiles of one layer of ``kind`` (plain, residual, pooled, residual_pooled, logits)."""
+    """Tiles of one layer of ``kind`` (plain, residual, pooled, residual_pooled, logits,
+    colsum: logits of the sum of a row's columns)."""
     R, C, A = params.rows, params.cols, params.abits
     aab = params.act_addr_bits
-    pooled, residual, logits = "pooled" in kind, "residual" in kind, kind == "logits"
+    pooled, residual = "pooled" in kind, "residual" in kind
+    logits, colsum = kind in ("logits", "colsum"), kind == "colsum"
     tiles = []
     for ct in range(channel_tiles):
         rows_valid = R if ct < channel_tiles - 1 else rng.randint(1, R)
@@ -82,12 +84,15 @@ def random_layer(rng, params, kind, channel_tiles):
                 "addr": rng.randrange(1 << aab), "chan_stride": stride,
                 "chan0": rng.randrange(1 << 16), "rows_valid": rows_valid,
                 "lanes_valid": rng.randint(1, C), "logits": int(logits),
+                "colsum": int(colsum),
                 "pool": int(pooled), "phase": i % 4 if pooled else rng.randrange(4),
                 "skip": int(residual), "consts_new": int(i == 0),
             }
             if rng.random() < 0.3:   # full lanes are the common case
                 tile["lanes_valid"] = C
-            acc = [[rng.randint(-amax, amax) for _ in range(C)] for _ in range(R)]
+            # A column sum must fit the accumulator like any sum (the compiler's bound).
+            amax_c = amax // C if colsum else amax
+            acc = [[rng.randint(-amax_c, amax_c) for _ in range(C)] for _ in range(R)]
             skip = [[rng.randrange(1 << A) for _ in range(C)] for _ in range(rows_valid)]
             tiles.append({"tile": tile, "acc": acc, "consts": consts if i == 0 else [],
                           "skip": skip if residual else []})
@@ -115,7 +120,8 @@ def drain_model(params, tiles):
         acc = np.array(t["acc"], dtype=np.int64)[:n]
         k = {f: np.array([rec[f] for rec in consts[:n]], dtype=np.int64) for f in consts[0]}
         if tile["logits"]:
-            vals = requantize(acc[:, 0], k["mult"], k["offset"], k["shift"], LOGIT_BITS,
+            summed = acc.sum(axis=1) if tile["colsum"] else acc[:, 0]
+            vals = requantize(summed, k["mult"], k["offset"], k["shift"], LOGIT_BITS,
                               signed_out=True)
             logits += [((tile["chan0"] + r) & 0xFFFF, int(v)) for r, v in enumerate(vals)]
             continue
@@ -223,7 +229,7 @@ def check(params, tiles, **kw):
 
 
 # ---------------------------------------------------------------------------- tests
-KINDS = ["plain", "residual", "pooled", "residual_pooled", "logits"]
+KINDS = ["plain", "residual", "pooled", "residual_pooled", "logits", "colsum"]
 
 
 @pytest.mark.parametrize("name", PARAMS)

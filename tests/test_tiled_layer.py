@@ -41,12 +41,20 @@ def test_derived_sizes(index):
 @pytest.mark.parametrize("change", [
     dict(kernel=0), dict(kernel=PARAMS.max_kernel + 1), dict(stride=3), dict(in_c=0),
     dict(w_slices=PARAMS.w_slices_max + 1), dict(in_act=PARAMS.act_depth - 1),
-    dict(logits=1, out_h=2),
+    dict(logits=1, out_h=2), dict(colsum=1), dict(logits=1, colsum=1, skip=1),
+    dict(logits=1, colsum=1, pool=1),
 ])
 def test_refuses(change):
     d = dict(DESCS[1])
     d.update(change)
     assert decode(d)["ok"] == 0
+
+
+def test_takes_plane_logits_with_colsum():
+    d = dict(DESCS[1])
+    assert not d["pool"] and not d["skip"] and d["out_h"] > 1
+    d.update(logits=1, colsum=1)
+    assert decode(d)["ok"] == 1
 
 
 def test_refuses_a_replayed_tile_larger_than_the_ring():

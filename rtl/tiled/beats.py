@@ -4,7 +4,9 @@ flags into one MAC array beat (``BeatJoin``).
 
 A tile's reduction is ``bpt = in_c' * kernel**2 * w_slices`` beats in the weights' order
 (``ci'``, ``ky``, ``kx``, ``j``): ring beat ``tbase + b``, shift ``wbits*j + abits*(ci' %
-a_slices)``, ``first`` on ``b == 0`` and ``last`` on ``b == bpt - 1``.
+a_slices)``, ``first`` on ``b == 0`` and ``last`` on ``b == bpt - 1``. A ``colsum`` layer's
+accumulators run on over the position tiles of a channel tile: ``first`` only on its first,
+``last`` only on its last, so each column sums its pixels of the whole plane.
 
 Ring release: while a channel tile's beats will be replayed by another position tile the ring
 keeps them (``release = tbase``); on its last position tile each beat is released once read,
@@ -55,8 +57,9 @@ class BeatIssuer(wiring.Component):
         meta = Signal(meta_layout(p))
         m.d.comb += [
             meta.shift.eq(j * p.wbits + shift_a),
-            meta.first.eq(b == 0),
-            meta.last.eq(b == L.bpt - 1),
+            # A column-sum layer accumulates over all position tiles of a channel tile.
+            meta.first.eq((b == 0) & (~L.colsum | tile.first_pos)),
+            meta.last.eq((b == L.bpt - 1) & (~L.colsum | tile.last_pos)),
             self.rd.payload.index.eq(tile.tbase + b),
             self.rd.valid.eq(self.tiles.valid & q.w_rdy),
             q.w_data.eq(meta.as_value()),

@@ -201,7 +201,7 @@ class TiledChip(wiring.Component):
         # The walk: one record per tile to each expander, through small FIFOs.
         m.d.comb += [b.walker.start.eq(seq.walk_start), seq.walk_busy.eq(b.walker.busy),
                      b.walker.enable.eq(0b0111 | (L.skip << _TO_SKIP)
-                                        | (L.group << _TO_SPLIT))]
+                                        | ((L.group & ~L.logits) << _TO_SPLIT))]
         queues = {}
         for i, name in ((_TO_WINDOW, "q_win"), (_TO_BEATS, "q_beats"), (_TO_DRAIN, "q_drain"),
                         (_TO_SKIP, "q_skip"), (_TO_SPLIT, "q_split")):
@@ -247,10 +247,15 @@ class TiledChip(wiring.Component):
     def _drain_records(self, m, q, drain, L):
         rec = tile_layout(self._p)(q.r_data)
         t = drain.tile.payload
+        # A column-sum layer's array emits one tile per channel tile, on its last position
+        # tile (beats.BeatIssuer): the drain sees that record only, as the channel tile's first.
+        dropped = L.colsum & ~rec.last_pos
         m.d.comb += [
             t.addr.eq(rec.addr), t.chan_stride.eq(L.chan_stride),
             t.chan0.eq(rec.t * self._p.rows), t.rows_valid.eq(rec.rows_valid),
-            t.lanes_valid.eq(rec.lanes_valid), t.logits.eq(L.logits), t.pool.eq(L.pool),
-            t.phase.eq(rec.phase), t.skip.eq(L.skip), t.consts_new.eq(rec.first_pos),
-            drain.tile.valid.eq(q.r_rdy), q.r_en.eq(drain.tile.ready),
+            t.lanes_valid.eq(rec.lanes_valid), t.logits.eq(L.logits), t.colsum.eq(L.colsum),
+            t.pool.eq(L.pool), t.phase.eq(rec.phase), t.skip.eq(L.skip),
+            t.consts_new.eq(rec.first_pos | L.colsum),
+            drain.tile.valid.eq(q.r_rdy & ~dropped),
+            q.r_en.eq(Mux(dropped, q.r_rdy, drain.tile.ready)),
         ]

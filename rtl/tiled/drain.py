@@ -44,6 +44,7 @@ def tile_layout(params):
         "rows_valid": unsigned(params.rows.bit_length()),
         "lanes_valid": unsigned(params.cols.bit_length()),
         "logits": 1,
+        "colsum": 1,
         "pool": 1,
         "phase": 2,
         "skip": 1,
@@ -99,8 +100,11 @@ class Drain(wiring.Component):
         not computed and write nothing; ``lanes_valid`` (1..cols): lanes of the written word
         kept, the others zeroed; for a pooled tile the valid *pooled* lanes of the group's
         word (only phase 3's is used); ``logits``: send lane 0 of each valid row to ``logit``
-        (``index = chan0 + r``), nothing to ``out``; ``pool`` with ``phase = dy*2 + h`` (0..3,
-        ``format.tile_order``); ``skip``: residual tile, take one ``skip`` row per valid row;
+        (``index = chan0 + r``), nothing to ``out``; with ``colsum`` too, the sum of all
+        ``cols`` lanes of the row instead of lane 0 (``format``: a column-sum layer, whose
+        array accumulated the whole plane over the channel tile's position tiles); ``pool``
+        with ``phase = dy*2 + h`` (0..3, ``format.tile_order``); ``skip``: residual tile, take
+        one ``skip`` row per valid row;
         ``consts_new``: first tile of a channel tile, take ``rows`` records from ``consts``.
     consts : In(stream ``chip_format.CONSTS``)
         ``rows`` records per channel tile (rows past the layer's channels too). Record ``r`` is
@@ -118,7 +122,8 @@ class Drain(wiring.Component):
         ``dy`` of columns ``2*(l % (cols/2))`` and ``+1`` of the phase ``dy*2 + l // (cols/2)``
         tile (``format.pool_codes``). ``addr`` is phase 3's ``addr + r*chan_stride``.
     logit : Out(stream ``LOGIT``)
-        Logits tiles: ``requantize(..., 16, signed_out=True)`` of column 0.
+        Logits tiles: ``requantize(..., 16, signed_out=True)`` of column 0 (``colsum``: of the
+        sum of the columns, which the compiler bounds like any accumulator).
 
     One PactUnit of ``requant_lanes`` lanes (``out_bits = max(16, abits + 1)``, signed) serves
     both kinds of layer; lane ``n`` of group ``g`` is column ``g * requant_lanes + n``. Codes are
@@ -126,7 +131,9 @@ class Drain(wiring.Component):
 
     Timing: a channel row takes ``G = cols / requant_lanes`` cycles (one per lane group; a
     logits row or a row past ``rows_valid`` takes one); a tile of ``n`` valid rows takes
-    ``n * G`` cycles (plus one per missing row with ``consts_new``) and the next tile's first
+    ``n * G`` cycles (plus one per missing row with ``consts_new``; a ``colsum`` row takes
+    ``G``: its lane groups are summed, ``requant_lanes`` columns per cycle, into one register of
+    ``acc_width`` bits that feeds lane 0 with the last group) and the next tile's first
     group may issue the cycle after its last. ``LATENCY`` (4) cycles from a row's last group's
     issue to its word or logit. Stall is global from ``out``/``logit`` back to the inputs
     (``ready`` is combinational through the PactUnit). Registers: ``rows`` constants records
@@ -195,8 +202,9 @@ class Drain(wiring.Component):
         m.d.comb += [
             addr.eq(Mux(row == 0, tile.addr, raddr)),
             live.eq(row < tile.rows_valid),
-            # A logits row needs lane 0 only; a row that does not exist only takes constants.
-            row_end.eq((grp == G - 1) | ~live | tile.logits),
+            # A logits row needs lane 0 only (a colsum row all groups); a row that does not
+            # exist only takes constants.
+            row_end.eq((grp == G - 1) | ~live | (tile.logits & ~tile.colsum)),
             # (rows_valid 0 is outside the contract; it drops the tile rather than hang.)
             last.eq(row_end & Mux(tile.consts_new, row == R - 1, row + 1 >= tile.rows_valid)),
             step.eq(self.acc.valid & self.tile.valid & move
@@ -220,9 +228,18 @@ class Drain(wiring.Component):
 
         beat = Signal(input_layout(p.acc_width, N))
         m.d.comb += [pact.i.valid.eq(valid), pact.i.payload.eq(beat)]
+        a_lanes = [Array(acc[r][g * N + n] for r in range(R) for g in range(G))[row * G + grp]
+                   if G > 1 else acc[row][n] for n in range(N)]
+        # Column sum: the row's earlier lane groups; any part of the sum is bounded like the
+        # whole (the compiler's acc bound counts every term), so acc_width bits hold it.
+        part = Signal(signed(p.acc_width))
+        group_sum = Signal(signed(p.acc_width))
+        m.d.comb += group_sum.eq(part + sum(a_lanes))
+        with m.If(step & tile.colsum):
+            m.d.sync += part.eq(Mux(row_end, 0, group_sum))
         with m.If(move):
             m.d.sync += [
-                valid.eq(step & live),
+                valid.eq(step & live & (~tile.colsum | row_end)),
                 meta.addr.eq(addr),
                 meta.lanes_valid.eq(tile.lanes_valid),
                 meta.index.eq(tile.chan0 + row),
@@ -236,8 +253,7 @@ class Drain(wiring.Component):
             for n in range(N):
                 # Lane n of group g is column g*N + n: one (rows*G)-input mux per lane, indexed
                 # by (row, group) at once.
-                a_n = Array(acc[r][g * N + n] for r in range(R) for g in range(G))[
-                    row * G + grp] if G > 1 else acc[row][n]
+                a_n = Mux(tile.colsum, group_sum, a_lanes[0]) if n == 0 else a_lanes[n]
                 s_n = Array(self.skip.payload[g * N + n] for g in range(G))[grp] if G > 1 \
                     else self.skip.payload[n]
                 skip_term = Mux(tile.skip, k.skip_mult * s_n, 0)

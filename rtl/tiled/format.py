@@ -19,7 +19,10 @@ slice channels: channel ``ci * a_slices + i`` holds bits ``[i*abits, (i+1)*abits
 channel ``ci`` (``slice_input``). There are no wider lanes anywhere.
 
 **Logits** (16-bit signed) go to external memory only: logit ``n`` in the low 16 bits of word
-``o_addr + n``, zero-extended.
+``o_addr + n``, zero-extended. With ``colsum`` the convolution's output ``[N, H, W]`` is summed
+over its plane before the requantizer: logit ``n`` requantizes ``sum_{y,x} acc[n, y, x]``. A fully
+connected layer behind a global average pool is that sum of a 1x1 convolution (exact: the fc
+weight times the plane's sum), so it runs on every column instead of one.
 
 **Weights** of a layer are one dense bitstream of beats of ``rows * wbits`` bits from word
 ``w_addr``: for each channel tile ``t`` (``rows`` output channels), for each slice input
@@ -73,8 +76,11 @@ DESCRIPTOR = data.StructLayout({
     "out_c": unsigned(12), "out_h": unsigned(8), "out_w": unsigned(8),
     "kernel": unsigned(4), "stride": unsigned(2), "pad": unsigned(3),
     "w_slices": unsigned(3), "a_slices": unsigned(3),
-    # 1: signed 16-bit logits to external memory only (1x1 output).
+    # 1: signed 16-bit logits to external memory only (1x1 output, or 1x1 after colsum).
     "logits": unsigned(1),
+    # 1 (logits layers only): each logit is the sum of the convolution's whole output plane
+    # (a fully connected layer behind a global average pool, run as a 1x1 convolution).
+    "colsum": unsigned(1),
     # 1: 2x2 stride-2 max pooling of the output codes (out_h, out_w even).
     "pool": unsigned(1),
     # 1: row pairs: a tile covers output rows oy and oy+1 (``row_group``).

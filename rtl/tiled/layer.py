@@ -78,8 +78,9 @@ class LayerDecoder(wiring.Component):
     ``ok`` is low for a descriptor outside the chip: zero sizes, more slice input channels than
     ``max_in_channels``, a kernel past ``max_kernel``, a stride other than 1 or 2, more slices
     than ``max_bits`` needs, tensors past the activation memory, a pooled layer with an odd
-    plane or with a skip or logits, logits that are not 1x1, or a channel tile whose weight
-    beats do not fit the ring while it is replayed over several position tiles.
+    plane or with a skip or logits, logits that are not 1x1 (unless ``colsum``), ``colsum``
+    without logits, or a channel tile whose weight beats do not fit the ring while it is
+    replayed over several position tiles.
     """
 
     def __init__(self, params):
@@ -135,11 +136,12 @@ class LayerDecoder(wiring.Component):
             | (d.in_act + in_words > p.act_depth)
             | (~d.logits & (d.out_act + out_words > p.act_depth))
             | (d.pool & (d.out_h[0] | d.out_w[0] | d.skip | d.logits))
-            | (d.logits & ((d.out_h != 1) | (d.out_w != 1) | d.skip))
+            | (d.logits & (((d.out_h != 1) | (d.out_w != 1)) & ~d.colsum | d.skip))
+            | (d.colsum & ~d.logits)
             | (d.skip & ((d.skip_stride == 0) | (d.skip_stride > 2)))
             | ((pos_n > 1) & (bpt > p.ring_beats))
-            | (d.group & (d.pool | d.logits | (d.in_w > p.cols) | (d.out_w > p.cols // 2)
-                          | (d.skip & (d.skip_w > p.cols))))
+            | (d.group & (d.pool | (d.logits & ~d.colsum) | (d.in_w > p.cols)
+                          | (d.out_w > p.cols // 2) | (d.skip & (d.skip_w > p.cols))))
         )
         m.d.comb += self.ok.eq(~bad)
         return m
