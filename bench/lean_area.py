@@ -3,8 +3,8 @@
     /work/venv/bin/python bench/lean_area.py [--bits 2 4 16] [--rows 16 --cols 16]
         [--area-rows 4 --area-cols 4] [--lanes 2] [--json bench/results/lean_area.json]
 
-The chip's configuration for ResNet20 (``--max-kernel 3 --max-in-channels 64``, 8-bit end
-layers sliced on the k-bit array): per k, the MAC array exactly as ``TiledChip`` builds it
+The chip's configuration for ResNet20 (``--max-kernel 3 --max-in-channels 64 --colsum``, 8-bit
+end layers sliced on the k-bit array): per k, the MAC array exactly as ``TiledChip`` builds it
 (``blocks["mac"]``) synthesized at ``--area-rows x --area-cols`` (a grid of identical MACs:
 per-MAC = total / MACs; the row-shared odd-weight and shift decode are amortized over the
 columns), and the requantizer blocks (``REQUANT_BLOCKS``: everything between the array's
@@ -37,9 +37,10 @@ warnings.filterwarnings("ignore", message=".*created but never used")
 
 
 def chip_params(k, rows, cols, lanes):
-    """The ResNet20 configuration at ``k`` bits (kernel 3, 64 channels, 8-bit end layers)."""
+    """The ResNet20 configuration at ``k`` bits (kernel 3, 64 channels, 8-bit end layers, the
+    drain's column sums for its averaged fc)."""
     return TiledParams(k, k, rows, cols, max_kernel=3, max_in_channels=64, max_bits=8,
-                       requant_lanes=lanes)
+                       requant_lanes=lanes, colsum=True)
 
 
 def block_area(params, name):
@@ -59,7 +60,7 @@ def block_area(params, name):
 def measure(bits, rows, cols, area_rows, area_cols, lanes, requant_bits=None, log=LOG):
     out = {"config": {"rows": rows, "cols": cols, "area_rows": area_rows,
                       "area_cols": area_cols, "requant_lanes": lanes, "max_kernel": 3,
-                      "max_in_channels": 64, "max_bits": 8},
+                      "max_in_channels": 64, "max_bits": 8, "colsum": True},
            "mac": {}, "requant": {}}
     for k in bits:
         t = time.perf_counter()

@@ -155,8 +155,9 @@ class TiledModel:
         if acc.shape != conv:
             raise ModelError(f"convolution gives {acc.shape}, descriptor says {conv}")
         if d["colsum"]:
-            if not d["logits"]:
-                raise ModelError(f"descriptor outside the chip (colsum without logits): {d}")
+            if not d["logits"] or not p.colsum:
+                raise ModelError("descriptor outside the chip (colsum without logits or on a "
+                                 f"chip without column sums): {d}")
             acc = acc.sum(axis=(1, 2), keepdims=True)
         k = self.constants(mem, d)
         if d["logits"]:

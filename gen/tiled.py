@@ -31,7 +31,8 @@ TILED_OPTIONS = (
     Option("mem_width", 64, "external memory word bits, a power of two 16..1024", 16),
     Option("act_kib", 16, "activation memory in KiB (words of cols*abits bits)", 1),
     Option("ring_beats", 1024, "weight ring depth in beats of rows*wbits bits (power of 2)", 16),
-    Option("max_kernel", 8, "largest kernel (a global-average-pooled fc uses the plane)", 1),
+    Option("max_kernel", 8, "largest kernel (without --colsum a global-average-pooled fc uses "
+           "the plane)", 1),
     Option("max_in_channels", 512, "most (slice) input channels of a layer", 1),
     Option("max_bits", 8, "widest layer operand (8-bit first/last layers)", 2),
     Option("max_reads", 16, "external memory reads in flight", 2),
@@ -39,6 +40,8 @@ TILED_OPTIONS = (
            1),
     Option("acc_cap", 0, "largest |accumulator| the programs need (0: from the max_* bounds)",
            0),
+    Option("colsum", False, "column sums in the drain: a global-average-pooled logits fc runs "
+           "as a 1x1 layer on every column", flag=True),
     Option("bus", DEFAULT_BUS, "the chip's ports: native streams and CSR wires, or an AXI4 "
            "master (m_axi_*) and AXI4-Lite registers (s_axil_*) with irq", choices=BUSES),
 )

@@ -184,8 +184,10 @@ class _Lowered:
         return f"layer {self.index} ({self.name})"
 
 
-def lower(image: image_mod.ModelImage) -> list[_Lowered]:
-    """The image's layers as convolutions over ``[C, H, W]`` tensors (``_Lowered``)."""
+def lower(image: image_mod.ModelImage, *, colsum: bool = True) -> list[_Lowered]:
+    """The image's layers as convolutions over ``[C, H, W]`` tensors (``_Lowered``); a logits
+    fc behind a global average pool as a column sum when ``colsum`` (the chip's
+    ``TiledParams.colsum``), else with the pool folded into a plane-sized kernel."""
     prev = _chw(image.input_shape)
     out = []
     for i, layer in enumerate(image.layers):
@@ -195,12 +197,12 @@ def lower(image: image_mod.ModelImage) -> list[_Lowered]:
             raise UserError(f"{where}: the chip cannot run pooling {pool!r} (only 2x2 max)")
         weights = np.asarray(layer.weights, dtype=np.int64)
         c, h, w = prev
-        colsum = (layer.op == "fc" and layer.in_pool == "avg"
-                  and layer.out_kind == "logits")
+        colsum_fc = (colsum and layer.op == "fc" and layer.in_pool == "avg"
+                     and layer.out_kind == "logits")
         if layer.op == "conv":
             k, s, p = int(layer.kernel), int(layer.stride), int(layer.padding)
             conv = (weights.shape[0], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
-        elif colsum:
+        elif colsum_fc:
             weights = weights.reshape(weights.shape[0], c, 1, 1)
             k, s, p = 1, 1, 0
             conv = (weights.shape[0], h, w)
@@ -216,7 +218,7 @@ def lower(image: image_mod.ModelImage) -> list[_Lowered]:
             k, s, p = h, 1, 0
             conv = (n_out, 1, 1)
         stored = ((conv[0], conv[1] // 2, conv[2] // 2) if pool
-                  else (conv[0], 1, 1) if colsum else conv)
+                  else (conv[0], 1, 1) if colsum_fc else conv)
         skip = layer.skip
         out.append(_Lowered(
             index=i, name=layer.name, logits=layer.out_kind == "logits", in_shape=prev,
@@ -228,7 +230,7 @@ def lower(image: image_mod.ModelImage) -> list[_Lowered]:
             shift=np.asarray(layer.shift, dtype=np.int64), pool=bool(pool), skip=skip,
             skip_stride=int(layer.skip_stride), skip_off=int(layer.skip_channel_offset),
             skip_mult=None if skip is None else np.asarray(layer.skip_mult, dtype=np.int64),
-            colsum=colsum))
+            colsum=colsum_fc))
         prev = stored
     return out
 
@@ -402,7 +404,7 @@ def compile_tiled(image: image_mod.ModelImage, params: TiledParams, *, slots: in
         raise UserError(f"slots must be a positive integer, not {slots!r}")
     image_mod.validate(image)
     p = params
-    lays = lower(image)
+    lays = lower(image, colsum=p.colsum)
     _check(lays, p, image.meta)
     mw = p.mem_width
     dw = tf.descriptor_words(mw)
@@ -586,9 +588,9 @@ def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParam
     """``params`` (a ``TiledParams``) sized for ``image``: activation memory and ring only
     grown; ``max_kernel``, ``max_in_channels`` (slice channels) and ``max_bits`` set to exactly
     what the model needs, so that the accumulators (``TiledParams.acc_bound``) are no wider
-    than its largest reduction requires. For ``pact flow``, which generates the chip for the
-    model it runs."""
-    lays = lower(image)
+    than its largest reduction requires; ``colsum`` set when the model has a logits fc behind a
+    global average pool. For ``pact flow``, which generates the chip for the model it runs."""
+    lays = lower(image, colsum=True)
     kernel = max(lay.kernel for lay in lays)
     bits = max(max(lay.wbits, lay.in_bits) for lay in lays)
     cin = max(lay.in_shape[0] * cf.activation_slices(lay.in_bits, params.abits) for lay in lays)
@@ -617,7 +619,8 @@ def requirements(image: image_mod.ModelImage, params: TiledParams) -> TiledParam
     return dataclasses.replace(params, act_kib=kib, max_kernel=kernel, max_in_channels=cin,
                                max_bits=max(2, bits), ring_beats=need_ring,
                                requant_lanes=drain_lanes(params, shortest),
-                               acc_cap=max(layer_acc_bound(lay, params) for lay in lays))
+                               acc_cap=max(layer_acc_bound(lay, params) for lay in lays),
+                               colsum=any(lay.colsum for lay in lays))
 
 
 def drain_lanes(params: TiledParams, shortest: int | None) -> int:

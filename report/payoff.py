@@ -136,7 +136,7 @@ def layer_shapes(image: ModelImage) -> list[LayerShape]:
     from gen.tiled_compiler import lower
 
     return [(lay.conv_shape[0], lay.conv_shape[1], lay.conv_shape[2],
-             lay.in_shape[0] * lay.kernel ** 2) for lay in lower(image)]
+             lay.in_shape[0] * lay.kernel ** 2) for lay in lower(image, colsum=True)]
 
 
 def block_areas(params: TiledParams, names: Iterable[str], work: Path,

@@ -267,7 +267,7 @@ def test_few_reads_in_flight_finish_under_stalls_and_latency(require_sim, tmp_pa
 # -- the tiled chip (rtl/tiled) on the simulators ---------------------------------------------
 
 TILED_CHIP = dict(wbits=4, abits=4, rows=4, cols=8, act_kib=4, ring_beats=512, max_kernel=5,
-                  max_in_channels=64)
+                  max_in_channels=64, colsum=True)
 # Row pairs (4-pixel rows on 8 columns), an option-A skip (stride 2, zero channels) that adds
 # the stem's output, and an fc that reads its input through a global average pool.
 TILED_RESNET = [

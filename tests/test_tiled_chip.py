@@ -172,11 +172,15 @@ OPTION_A_SPECS = [
 ]
 
 
-@pytest.mark.parametrize("name,specs", [("pool", POOL_SPECS), ("option_a", OPTION_A_SPECS)])
-def test_pooling_and_addressed_skips_bit_exact(name, specs):
-    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=512)
+@pytest.mark.parametrize("name,specs,colsum", [("pool", POOL_SPECS, False),
+                                               ("option_a", OPTION_A_SPECS, False),
+                                               ("option_a_colsum", OPTION_A_SPECS, True)])
+def test_pooling_and_addressed_skips_bit_exact(name, specs, colsum):
+    """Option A ends with an averaged fc: folded into a 4x4 kernel, or a column sum."""
+    params = TiledParams(4, 4, 4, 8, act_kib=4, ring_beats=512, colsum=colsum)
     image = random_image(SEED + 4, wbits=4, abits=4, input_shape=(1, 8, 8), specs=specs)
     inputs = random_inputs(SEED + 5, image, 1)
     program, mem, results = run_network(params, image, inputs, latency=(1, 4))
     assert results[0]["error"] == 0
+    assert program.layout.layers[-1].colsum == colsum
     check_outputs(image, program, mem, inputs)

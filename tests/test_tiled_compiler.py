@@ -99,7 +99,7 @@ def test_requirements_size_resnet20_exactly():
     reduction; the stem's 3 channels of 8-bit codes are 6 slice channels."""
     image = random_image(0, model="resnet20", wbits=4, abits=4, input_shape=(3, 32, 32))
     p = requirements(image, TiledParams(4, 4, 16, 16))
-    assert (p.max_kernel, p.max_in_channels, p.max_bits) == (3, 64, 8)
+    assert (p.max_kernel, p.max_in_channels, p.max_bits, p.colsum) == (3, 64, 8, True)
     assert p.acc_cap == 64 * 8 * 8 * 255 * 15
     assert p.acc_bound == p.acc_cap
     assert p.acc_width == 25
@@ -107,6 +107,21 @@ def test_requirements_size_resnet20_exactly():
     # than the 16 * 16 / 2 = 128 drain cycles of 2 lanes: 4 lanes (64 cycles).
     assert p.requant_lanes == 4
     compile_tiled(image, p)
+    # Without column sums the fc is a kernel-8 layer, past this chip's max_kernel.
+    with pytest.raises(UserError, match="max_kernel"):
+        compile_tiled(image, dataclasses.replace(p, colsum=False))
+
+
+def test_a_column_sum_past_the_max_bounds_is_carried_by_acc_cap():
+    """At w8a8 ResNet20's fc sums 64 channels x 64 pixels of 8-bit products: more than any
+    layer within max_kernel 3 and 64 channels, so acc_cap widens the accumulators."""
+    image = random_image(0, model="resnet20", wbits=8, abits=8, input_shape=(3, 32, 32))
+    p = requirements(image, TiledParams(8, 8, 16, 16))
+    assert p.acc_cap == 64 * 64 * 255 * 255 == p.acc_bound
+    assert dataclasses.replace(p, acc_cap=0).acc_bound < p.acc_cap
+    compile_tiled(image, p)
+    with pytest.raises(UserError, match="--acc-cap"):
+        compile_tiled(image, dataclasses.replace(p, acc_cap=0))
 
 
 def test_requirements_keep_the_lanes_where_the_drain_keeps_up():

@@ -24,14 +24,14 @@ from rtl.tiled.params import TiledParams
 PARAMS = {
     # requant_lanes: 2 of 8 columns (4 lane groups per row), 1 of 4, all (one group), 1 of 2.
     "w4a4_4x8": TiledParams(wbits=4, abits=4, rows=4, cols=8, max_kernel=3,
-                            max_in_channels=16, requant_lanes=2),
+                            max_in_channels=16, requant_lanes=2, colsum=True),
     "w2a2_3x4": TiledParams(wbits=2, abits=2, rows=3, cols=4, max_kernel=3,
-                            max_in_channels=8, requant_lanes=1),
+                            max_in_channels=8, requant_lanes=1, colsum=True),
     "w8a8_2x2": TiledParams(wbits=8, abits=8, rows=2, cols=2, max_kernel=1,
-                            max_in_channels=4, requant_lanes=2),
+                            max_in_channels=4, requant_lanes=2, colsum=True),
     # abits 16: the PactUnit saturates at 17 bits, the logits are saturated again after it.
     "w2a16_1x2": TiledParams(wbits=2, abits=16, rows=1, cols=2, max_kernel=1,
-                             max_in_channels=2, requant_lanes=1),
+                             max_in_channels=2, requant_lanes=1, colsum=True),
 }
 #: The timing tests' array (4x8) with each legal lane count.
 LANES = (8, 4, 2, 1)

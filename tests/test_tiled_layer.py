@@ -1,6 +1,8 @@
 """LayerDecoder: the derived sizes equal ``layer_config`` for every layer the compiler emits,
 and ``ok`` drops for descriptors the chip cannot run."""
 
+import dataclasses
+
 import pytest
 from amaranth.sim import Simulator
 from tiled_streams import model_descriptors
@@ -50,11 +52,12 @@ def test_refuses(change):
     assert decode(d)["ok"] == 0
 
 
-def test_takes_plane_logits_with_colsum():
+def test_takes_plane_logits_with_colsum_on_a_chip_with_column_sums():
     d = dict(DESCS[1])
     assert not d["pool"] and not d["skip"] and d["out_h"] > 1
     d.update(logits=1, colsum=1)
-    assert decode(d)["ok"] == 1
+    assert decode(d, dataclasses.replace(PARAMS, colsum=True))["ok"] == 1
+    assert decode(d)["ok"] == 0
 
 
 def test_refuses_a_replayed_tile_larger_than_the_ring():

@@ -11,7 +11,7 @@ w_slices``, >= 108 on every ResNet20 conv), so ``rows * cols / L`` lanes keep up
 output register holds the tile while it drains, so the next reduction runs meanwhile.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,7 +102,8 @@ class Drain(wiring.Component):
         word (only phase 3's is used); ``logits``: send lane 0 of each valid row to ``logit``
         (``index = chan0 + r``), nothing to ``out``; with ``colsum`` too, the sum of all
         ``cols`` lanes of the row instead of lane 0 (``format``: a column-sum layer, whose
-        array accumulated the whole plane over the channel tile's position tiles); ``pool``
+        array accumulated the whole plane over the channel tile's position tiles; built only
+        with ``params.colsum``, else ``colsum`` is ignored); ``pool``
         with ``phase = dy*2 + h`` (0..3, ``format.tile_order``); ``skip``: residual tile, take
         one ``skip`` row per valid row;
         ``consts_new``: first tile of a channel tile, take ``rows`` records from ``consts``.
@@ -197,6 +198,8 @@ class Drain(wiring.Component):
         last = Signal()
         step = Signal()
         need_s = tile.skip & live
+        # Without params.colsum the chip has no column sums (the decoder refuses the layer).
+        colsum = tile.colsum if p.colsum else Const(0, 1)
         take_c = tile.consts_new & (grp == 0)  # a row's record arrives with its first group
         move = ~valid | pact.i.ready
         m.d.comb += [
@@ -204,7 +207,7 @@ class Drain(wiring.Component):
             live.eq(row < tile.rows_valid),
             # A logits row needs lane 0 only (a colsum row all groups); a row that does not
             # exist only takes constants.
-            row_end.eq((grp == G - 1) | ~live | (tile.logits & ~tile.colsum)),
+            row_end.eq((grp == G - 1) | ~live | (tile.logits & ~colsum)),
             # (rows_valid 0 is outside the contract; it drops the tile rather than hang.)
             last.eq(row_end & Mux(tile.consts_new, row == R - 1, row + 1 >= tile.rows_valid)),
             step.eq(self.acc.valid & self.tile.valid & move
@@ -232,14 +235,17 @@ class Drain(wiring.Component):
                    if G > 1 else acc[row][n] for n in range(N)]
         # Column sum: the row's earlier lane groups; any part of the sum is bounded like the
         # whole (the compiler's acc bound counts every term), so acc_width bits hold it.
-        part = Signal(signed(p.acc_width))
-        group_sum = Signal(signed(p.acc_width))
-        m.d.comb += group_sum.eq(part + sum(a_lanes))
-        with m.If(step & tile.colsum):
-            m.d.sync += part.eq(Mux(row_end, 0, group_sum))
+        lane0 = a_lanes[0]
+        if p.colsum:
+            part = Signal(signed(p.acc_width))
+            group_sum = Signal(signed(p.acc_width))
+            m.d.comb += group_sum.eq(part + sum(a_lanes))
+            with m.If(step & colsum):
+                m.d.sync += part.eq(Mux(row_end, 0, group_sum))
+            lane0 = Mux(colsum, group_sum, a_lanes[0])
         with m.If(move):
             m.d.sync += [
-                valid.eq(step & live & (~tile.colsum | row_end)),
+                valid.eq(step & live & (~colsum | row_end)),
                 meta.addr.eq(addr),
                 meta.lanes_valid.eq(tile.lanes_valid),
                 meta.index.eq(tile.chan0 + row),
@@ -253,7 +259,7 @@ class Drain(wiring.Component):
             for n in range(N):
                 # Lane n of group g is column g*N + n: one (rows*G)-input mux per lane, indexed
                 # by (row, group) at once.
-                a_n = Mux(tile.colsum, group_sum, a_lanes[0]) if n == 0 else a_lanes[n]
+                a_n = lane0 if n == 0 else a_lanes[n]
                 s_n = Array(self.skip.payload[g * N + n] for g in range(G))[grp] if G > 1 \
                     else self.skip.payload[n]
                 skip_term = Mux(tile.skip, k.skip_mult * s_n, 0)

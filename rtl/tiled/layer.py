@@ -79,8 +79,8 @@ class LayerDecoder(wiring.Component):
     ``max_in_channels``, a kernel past ``max_kernel``, a stride other than 1 or 2, more slices
     than ``max_bits`` needs, tensors past the activation memory, a pooled layer with an odd
     plane or with a skip or logits, logits that are not 1x1 (unless ``colsum``), ``colsum``
-    without logits, or a channel tile whose weight beats do not fit the ring while it is
-    replayed over several position tiles.
+    without logits or on a chip without ``params.colsum``, or a channel tile whose weight
+    beats do not fit the ring while it is replayed over several position tiles.
     """
 
     def __init__(self, params):
@@ -137,7 +137,7 @@ class LayerDecoder(wiring.Component):
             | (~d.logits & (d.out_act + out_words > p.act_depth))
             | (d.pool & (d.out_h[0] | d.out_w[0] | d.skip | d.logits))
             | (d.logits & (((d.out_h != 1) | (d.out_w != 1)) & ~d.colsum | d.skip))
-            | (d.colsum & ~d.logits)
+            | (d.colsum & (~d.logits | (not p.colsum)))
             | (d.skip & ((d.skip_stride == 0) | (d.skip_stride > 2)))
             | ((pos_n > 1) & (bpt > p.ring_beats))
             | (d.group & (d.pool | (d.logits & ~d.colsum) | (d.in_w > p.cols)

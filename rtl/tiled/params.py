@@ -44,9 +44,12 @@ class TiledParams:
     ``cols``); a channel row takes ``cols / requant_lanes`` cycles in it, so a tile of
     ``rows x cols`` results takes ``rows * cols / requant_lanes`` cycles, hidden behind the next
     reduction when that is at least as long (every ResNet20 conv: >= 108 beats). ``acc_cap``:
-    when not 0, a tighter ``|acc|`` bound the compiler guarantees for the programs this chip
-    runs (``gen.tiled_compiler.requirements`` sets it to the model's largest reduction, checked
-    per layer by the compiler); 0: any layer within the ``max_*`` bounds.
+    when not 0, the ``|acc|`` bound itself, which the compiler checks per layer
+    (``gen.tiled_compiler.requirements`` sets it to the model's largest reduction): usually
+    tighter than the ``max_*`` bounds, and wider when a column-sum layer (``format``: colsum)
+    sums a whole plane; 0: any layer within the ``max_*`` bounds. ``colsum``: the drain can sum
+    a logits layer's columns (``format``: colsum), so that a fc behind a global average pool
+    runs on every column; without it the compiler folds the pool into a plane-sized kernel.
     """
 
     wbits: int
@@ -62,6 +65,7 @@ class TiledParams:
     max_reads: int = 16
     requant_lanes: int = 2
     acc_cap: int = 0
+    colsum: bool = False
 
     def __post_init__(self):
         check_int("wbits", self.wbits, 2, 16)
@@ -83,6 +87,8 @@ class TiledParams:
         check_int("max_reads", self.max_reads, 2, 256)
         check_int("requant_lanes", self.requant_lanes, 1, self.cols)
         check_int("acc_cap", self.acc_cap, 0)
+        if not isinstance(self.colsum, bool):
+            raise TypeError(f"colsum must be True or False, not {self.colsum!r}")
         if self.requant_lanes & (self.requant_lanes - 1):
             raise ValueError(f"requant_lanes must be a power of two, not {self.requant_lanes}")
         if self.act_width < 8:
@@ -175,13 +181,15 @@ class TiledParams:
         ``(max_in_channels // as) * max_kernel**2 * (2**(wbits*ws) - 1) * (2**(abits*as) - 1)``
         over the legal ``ws``, ``as``: exact for the widest case, where the old bound
         (``max_reduction`` products each shifted by ``max_shift``) counted every slice twice.
-        Capped by ``acc_cap`` when it is set.
+        ``acc_cap``, when set, replaces it: the compiler guarantees that bound per layer, which
+        is tighter for a model needing less and wider for a column sum over a whole plane (no
+        parameter bounds the plane: nothing on the chip grows with the image).
         """
         bound = max(self.layer_acc_bound(self.max_in_channels // a, self.max_kernel, w, a,
                                          self.wbits, self.abits)
                     for w in range(1, self.w_slices_max + 1)
                     for a in range(1, self.a_slices_max + 1))
-        return min(bound, self.acc_cap) if self.acc_cap else bound
+        return self.acc_cap if self.acc_cap else bound
 
     @staticmethod
     def layer_acc_bound(in_channels, kernel, w_slices, a_slices, wbits, abits):
